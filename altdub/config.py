@@ -1,0 +1,60 @@
+"""Settings, read from ``ALTDUB_*`` environment variables (and CLI flags)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+GIB = 1024**3
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ALTDUB_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("./altdub-data"), description="Embedded database, files and secrets.")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; SQLite in data_dir if unset.")
+    storage_url: str | None = Field(default=None, description="file:// path; data_dir/files if unset.")
+    secret_key: str | None = Field(default=None, description="HMAC key for signed URLs; generated if unset.")
+    workers: int = Field(default=2, ge=1, description="In-process conversion threads.")
+    task_time_limit: float = Field(default=3600.0, gt=0, description="Seconds before a conversion is killed.")
+    url_ttl: int = Field(default=3600, gt=0, description="Lifetime of signed download URLs in seconds.")
+    max_upload_bytes: int = Field(default=5 * GIB, gt=0, description="Largest accepted file in an import.")
+    create_demo: bool = Field(default=True, description="Make a demo run on the first start.")
+
+    @cached_property
+    def resolved_data_dir(self) -> Path:
+        path = self.data_dir.expanduser().resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.resolved_data_dir / 'altdub.db'}"
+
+    @property
+    def effective_storage_url(self) -> str:
+        return self.storage_url or f"file://{self.resolved_data_dir / 'files'}"
+
+    @property
+    def staging_dir(self) -> Path:
+        """Scratch space for uploads and conversions, on the data volume so moves are renames."""
+        path = self.resolved_data_dir / "tmp"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def effective_secret_key(self) -> str:
+        """The configured key, else one generated once and kept (mode 0600) in the data directory."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.resolved_data_dir / "secret.key"
+        if not path.exists():
+            import secrets
+
+            fd = path.open("x", encoding="ascii")
+            path.chmod(0o600)
+            with fd:
+                fd.write(secrets.token_urlsafe(48))
+        return path.read_text(encoding="ascii").strip()

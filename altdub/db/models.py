@@ -1,0 +1,136 @@
+"""Tables. Every row that a client can name belongs to a workspace."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class TaskStatus(enum.StrEnum):
+    PENDING = "PENDING"
+    SUCCESS = "SUCCESS"
+    ERROR = "ERROR"
+    TIMEOUT = "TIMEOUT"
+    PAYMENT_REQUIRED = "PAYMENT_REQUIRED"
+
+
+class FileRole(enum.StrEnum):
+    SOURCE = "source"
+    DUB = "dub"
+    VOICE = "voice"
+    BACKGROUND = "background"
+
+
+class Workspace(Base):
+    __tablename__ = "workspaces"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # shown in listings; the key itself is never stored
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    workspace: Mapped[Workspace] = relationship()
+
+
+class Run(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(500))
+    source_language_id: Mapped[int] = mapped_column(Integer)
+    has_video: Mapped[bool]
+    duration: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    files: Mapped[list[RunFile]] = relationship(
+        back_populates="run", cascade="all, delete-orphan", order_by="RunFile.id"
+    )
+
+    def file(self, role: FileRole, language_id: int | None = None) -> RunFile | None:
+        return next((f for f in self.files if f.role == role and f.language_id == language_id), None)
+
+    @property
+    def dub_language_ids(self) -> list[int]:
+        return sorted(f.language_id for f in self.files if f.role == FileRole.DUB and f.language_id)
+
+
+class RunFile(Base):
+    """One stored input of a run, with what probing it found."""
+
+    __tablename__ = "run_files"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(20))
+    language_id: Mapped[int | None] = mapped_column(Integer)
+    storage_key: Mapped[str] = mapped_column(String(500))
+    original_name: Mapped[str] = mapped_column(String(500))
+    size: Mapped[int] = mapped_column(BigInteger)
+    probe: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+    run: Mapped[Run] = relationship(back_populates="files")
+
+
+LIVE_STATUSES = (TaskStatus.PENDING.value, TaskStatus.SUCCESS.value)
+_LIVE = text("status IN ('PENDING', 'SUCCESS')")
+
+
+class ExportTask(Base):
+    """The task that makes one export, and the export it made.
+
+    At most one PENDING or SUCCESS task exists per export identity (a partial unique
+    index), so identical concurrent requests converge on one row in any process.
+    A failed task leaves the index and a new request starts afresh.
+    """
+
+    __tablename__ = "export_tasks"
+    __table_args__ = (
+        Index(
+            "uq_export_tasks_live_identity",
+            "identity",
+            unique=True,
+            sqlite_where=_LIVE,
+            postgresql_where=_LIVE,
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    language_id: Mapped[int] = mapped_column(Integer)
+    output_format: Mapped[str] = mapped_column(String(8))
+    options: Mapped[dict[str, Any]] = mapped_column(JSON)
+    identity: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20), default=TaskStatus.PENDING.value, index=True)
+    progress: Mapped[int] = mapped_column(Integer, default=0)
+    exception_reason: Mapped[str | None] = mapped_column(String(64))
+    message: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    storage_key: Mapped[str | None] = mapped_column(String(500))
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

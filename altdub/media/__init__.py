@@ -1,0 +1,1 @@
+"""Media: probing with PyAV and FFmpeg command plans. Pure of HTTP and database concerns."""

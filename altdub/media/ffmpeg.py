@@ -1,0 +1,88 @@
+"""The one place that runs FFmpeg: argument lists only (never a shell), progress, time limit."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import tempfile
+import threading
+from collections.abc import Callable, Sequence
+from functools import cache
+from pathlib import Path
+
+import imageio_ffmpeg
+
+
+class FFmpegError(Exception):
+    """FFmpeg exited non-zero; the message is the tail of what it printed."""
+
+
+class FFmpegTimeout(FFmpegError):
+    """FFmpeg ran past its time limit and was killed."""
+
+
+@cache
+def ffmpeg_executable() -> str:
+    """The FFmpeg shipped by imageio-ffmpeg (``IMAGEIO_FFMPEG_EXE`` overrides it)."""
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def file_arg(path: Path) -> str:
+    """A path as FFmpeg's ``file:`` URL, so a name like ``-i`` or ``concat:x`` is never misread."""
+    return f"file:{Path(path).resolve()}"
+
+
+def _read_progress(
+    stream: object, duration: float | None, on_progress: Callable[[float], None] | None
+) -> None:
+    for raw in stream:  # type: ignore[attr-defined]
+        line = raw.decode("ascii", "replace").strip()
+        if on_progress and duration and line.startswith("out_time_us="):
+            value = line.partition("=")[2]
+            if value.isdigit():
+                on_progress(min(1.0, int(value) / 1e6 / duration))
+
+
+def run_ffmpeg(
+    args: Sequence[str],
+    *,
+    duration: float | None = None,
+    on_progress: Callable[[float], None] | None = None,
+    time_limit: float | None = None,
+) -> None:
+    """Run ``ffmpeg ARGS``; call ``on_progress(fraction)`` as it goes; kill it at ``time_limit``."""
+    command = [ffmpeg_executable(), "-hide_banner", "-nostdin", "-nostats", "-y", "-progress", "pipe:1"]
+    command += ["-loglevel", "error", *args]
+    with tempfile.TemporaryFile() as stderr:
+        proc = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, start_new_session=True
+        )
+        reader = threading.Thread(
+            target=_read_progress, args=(proc.stdout, duration, on_progress), daemon=True
+        )
+        reader.start()
+        try:
+            returncode = proc.wait(timeout=time_limit)
+        except subprocess.TimeoutExpired:
+            _kill(proc)
+            raise FFmpegTimeout(f"conversion exceeded its time limit of {time_limit:g} s") from None
+        except BaseException:
+            _kill(proc)
+            raise
+        finally:
+            reader.join(timeout=5)
+            if proc.stdout:
+                proc.stdout.close()
+        if returncode != 0:
+            stderr.seek(0)
+            tail = stderr.read()[-2000:].decode("utf-8", "replace").strip()
+            raise FFmpegError(tail.splitlines()[-1] if tail else f"ffmpeg exited with status {returncode}")
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    """Kill FFmpeg and anything it started (it leads its own process group)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()

@@ -1,0 +1,137 @@
+"""Probe media files with PyAV (FFmpeg's libraries), without decoding more than needed."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import av
+
+# Containers whose header duration is only an estimate from the bitrate: count packets instead.
+_ESTIMATED_DURATION_FORMATS = {"aac", "mp3", "ac3", "eac3", "mpeg", "mpegts"}
+
+
+class ProbeError(Exception):
+    """The file is not media that FFmpeg can read."""
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    index: int
+    kind: str  # "audio", "video", "subtitle", "data"
+    codec: str
+    duration: float | None = None
+    language: str | None = None
+    default: bool = False
+    sample_rate: int | None = None
+    channels: int | None = None
+    channel_layout: str | None = None
+    sample_format: str | None = None
+    bits_per_sample: int | None = None
+    width: int | None = None
+    height: int | None = None
+    pixel_format: str | None = None
+    frame_rate: float | None = None
+    attached_picture: bool = False
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    format_name: str
+    duration: float
+    streams: list[StreamInfo] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def audio(self) -> list[StreamInfo]:
+        return [s for s in self.streams if s.kind == "audio"]
+
+    @property
+    def video(self) -> list[StreamInfo]:
+        return [s for s in self.streams if s.kind == "video" and not s.attached_picture]
+
+    @property
+    def subtitles(self) -> list[StreamInfo]:
+        return [s for s in self.streams if s.kind == "subtitle"]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MediaInfo:
+        streams = [StreamInfo(**s) for s in data.get("streams", [])]
+        return cls(data["format_name"], data["duration"], streams, dict(data.get("tags", {})))
+
+
+def _stream_info(stream: av.stream.Stream) -> StreamInfo:
+    ctx = stream.codec_context
+    tags = {k.lower(): v for k, v in stream.metadata.items()}
+    duration = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
+    disposition = stream.disposition
+    common: dict[str, Any] = {
+        "index": stream.index,
+        "kind": stream.type or "data",
+        "codec": ctx.name if ctx else "unknown",
+        "duration": duration,
+        "language": tags.get("language"),
+        "default": bool(disposition & av.stream.Disposition.default),
+        "attached_picture": bool(disposition & av.stream.Disposition.attached_pic),
+    }
+    if stream.type == "audio":
+        return StreamInfo(
+            **common,
+            sample_rate=ctx.sample_rate,
+            channels=ctx.channels,
+            channel_layout=ctx.layout.name if ctx.layout else None,
+            sample_format=ctx.format.name if ctx.format else None,
+            bits_per_sample=_bits_per_sample(ctx),
+        )
+    if stream.type == "video":
+        rate = stream.average_rate or stream.guessed_rate
+        return StreamInfo(
+            **common,
+            width=ctx.width,
+            height=ctx.height,
+            pixel_format=ctx.format.name if ctx.format else None,
+            frame_rate=float(rate) if rate else None,
+        )
+    return StreamInfo(**common)
+
+
+def _bits_per_sample(ctx: av.audio.codeccontext.AudioCodecContext) -> int | None:
+    """Sample depth: the PCM codec's own (s24le is decoded as s32), else the decoded format's."""
+    for depth in (24, 32, 16, 8):
+        if ctx.name.startswith("pcm_") and str(depth) in ctx.name:
+            return depth
+    return ctx.format.bits if ctx.format else None
+
+
+def _packet_duration(container: av.container.InputContainer, stream_index: int) -> float:
+    stream = container.streams[stream_index]
+    end = 0.0
+    for packet in container.demux(stream):
+        if packet.pts is not None and packet.duration:
+            end = max(end, float((packet.pts + packet.duration) * stream.time_base))
+    return end
+
+
+def probe(path: Path | str) -> MediaInfo:
+    """Describe a file; raises ProbeError when it is not readable media."""
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            streams = [_stream_info(s) for s in container.streams]
+            format_name = container.format.name
+            tags = {k.lower(): v for k, v in container.metadata.items()}
+            if container.duration is not None and container.duration > 0:
+                duration = container.duration / av.time_base
+            else:
+                duration = max((s.duration or 0.0) for s in streams) if streams else 0.0
+            audio = [s for s in streams if s.kind == "audio"]
+            if audio and format_name.split(",")[0] in _ESTIMATED_DURATION_FORMATS:
+                duration = _packet_duration(container, audio[0].index)
+    except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
+        raise ProbeError(str(exc) or exc.__class__.__name__) from exc
+    if not streams:
+        raise ProbeError("no media streams found")
+    return MediaInfo(format_name, duration, streams, tags)
