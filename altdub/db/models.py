@@ -63,6 +63,7 @@ class Run(Base):
     source_language_id: Mapped[int] = mapped_column(Integer)
     has_video: Mapped[bool]
     duration: Mapped[float] = mapped_column(Float)
+    storage_prefix: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     files: Mapped[list[RunFile]] = relationship(

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 08:56:35.486764
+Create Date: 2026-11-26 08:58:30.295944
 """
 
 import sqlalchemy as sa
@@ -47,6 +47,7 @@ def upgrade() -> None:
         sa.Column("source_language_id", sa.Integer(), nullable=False),
         sa.Column("has_video", sa.Boolean(), nullable=False),
         sa.Column("duration", sa.Float(), nullable=False),
+        sa.Column("storage_prefix", sa.String(length=200), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["workspace_id"], ["workspaces.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),

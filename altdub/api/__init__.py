@@ -1,0 +1,1 @@
+"""HTTP surface: routes, request/response models, the auth dependency."""

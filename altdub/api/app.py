@@ -1,0 +1,71 @@
+"""The FastAPI application: routes, error mapping, and the workers' lifecycle."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from altdub import __version__
+from altdub.api.routes import exports, files, health, languages, runs
+from altdub.config import Settings
+from altdub.jobs.inprocess import InProcessExecutor
+from altdub.service.context import Context, build_context
+from altdub.service.errors import InvalidInput, NotFound, TooLarge
+from altdub.service.exports import pending_task_ids, run_export_task
+
+log = logging.getLogger(__name__)
+
+
+def _start_workers(context: Context) -> None:
+    context.executor = InProcessExecutor(partial(run_export_task, context), context.settings.workers)
+    pending = pending_task_ids(context)  # left unfinished by a process that died: run them again
+    if pending:
+        log.warning("resuming %d unfinished task(s)", len(pending))
+    for task_id in pending:
+        context.executor.submit(task_id)
+
+
+def create_app(settings: Settings | None = None, *, workers: bool = True) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        context = build_context(settings)
+        app.state.context = context
+        if workers:
+            _start_workers(context)
+        try:
+            yield
+        finally:
+            if context.executor is not None:
+                context.executor.shutdown()
+            context.engine.dispose()
+
+    app = FastAPI(
+        title="altdub",
+        version=__version__,
+        description="Deliver the dubbed output of a run in the format asked for (Camb.ai-compatible).",
+        lifespan=lifespan,
+    )
+    for module in (health, languages, runs, exports, files):
+        app.include_router(module.router)
+
+    @app.exception_handler(NotFound)
+    async def not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(exc) or "Not found"}, status_code=404)
+
+    @app.exception_handler(InvalidInput)
+    async def invalid_input(_: Request, exc: InvalidInput) -> JSONResponse:
+        detail = [{"loc": list(exc.loc), "msg": exc.message, "type": exc.kind}]
+        return JSONResponse({"detail": detail}, status_code=422)
+
+    @app.exception_handler(TooLarge)
+    async def too_large(_: Request, exc: TooLarge) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=413)
+
+    return app

@@ -1,0 +1,41 @@
+import mimetypes
+
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import FileResponse
+
+from altdub.api.deps import ContextDep
+from altdub.media.formats import FORMATS
+from altdub.storage import StorageError
+from altdub.storage.local import LocalStorage
+
+router = APIRouter(tags=["files"])
+_CONTENT_TYPES = {f".{f.extension}": f.content_type for f in FORMATS.values()}
+
+
+@router.get("/files/{key:path}", responses={403: {"description": "Expired or tampered URL."}})
+def download(
+    key: str,
+    context: ContextDep,
+    filename: str = Query(max_length=255),
+    expires: str = Query(max_length=20),
+    signature: str = Query(max_length=128),
+) -> FileResponse:
+    """A signed download of local storage (Range requests answered 206)."""
+    storage = context.storage
+    if not isinstance(storage, LocalStorage):
+        raise HTTPException(status_code=404, detail="Not found")
+    if not storage.signer.verify(key, filename, expires, signature):
+        raise HTTPException(status_code=403, detail="Signature invalid or expired")
+    try:
+        path = storage.path_for(key)
+    except StorageError:
+        raise HTTPException(status_code=404, detail="Not found") from None
+    if not path.is_file():
+        raise HTTPException(status_code=404, detail="Not found")
+    suffix = path.suffix.lower()
+    content_type = (
+        _CONTENT_TYPES.get(suffix) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    )
+    return FileResponse(
+        path, media_type=content_type, filename=filename, content_disposition_type="attachment"
+    )

@@ -1,0 +1,90 @@
+import shutil
+import tempfile
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response, status
+from starlette.concurrency import run_in_threadpool
+
+from altdub.api.deps import ContextDep, SessionDep, WorkspaceDep
+from altdub.api.schemas import RunOut, RunPage
+from altdub.api.uploads import read_multipart
+from altdub.service import runs
+
+router = APIRouter(tags=["runs"])
+
+_IMPORT_FORM = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["source_language"],
+                    "properties": {
+                        "source": {"type": "string", "format": "binary", "description": "Original media."},
+                        "source_language": {"type": "string", "description": "Language id or short_name."},
+                        "name": {"type": "string"},
+                        "background": {"type": "string", "format": "binary"},
+                    },
+                    "patternProperties": {
+                        "^dub_.+$": {"type": "string", "format": "binary"},
+                        "^voice_.+$": {"type": "string", "format": "binary"},
+                    },
+                    "description": "One dub_<language> file per target language (dub_54 or dub_es-es).",
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/runs",
+    status_code=status.HTTP_201_CREATED,
+    response_model=RunOut,
+    openapi_extra=_IMPORT_FORM,
+    responses={
+        413: {"description": "A file is over the size limit."},
+        422: {"description": "Invalid field."},
+    },
+)
+async def import_run(request: Request, context: ContextDep, workspace: WorkspaceDep) -> RunOut:
+    """Import a completed dubbing run: streamed to disk, every file probed before anything is stored."""
+    staging = tempfile.mkdtemp(prefix="upload-", dir=context.settings.staging_dir)
+    try:
+        form = await read_multipart(
+            request.headers.get("content-type", ""),
+            request.stream(),
+            context.settings.staging_dir / staging,
+            context.settings.max_upload_bytes,
+        )
+        run = await run_in_threadpool(runs.import_run, context, workspace.id, form.fields, form.files)
+    finally:
+        await run_in_threadpool(shutil.rmtree, staging, True)
+    return RunOut.of(run)
+
+
+@router.get("/runs", response_model=RunPage)
+def list_runs(
+    session: SessionDep,
+    workspace: WorkspaceDep,
+    page: Annotated[int, Query(ge=1)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> RunPage:
+    """The workspace's runs, newest first."""
+    items, total = runs.list_runs(session, workspace.id, page, page_size)
+    return RunPage(items=[RunOut.of(r) for r in items], page=page, page_size=page_size, total=total)
+
+
+@router.get("/runs/{run_id}", response_model=RunOut, responses={404: {"description": "Unknown run."}})
+def get_run(run_id: int, session: SessionDep, workspace: WorkspaceDep) -> RunOut:
+    return RunOut.of(runs.get_run(session, workspace.id, run_id))
+
+
+@router.delete(
+    "/runs/{run_id}", status_code=status.HTTP_204_NO_CONTENT, responses={404: {"description": "Unknown run."}}
+)
+def delete_run(run_id: int, context: ContextDep, session: SessionDep, workspace: WorkspaceDep) -> Response:
+    """Delete the run, its exports and all their files."""
+    runs.delete_run(session, context.storage, workspace.id, run_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

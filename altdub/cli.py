@@ -1,0 +1,199 @@
+"""The ``altdub`` command: run the service, manage keys and the database, and act as a client."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from altdub.config import Settings
+
+if TYPE_CHECKING:
+    from altdub.service.context import Context
+
+app = typer.Typer(help="altdub: deliver dubbed media in the format asked for.", no_args_is_help=True)
+keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+db_app = typer.Typer(help="Manage the database.", no_args_is_help=True)
+runs_app = typer.Typer(help="Work with runs on a server.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(db_app, name="db")
+app.add_typer(runs_app, name="runs")
+
+UrlOpt = Annotated[str, typer.Option("--url", envvar="ALTDUB_URL", help="Server URL.")]
+KeyOpt = Annotated[str, typer.Option("--api-key", envvar="ALTDUB_API_KEY", help="API key.")]
+
+
+def _context() -> Context:
+    """The service context; imported lazily so that the client commands start fast."""
+    from altdub.service.context import build_context
+
+    return build_context(Settings())
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    no_workers: Annotated[bool, typer.Option("--no-workers", help="Serve the API only.")] = False,
+) -> None:
+    """Run the API (and in-process workers). Example: altdub serve --port 8000"""
+    import uvicorn
+
+    from altdub.api.app import create_app
+    from altdub.service.bootstrap import bootstrap_if_empty
+
+    settings = Settings()
+    context = _context()
+    first = bootstrap_if_empty(context, demo=settings.create_demo)
+    context.engine.dispose()
+    base = f"http://{host}:{port}"
+    typer.echo(f"altdub data directory: {settings.resolved_data_dir}")
+    if first is not None:
+        typer.echo("First start: created workspace 'default'. Its API key (shown once):")
+        typer.echo(f"  {first.api_key}")
+        if first.demo_run_id is not None:
+            typer.echo(f"Demo run {first.demo_run_id} (English source, es-es and fr-fr dubs). Try:")
+            typer.echo(
+                f"  curl -s -X POST {base}/dub-alt-format/{first.demo_run_id}/es-es "
+                f"-H 'x-api-key: {first.api_key}' -H 'content-type: application/json' "
+                '-d \'{"output_format": "mp3"}\''
+            )
+    typer.echo(f"API docs: {base}/docs")
+    uvicorn.run(create_app(settings, workers=not no_workers), host=host, port=port, log_level="info")
+
+
+@keys_app.command("create")
+def keys_create(workspace: Annotated[str, typer.Option(help="Workspace name (created if new).")]) -> None:
+    """Create an API key; it is printed once, alone on the last line. Example: altdub keys create --workspace acme"""
+    from altdub.db.session import session_scope
+    from altdub.service.keys import create_key
+
+    context = _context()
+    with session_scope(context.sessions) as session:
+        raw, key = create_key(session, workspace)
+        typer.echo(f"Created key {key.id} ({key.prefix}…) for workspace {workspace!r}:")
+    typer.echo(raw)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List keys (id, workspace, prefix, state). Example: altdub keys list"""
+    from altdub.service.keys import list_keys
+
+    context = _context()
+    with context.sessions() as session:
+        for key in list_keys(session):
+            state = "revoked" if key.revoked_at else "active"
+            typer.echo(
+                f"{key.id}\t{key.workspace.name}\t{key.prefix}…\t{state}\t{key.created_at:%Y-%m-%d %H:%M}"
+            )
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[int, typer.Argument(help="Key id from `altdub keys list`.")]) -> None:
+    """Revoke a key at once. Example: altdub keys revoke 3"""
+    from altdub.db.session import session_scope
+    from altdub.service.errors import NotFound
+    from altdub.service.keys import revoke_key
+
+    context = _context()
+    try:
+        with session_scope(context.sessions) as session:
+            revoke_key(session, key_id)
+    except NotFound as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"Revoked key {key_id}")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the database migrations. Example: ALTDUB_DATABASE_URL=postgresql+psycopg://… altdub db upgrade"""
+    from altdub.db.migrate import upgrade
+
+    upgrade(Settings().effective_database_url)
+    typer.echo("database is up to date")
+
+
+def _pairs(values: list[str], option: str) -> dict[str, Path]:
+    result = {}
+    for value in values:
+        language, sep, path = value.partition("=")
+        if not sep or not language or not path:
+            raise typer.BadParameter(f"expected LANGUAGE=FILE, got {value!r}", param_hint=option)
+        result[language] = Path(path)
+    return result
+
+
+@runs_app.command("import")
+def runs_import(
+    url: UrlOpt,
+    api_key: KeyOpt,
+    source_language: Annotated[str, typer.Option(help="Language id or short_name of the source.")],
+    dub: Annotated[list[str], typer.Option(help="LANGUAGE=FILE, once per dubbed language.")],
+    source: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="Original media.")] = None,
+    voice: Annotated[list[str] | None, typer.Option(help="LANGUAGE=FILE speech-only stem.")] = None,
+    background: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="M&E stem.")] = None,
+    name: Annotated[str | None, typer.Option(help="A name for the run.")] = None,
+) -> None:
+    """Upload a run to a server. Example: altdub runs import --source film.mp4 --source-language en-us --dub es-es=es.wav"""
+    from altdub.client import AltdubClient, ClientError
+
+    files: dict[str, Path] = {f"dub_{k}": v for k, v in _pairs(dub, "--dub").items()}
+    files |= {f"voice_{k}": v for k, v in _pairs(voice or [], "--voice").items()}
+    if source:
+        files["source"] = source
+    if background:
+        files["background"] = background
+    fields = {"source_language": source_language} | ({"name": name} if name else {})
+    try:
+        with AltdubClient(url, api_key) as client:
+            run = client.import_run(fields, files)
+    except ClientError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"run {run['run_id']}: {', '.join(lang['short_name'] for lang in run['languages'])}")
+
+
+@app.command("export")
+def export(
+    run_id: Annotated[int, typer.Argument(help="Run id.")],
+    language: Annotated[str, typer.Argument(help="Language id or short_name.")],
+    output_format: Annotated[
+        str, typer.Argument(metavar="FORMAT", help="flac, wav, mp3, aac, m4a, mp4, mov, mkv, mxf")
+    ],
+    url: UrlOpt,
+    api_key: KeyOpt,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the task to finish.")] = False,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Download to this file (implies --wait).")
+    ] = None,
+) -> None:
+    """Request an export from a server. Example: altdub export 1 es-es mp3 --wait -o dub.mp3"""
+    from altdub.client import AltdubClient, ClientError
+
+    try:
+        with AltdubClient(url, api_key) as client:
+            answer = client.request_export(run_id, language, output_format)
+            output_url = answer.get("output_url")
+            if output_url is None and not (wait or output):
+                typer.echo(f"task {answer['task_id']}")
+                return
+            if output_url is None:
+                with typer.progressbar(length=100, label="converting") as bar:
+                    done = [0]
+
+                    def advance(progress: int) -> None:
+                        bar.update(max(0, progress - done[0]))
+                        done[0] = max(done[0], progress)
+
+                    output_url = client.wait(answer["task_id"], on_progress=advance)
+            if output is None:
+                typer.echo(output_url)
+                return
+            size = client.download(output_url, output)
+    except ClientError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"saved {output} ({size} bytes)")

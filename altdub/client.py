@@ -1,0 +1,82 @@
+"""A small HTTP client of altdub's API, used by the CLI's client commands."""
+
+from __future__ import annotations
+
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+class ClientError(Exception):
+    """The server refused the request; the message is its reason."""
+
+
+def _reason(response: httpx.Response) -> str:
+    try:
+        detail = response.json().get("detail")
+    except ValueError:
+        return f"HTTP {response.status_code}: {response.text[:200]}"
+    if isinstance(detail, list):
+        detail = "; ".join(f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}" for d in detail)
+    return f"HTTP {response.status_code}: {detail}"
+
+
+class AltdubClient:
+    def __init__(self, url: str, api_key: str, timeout: float = 60.0) -> None:
+        self._http = httpx.Client(base_url=url, headers={"x-api-key": api_key}, timeout=timeout)
+
+    def __enter__(self) -> AltdubClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._http.close()
+
+    def _json(self, response: httpx.Response) -> Any:
+        if response.status_code >= 400:
+            raise ClientError(_reason(response))
+        return response.json()
+
+    def import_run(self, fields: dict[str, str], files: dict[str, Path]) -> dict[str, Any]:
+        """Upload a run; files are streamed from disk."""
+        with ExitStack() as stack:
+            parts = {name: (path.name, stack.enter_context(path.open("rb"))) for name, path in files.items()}
+            response = self._http.post("/runs", data=fields, files=parts, timeout=None)
+        return self._json(response)
+
+    def request_export(self, run_id: int, language: str, output_format: str) -> dict[str, str]:
+        return self._json(
+            self._http.post(f"/dub-alt-format/{run_id}/{language}", json={"output_format": output_format})
+        )
+
+    def task_status(self, task_id: str) -> dict[str, Any]:
+        return self._json(self._http.get(f"/dub-alt-format/{task_id}"))
+
+    def wait(self, task_id: str, interval: float = 1.0, on_progress: Any = None) -> str:
+        """Poll until the task ends; returns the output URL or raises ClientError with the reason."""
+        while True:
+            status = self.task_status(task_id)
+            if on_progress:
+                on_progress(status.get("progress", 0))
+            if status["status"] == "SUCCESS":
+                return status["output_url"]
+            if status["status"] != "PENDING":
+                reason = status.get("exception_reason") or status["status"]
+                raise ClientError(
+                    f"task {task_id} ended {status['status']}: {reason}: {status.get('message')}"
+                )
+            time.sleep(interval)
+
+    def download(self, url: str, destination: Path) -> int:
+        """Stream the file to ``destination`` (written under a temporary name, then renamed)."""
+        partial = destination.with_name(destination.name + ".part")
+        with httpx.stream("GET", url, timeout=None) as response:
+            if response.status_code >= 400:
+                raise ClientError(f"download failed: HTTP {response.status_code}")
+            with partial.open("wb") as fh:
+                for chunk in response.iter_bytes(1 << 20):
+                    fh.write(chunk)
+        partial.replace(destination)
+        return destination.stat().st_size

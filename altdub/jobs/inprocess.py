@@ -1,0 +1,27 @@
+"""Run tasks on a pool of threads inside the API process (the embedded default)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+log = logging.getLogger(__name__)
+
+
+class InProcessExecutor:
+    def __init__(self, handler: Callable[[str], None], workers: int) -> None:
+        self._handler = handler
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="altdub-worker")
+
+    def submit(self, task_id: str) -> None:
+        self._pool.submit(self._run, task_id)
+
+    def _run(self, task_id: str) -> None:
+        try:
+            self._handler(task_id)
+        except Exception:  # the handler records failures on the task; this is a last resort
+            log.exception("task %s crashed its worker", task_id)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)

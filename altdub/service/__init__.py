@@ -1,0 +1,1 @@
+"""Use-cases: authenticate, import a run, request an export, run its task."""

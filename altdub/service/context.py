@@ -1,0 +1,34 @@
+"""Everything a use-case needs, built once per process from the settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from altdub.config import Settings
+from altdub.db.migrate import upgrade
+from altdub.db.session import make_engine, make_sessionmaker
+from altdub.jobs import Executor
+from altdub.storage import Storage, open_storage
+
+
+@dataclass
+class Context:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    storage: Storage
+    executor: Executor | None = field(default=None)
+
+
+def build_context(settings: Settings, *, migrate: bool = True) -> Context:
+    url = settings.effective_database_url
+    if migrate:
+        upgrade(url)
+    engine = make_engine(url)
+    storage = open_storage(
+        settings.effective_storage_url, secret=settings.effective_secret_key(), url_ttl=settings.url_ttl
+    )
+    return Context(settings, engine, make_sessionmaker(engine), storage)

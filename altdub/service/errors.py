@@ -1,0 +1,21 @@
+"""Errors the use-cases raise; the API turns them into 404 / 413 / 422 answers."""
+
+from __future__ import annotations
+
+
+class NotFound(Exception):
+    """Unknown, or belonging to another workspace: answered the same way."""
+
+
+class InvalidInput(Exception):
+    """A request value that cannot be used; ``loc`` names it as FastAPI would (``("body", "dub_es-es")``)."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str, kind: str = "value_error") -> None:
+        super().__init__(message)
+        self.loc = loc
+        self.message = message
+        self.kind = kind
+
+
+class TooLarge(Exception):
+    """An uploaded file went past the size limit."""

@@ -1,0 +1,193 @@
+"""Import a run from uploaded files (probed before anything is stored), list, read and delete runs."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from altdub import languages
+from altdub.db.models import FileRole, Run, RunFile
+from altdub.media.probe import MediaInfo, ProbeError, probe
+from altdub.service.context import Context
+from altdub.service.errors import InvalidInput, NotFound
+from altdub.storage import Storage
+
+DURATION_TOLERANCE = 0.02  # a dub may differ from the source by 2 % (spec §5)
+TEXT_FIELDS = ("source_language", "name")
+
+
+@dataclass(frozen=True)
+class IncomingFile:
+    """An uploaded file, staged complete on local disk."""
+
+    field: str
+    filename: str
+    path: Path
+    size: int
+
+
+@dataclass(frozen=True)
+class _Input:
+    incoming: IncomingFile
+    role: FileRole
+    language: languages.Language | None
+    info: MediaInfo
+
+
+def _loc(field: str) -> tuple[str, str]:
+    return ("body", field)
+
+
+def _parse_language(field: str, value: str) -> languages.Language:
+    language = languages.lookup(value)
+    if language is None:
+        raise InvalidInput(
+            _loc(field), f"unknown language {value!r}: use an id or short_name of /target-languages"
+        )
+    return language
+
+
+def _classify(field: str) -> tuple[FileRole, languages.Language | None]:
+    if field == "source":
+        return FileRole.SOURCE, None
+    if field == "background":
+        return FileRole.BACKGROUND, None
+    prefix, _, tag = field.partition("_")
+    if prefix in ("dub", "voice") and tag:
+        return FileRole(prefix), _parse_language(field, tag)
+    if prefix == "transcript" and tag:
+        raise InvalidInput(_loc(field), "transcripts are not supported yet by this server")
+    raise InvalidInput(
+        _loc(field), "unknown file field: expected source, dub_<language>, voice_<language> or background"
+    )
+
+
+def _probe_input(incoming: IncomingFile) -> _Input:
+    role, language = _classify(incoming.field)
+    if incoming.size == 0:
+        raise InvalidInput(_loc(incoming.field), "the file is empty")
+    try:
+        info = probe(incoming.path)
+    except ProbeError as exc:
+        raise InvalidInput(_loc(incoming.field), f"not a media file FFmpeg can read ({exc})") from exc
+    if not info.audio:
+        raise InvalidInput(_loc(incoming.field), "the file has no audio stream")
+    if info.duration <= 0:
+        raise InvalidInput(_loc(incoming.field), "the file has no measurable duration")
+    return _Input(incoming, role, language, info)
+
+
+def _check_lengths(inputs: list[_Input], reference: _Input) -> None:
+    ref = reference.info.duration
+    for item in inputs:
+        if item is reference:
+            continue
+        drift = abs(item.info.duration - ref) / ref
+        if drift > DURATION_TOLERANCE:
+            raise InvalidInput(
+                _loc(item.incoming.field),
+                f"duration {item.info.duration:.3f} s differs from the {reference.incoming.field}'s "
+                f"{ref:.3f} s by {drift:.1%}, more than the 2 % allowed",
+            )
+
+
+def _extension(filename: str) -> str:
+    suffix = Path(filename).suffix.lower()
+    return suffix if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix) else ""
+
+
+def import_run(ctx: Context, workspace_id: int, fields: dict[str, str], files: list[IncomingFile]) -> Run:
+    """Validate every field and probe every file, then store them and create the run.
+
+    Nothing is stored unless everything is valid; a failure while storing removes what was written.
+    """
+    for name in fields:
+        if name not in TEXT_FIELDS:
+            raise InvalidInput(_loc(name), "unknown field: expected source_language, name or file fields")
+    if not fields.get("source_language"):
+        raise InvalidInput(_loc("source_language"), "field required", "missing")
+    source_language = _parse_language("source_language", fields["source_language"])
+
+    inputs = [_probe_input(f) for f in files]
+    seen: dict[tuple[FileRole, int | None], str] = {}
+    for item in inputs:
+        slot = (item.role, item.language.id if item.language else None)
+        if slot in seen:
+            raise InvalidInput(_loc(item.incoming.field), f"the same file slot as {seen[slot]!r}")
+        seen[slot] = item.incoming.field
+    dubs = [i for i in inputs if i.role == FileRole.DUB]
+    if not dubs:
+        raise InvalidInput(_loc("dub_<language>"), "at least one dub_<language> file is required", "missing")
+    dub_languages = {d.language.id for d in dubs if d.language}
+    for item in inputs:
+        if item.role == FileRole.VOICE and item.language and item.language.id not in dub_languages:
+            raise InvalidInput(
+                _loc(item.incoming.field), "a voice stem needs the dub_<language> it belongs to"
+            )
+    source = next((i for i in inputs if i.role == FileRole.SOURCE), None)
+    reference = source or dubs[0]
+    _check_lengths(inputs, reference)
+
+    default_name = Path(reference.incoming.filename).stem or "Untitled run"
+    run = Run(
+        workspace_id=workspace_id,
+        name=(fields.get("name") or default_name)[:500],
+        source_language_id=source_language.id,
+        has_video=bool(source and source.info.video),
+        duration=reference.info.duration,
+        storage_prefix=f"w{workspace_id}/runs/{uuid.uuid4().hex}/",
+    )
+    try:
+        for item in inputs:
+            slot = item.role.value if item.language is None else f"{item.role.value}_{item.language.id}"
+            key = f"{run.storage_prefix}{slot}{_extension(item.incoming.filename)}"
+            size = ctx.storage.put_file(key, item.incoming.path)
+            run.files.append(
+                RunFile(
+                    role=item.role.value,
+                    language_id=item.language.id if item.language else None,
+                    storage_key=key,
+                    original_name=item.incoming.filename[:500],
+                    size=size,
+                    probe=item.info.to_json(),
+                )
+            )
+        with ctx.sessions.begin() as session:
+            session.add(run)
+    except BaseException:
+        ctx.storage.delete_prefix(run.storage_prefix)
+        raise
+    return run
+
+
+def get_run(session: Session, workspace_id: int, run_id: int) -> Run:
+    run = session.get(Run, run_id)
+    if run is None or run.workspace_id != workspace_id:
+        raise NotFound("run not found")
+    return run
+
+
+def list_runs(session: Session, workspace_id: int, page: int, page_size: int) -> tuple[list[Run], int]:
+    query = select(Run).where(Run.workspace_id == workspace_id)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(Run.id.desc()).offset((page - 1) * page_size).limit(page_size))
+    return list(rows), total
+
+
+def exports_prefix(workspace_id: int, run_id: int) -> str:
+    return f"w{workspace_id}/exports/{run_id}/"
+
+
+def delete_run(session: Session, storage: Storage, workspace_id: int, run_id: int) -> None:
+    """Delete the run, its tasks and every stored file of it (inputs and exports)."""
+    run = get_run(session, workspace_id, run_id)
+    prefix = run.storage_prefix
+    session.delete(run)
+    session.commit()
+    storage.delete_prefix(prefix)
+    storage.delete_prefix(exports_prefix(workspace_id, run_id))

@@ -1,0 +1,72 @@
+"""Local-file storage under one root directory, with HMAC-signed download URLs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import quote, urlencode
+
+from altdub.storage import StorageError
+from altdub.storage.signing import URLSigner
+
+
+class LocalStorage:
+    def __init__(self, root: Path, *, secret: str, url_ttl: int) -> None:
+        self.root = root.expanduser().resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.signer = URLSigner(secret, url_ttl)
+
+    def path_for(self, key: str) -> Path:
+        """The file behind ``key``; refuses any key that would leave the root."""
+        if not key or key.startswith("/") or "\\" in key or "\x00" in key:
+            raise StorageError(f"invalid storage key {key!r}")
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root) or path == self.root:
+            raise StorageError(f"invalid storage key {key!r}")
+        return path
+
+    def put_file(self, key: str, path: Path) -> int:
+        target = self.path_for(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
+        try:
+            shutil.move(path, partial)  # a rename when on the same file system
+            with partial.open("rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(partial, target)  # atomic: readers see the old state or the whole file
+        finally:
+            partial.unlink(missing_ok=True)
+        return target.stat().st_size
+
+    @contextmanager
+    def local_copy(self, key: str) -> Iterator[Path]:
+        path = self.path_for(key)
+        if not path.is_file():
+            raise StorageError(f"missing object {key!r}")
+        yield path
+
+    def exists(self, key: str) -> bool:
+        return self.path_for(key).is_file()
+
+    def delete_prefix(self, prefix: str) -> None:
+        target = self.path_for(prefix.rstrip("/"))
+        if target.is_dir():
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            target.unlink(missing_ok=True)
+
+    def signed_url(self, key: str, *, filename: str, base_url: str) -> str:
+        query = urlencode(self.signer.sign(key, filename))
+        return f"{base_url.rstrip('/')}/files/{quote(key)}?{query}"
+
+    def check(self) -> None:
+        probe = self.root / f".ready-{uuid.uuid4().hex}"
+        try:
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as exc:
+            raise StorageError(f"storage root {self.root} is not writable: {exc}") from exc
