@@ -65,7 +65,10 @@ def serve(
 
 @keys_app.command("create")
 def keys_create(workspace: Annotated[str, typer.Option(help="Workspace name (created if new).")]) -> None:
-    """Create an API key; it is printed once, alone on the last line. Example: altdub keys create --workspace acme"""
+    """Create an API key, printed once alone on the last line.
+
+    Example: altdub keys create --workspace acme
+    """
     from altdub.db.session import session_scope
     from altdub.service.keys import create_key
 
@@ -137,7 +140,10 @@ def runs_import(
     background: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="M&E stem.")] = None,
     name: Annotated[str | None, typer.Option(help="A name for the run.")] = None,
 ) -> None:
-    """Upload a run to a server. Example: altdub runs import --source film.mp4 --source-language en-us --dub es-es=es.wav"""
+    """Upload a run to a server.
+
+    Example: altdub runs import --source film.mp4 --source-language en-us --dub es-es=es.wav
+    """
     from altdub.client import AltdubClient, ClientError
 
     files: dict[str, Path] = {f"dub_{k}": v for k, v in _pairs(dub, "--dub").items()}

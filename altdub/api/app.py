@@ -42,6 +42,7 @@ def create_app(settings: Settings | None = None, *, workers: bool = True) -> Fas
         try:
             yield
         finally:
+            context.stopping.set()  # running conversions stop; their tasks stay PENDING and resume
             if context.executor is not None:
                 context.executor.shutdown()
             context.engine.dispose()

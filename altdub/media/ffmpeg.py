@@ -8,11 +8,14 @@ import signal
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Sequence
 from functools import cache
 from pathlib import Path
 
 import imageio_ffmpeg
+
+_POLL_SECONDS = 0.2
 
 
 class FFmpegError(Exception):
@@ -21,6 +24,10 @@ class FFmpegError(Exception):
 
 class FFmpegTimeout(FFmpegError):
     """FFmpeg ran past its time limit and was killed."""
+
+
+class FFmpegCancelled(FFmpegError):
+    """FFmpeg was killed because the process is shutting down."""
 
 
 @cache
@@ -51,8 +58,13 @@ def run_ffmpeg(
     duration: float | None = None,
     on_progress: Callable[[float], None] | None = None,
     time_limit: float | None = None,
+    cancel: threading.Event | None = None,
 ) -> None:
-    """Run ``ffmpeg ARGS``; call ``on_progress(fraction)`` as it goes; kill it at ``time_limit``."""
+    """Run ``ffmpeg ARGS``; call ``on_progress(fraction)`` as it goes.
+
+    FFmpeg is killed at ``time_limit`` seconds (FFmpegTimeout) or when ``cancel`` is set
+    (FFmpegCancelled).
+    """
     command = [ffmpeg_executable(), "-hide_banner", "-nostdin", "-nostats", "-y", "-progress", "pipe:1"]
     command += ["-loglevel", "error", *args]
     with tempfile.TemporaryFile() as stderr:
@@ -63,11 +75,15 @@ def run_ffmpeg(
             target=_read_progress, args=(proc.stdout, duration, on_progress), daemon=True
         )
         reader.start()
+        deadline = time.monotonic() + time_limit if time_limit else None
         try:
-            returncode = proc.wait(timeout=time_limit)
+            returncode = _wait(proc, deadline, cancel)
         except subprocess.TimeoutExpired:
             _kill(proc)
             raise FFmpegTimeout(f"conversion exceeded its time limit of {time_limit:g} s") from None
+        except FFmpegCancelled:
+            _kill(proc)
+            raise
         except BaseException:
             _kill(proc)
             raise
@@ -79,6 +95,17 @@ def run_ffmpeg(
             stderr.seek(0)
             tail = stderr.read()[-2000:].decode("utf-8", "replace").strip()
             raise FFmpegError(tail.splitlines()[-1] if tail else f"ffmpeg exited with status {returncode}")
+
+
+def _wait(proc: subprocess.Popen[bytes], deadline: float | None, cancel: threading.Event | None) -> int:
+    while True:
+        try:
+            return proc.wait(timeout=_POLL_SECONDS)
+        except subprocess.TimeoutExpired:
+            if cancel is not None and cancel.is_set():
+                raise FFmpegCancelled("cancelled: the service is shutting down") from None
+            if deadline is not None and time.monotonic() >= deadline:
+                raise
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:

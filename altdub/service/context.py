@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
@@ -21,6 +22,7 @@ class Context:
     sessions: sessionmaker[Session]
     storage: Storage
     executor: Executor | None = field(default=None)
+    stopping: threading.Event = field(default_factory=threading.Event)  # set at shutdown: conversions stop
 
 
 def build_context(settings: Settings, *, migrate: bool = True) -> Context:

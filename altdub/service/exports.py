@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from altdub import languages
 from altdub.db.models import LIVE_STATUSES, ExportTask, FileRole, Run, TaskStatus
-from altdub.media.ffmpeg import FFmpegError, FFmpegTimeout, run_ffmpeg
+from altdub.media.ffmpeg import FFmpegCancelled, FFmpegError, FFmpegTimeout, run_ffmpeg
 from altdub.media.formats import FORMATS, ExportInputs, build_plan
 from altdub.media.probe import MediaInfo, ProbeError, probe
 from altdub.service.context import Context
@@ -196,6 +196,9 @@ def run_export_task(ctx: Context, task_id: str) -> None:
     output = ctx.settings.staging_dir / f"export-{task.id}-{uuid.uuid4().hex}.{fmt.extension}"
     try:
         size_key = _convert_and_publish(ctx, task, run, output)
+    except FFmpegCancelled:
+        log.info("task %s interrupted by shutdown; it resumes at the next start", task.id)
+        return
     except _TaskFailed as failure:
         _finish(
             ctx,
@@ -290,7 +293,10 @@ def _convert(
             duration=inputs.duration,
             on_progress=_ProgressWriter(ctx, task.id),
             time_limit=ctx.settings.task_time_limit,
+            cancel=ctx.stopping,
         )
+    except FFmpegCancelled:
+        raise
     except FFmpegTimeout as exc:
         raise _TaskFailed(TaskStatus.TIMEOUT, "TIMEOUT", str(exc)) from exc
     except FFmpegError as exc:
