@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from altdub import languages
 from altdub.db.models import Run, TaskStatus
@@ -68,6 +68,12 @@ class RunOut(BaseModel):
     created_at: datetime
     languages: list[LanguageOut]
     files: list[RunFileOut]
+
+    @field_validator("created_at")
+    @classmethod
+    def _as_utc(cls, value: datetime) -> datetime:
+        """SQLite returns naive datetimes; every stored time is UTC."""
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
 
     @classmethod
     def of(cls, run: Run) -> RunOut:
