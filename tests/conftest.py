@@ -30,7 +30,7 @@ class Media:
     dub_short_ok: Path  # 3.95 s: within 2 %, needs padding
     dub_too_short: Path  # 3.0 s: 25 % short
     audio_source: Path  # 4 s mp3, for audio-only runs
-    mpeg2_video: Path  # 4 s MPEG-2 4:2:2 (copied into MXF and MOV)
+    mpeg2_video: Path  # 4 s MPEG-2 4:2:0 in MXF (copied into MXF and MOV)
     vp9_video: Path  # 4 s VP9 in Matroska (MP4 and MOV re-encode it)
     silent_video: Path  # video without audio
     garbage: Path  # random bytes named .mp4

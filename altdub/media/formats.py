@@ -46,7 +46,7 @@ _MATROSKA_AUDIO = {
 }  # fmt: skip
 _DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 8: "7.1"}
 _MP3_RATES = (48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
-_DURATION_TOLERANCE = 0.05  # seconds; spec §4
+_COPY_SLACK = 0.001  # seconds a copied dub may fall short of the picture (Matroska's timestamp unit)
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,8 @@ def build_plan(output_format: str, inputs: ExportInputs, output: Path) -> Export
     args += audio_args + video_args
     args += ["-t", f"{inputs.duration:.6f}", "-map_metadata", "-1", "-map_chapters", "-1"]
     args += ["-metadata", f"title={inputs.title}"]
+    if fmt.name == "mxf":  # FFmpeg's MXF muxer ignores "title"; the material package name is MXF's own
+        args += ["-metadata", f"material_package_name={inputs.title}"]
     if not fmt.is_video:  # ID3 TLAN, Vorbis LANGUAGE, RIFF ILNG: the file-level tag is the track's
         args += ["-metadata", f"language={inputs.language}"]
     args += _muxer_args(fmt.name)
@@ -129,12 +131,8 @@ def _audio_args(fmt: str, inputs: ExportInputs, dub_input: int, dub: StreamInfo)
     tags = ["-metadata:s:a:0", f"language={inputs.language}", "-disposition:a:0", "default"]
     if fmt == "mxf":
         return _mxf_audio_args(source, inputs, dub), False
-    if (
-        fmt == "mkv"
-        and dub.codec in _MATROSKA_AUDIO
-        and inputs.dub.duration >= inputs.duration - _DURATION_TOLERANCE
-    ):
-        # Long enough already: copy as is, the output's -t trims at a packet boundary.
+    if fmt == "mkv" and dub.codec in _MATROSKA_AUDIO and inputs.dub.duration >= inputs.duration - _COPY_SLACK:
+        # As long as the picture: copy as is; the output's -t trims at a packet boundary.
         return ["-map", source, "-c:a", "copy", *tags], True
     args = ["-map", source, "-af", _pad_filter(inputs.duration), *_audio_codec_args(fmt, dub), *tags]
     return args, False

@@ -72,7 +72,7 @@ def _stream_info(stream: av.stream.Stream) -> StreamInfo:
     common: dict[str, Any] = {
         "index": stream.index,
         "kind": stream.type or "data",
-        "codec": ctx.name if ctx else "unknown",
+        "codec": ctx.codec.canonical_name if ctx else "unknown",  # "mp3", not the decoder "mp3float"
         "duration": duration,
         "language": tags.get("language"),
         "default": bool(disposition & av.stream.Disposition.default),
