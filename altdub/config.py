@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 
@@ -39,9 +40,17 @@ class Settings(BaseSettings):
         return self.storage_url or f"file://{self.resolved_data_dir / 'files'}"
 
     @property
+    def scratch_root(self) -> Path:
+        return self.resolved_data_dir / "tmp"
+
+    @property
     def staging_dir(self) -> Path:
-        """Scratch space for uploads and conversions, on the data volume so moves are renames."""
-        path = self.resolved_data_dir / "tmp"
+        """This process's scratch space for uploads and conversions.
+
+        On the data volume, so that publishing is a rename; one folder per process, so that a
+        restart can remove what a dead process left (see ``remove_stale_scratch``).
+        """
+        path = self.scratch_root / str(os.getpid())
         path.mkdir(parents=True, exist_ok=True)
         return path
 

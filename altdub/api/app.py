@@ -14,7 +14,7 @@ from altdub import __version__
 from altdub.api.routes import exports, files, health, languages, runs
 from altdub.config import Settings
 from altdub.jobs.inprocess import InProcessExecutor
-from altdub.service.context import Context, build_context
+from altdub.service.context import Context, build_context, remove_stale_scratch
 from altdub.service.errors import InvalidInput, NotFound, TooLarge
 from altdub.service.exports import pending_task_ids, run_export_task
 
@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None, *, workers: bool = True) -> Fas
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         context = build_context(settings)
+        remove_stale_scratch(settings)
         app.state.context = context
         if workers:
             _start_workers(context)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -16,6 +18,7 @@ from pathlib import Path
 import imageio_ffmpeg
 
 _POLL_SECONDS = 0.2
+_PR_SET_PDEATHSIG = 1
 
 
 class FFmpegError(Exception):
@@ -69,7 +72,12 @@ def run_ffmpeg(
     command += ["-loglevel", "error", *args]
     with tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, start_new_session=True
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         reader = threading.Thread(
             target=_read_progress, args=(proc.stdout, duration, on_progress), daemon=True
@@ -95,6 +103,11 @@ def run_ffmpeg(
             stderr.seek(0)
             tail = stderr.read()[-2000:].decode("utf-8", "replace").strip()
             raise FFmpegError(tail.splitlines()[-1] if tail else f"ffmpeg exited with status {returncode}")
+
+
+def _die_with_parent() -> None:
+    """In the child: have Linux SIGKILL FFmpeg if the thread that started it dies (server killed)."""
+    ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _wait(proc: subprocess.Popen[bytes], deadline: float | None, cancel: threading.Event | None) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import threading
 from dataclasses import dataclass, field
 
@@ -34,3 +36,22 @@ def build_context(settings: Settings, *, migrate: bool = True) -> Context:
         settings.effective_storage_url, secret=settings.effective_secret_key(), url_ttl=settings.url_ttl
     )
     return Context(settings, engine, make_sessionmaker(engine), storage)
+
+
+def remove_stale_scratch(settings: Settings) -> None:
+    """Delete the scratch folders of processes that no longer run (uploads and outputs cut short)."""
+    if not settings.scratch_root.is_dir():
+        return
+    for folder in settings.scratch_root.iterdir():
+        if folder.name.isdigit() and not _process_alive(int(folder.name)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

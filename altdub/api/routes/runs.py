@@ -1,5 +1,6 @@
 import shutil
 import tempfile
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
@@ -55,7 +56,7 @@ async def import_run(request: Request, context: ContextDep, workspace: Workspace
         form = await read_multipart(
             request.headers.get("content-type", ""),
             request.stream(),
-            context.settings.staging_dir / staging,
+            Path(staging),
             context.settings.max_upload_bytes,
         )
         run = await run_in_threadpool(runs.import_run, context, workspace.id, form.fields, form.files)

@@ -1,0 +1,233 @@
+"""The real ``altdub`` command, run as a subprocess (and, where it talks to one, against a real server)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from altdub.media.probe import probe
+from tests.e2e.conftest import ALTDUB, Server, ServerFactory, clean_env
+
+SOURCE_SECONDS = 4.0
+DURATION_TOLERANCE = 0.05  # spec §4
+
+
+def altdub(
+    *args: str, data_dir: Path | None = None, cwd: Path | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run ``altdub ARGS`` with a clean environment (ALTDUB_DATA_DIR set when ``data_dir`` is given)."""
+    overrides = dict(env)
+    if data_dir is not None:
+        overrides["ALTDUB_DATA_DIR"] = str(data_dir)
+    return subprocess.run(
+        [str(ALTDUB), *args],
+        env=clean_env(**overrides),
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    assert result.returncode == 0, (
+        f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    )
+    return result
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    factory = ServerFactory()
+    started = factory(tmp_path_factory.mktemp("cli-data"))
+    assert started.api_key
+    yield started
+    factory.stop_all()
+
+
+@pytest.fixture(scope="module")
+def run_id(server: Server, media, tmp_path_factory: pytest.TempPathFactory) -> int:
+    """A run imported with ``altdub runs import`` (flags for the server and key)."""
+    result = ok(
+        altdub(
+            "runs", "import",
+            "--url", server.base_url, "--api-key", server.api_key,
+            "--source", str(media.video), "--source-language", "en-us",
+            "--dub", f"es-es={media.dub_wav}",
+            "--name", "cli import",
+            cwd=tmp_path_factory.mktemp("cwd"),
+        )
+    )  # fmt: skip
+    match = re.fullmatch(r"run (\d+): es-es", result.stdout.strip())
+    assert match, result.stdout
+    return int(match.group(1))
+
+
+# --- help -----------------------------------------------------------------------------------------
+
+COMMANDS = [
+    [],
+    ["serve"],
+    ["keys"],
+    ["keys", "create"],
+    ["keys", "list"],
+    ["keys", "revoke"],
+    ["db"],
+    ["db", "upgrade"],
+    ["runs"],
+    ["runs", "import"],
+    ["export"],
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "altdub")
+def test_help(command: list[str], tmp_path: Path) -> None:
+    result = ok(altdub(*command, "--help", cwd=tmp_path))
+    assert "Usage:" in result.stdout
+    assert not (tmp_path / "altdub-data").exists(), "--help must not create a data directory"
+
+
+# --- keys and the database ------------------------------------------------------------------------
+
+
+def test_db_upgrade_on_a_fresh_data_dir(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    ok(altdub("db", "upgrade", data_dir=data_dir, cwd=tmp_path))
+    assert (data_dir / "altdub.db").is_file()
+    ok(altdub("db", "upgrade", data_dir=data_dir, cwd=tmp_path))  # idempotent
+
+
+@pytest.mark.e2e
+def test_db_upgrade_on_a_served_data_dir(server: Server, tmp_path: Path) -> None:
+    ok(altdub("db", "upgrade", data_dir=server.data_dir, cwd=tmp_path))
+
+
+@pytest.mark.e2e
+def test_keys_create_list_revoke(server: Server, tmp_path: Path) -> None:
+    created = ok(altdub("keys", "create", "--workspace", "acme", data_dir=server.data_dir, cwd=tmp_path))
+    lines = created.stdout.strip().splitlines()
+    key = lines[-1]
+    assert re.fullmatch(r"altdub_[A-Za-z0-9_-]{20,}", key), f"the key is not alone on the last line: {lines}"
+    key_id = int(re.search(r"Created key (\d+)", created.stdout).group(1))
+
+    runs = f"{server.base_url}/runs"
+    answer = httpx.get(runs, headers={"x-api-key": key}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["total"] == 0, "a new workspace sees none of another workspace's runs"
+
+    listed = ok(altdub("keys", "list", data_dir=server.data_dir, cwd=tmp_path)).stdout
+    row = next((line for line in listed.splitlines() if line.split("\t")[0] == str(key_id)), None)
+    assert row is not None, listed
+    assert "acme" in row and key[:13] in row and "active" in row
+    assert key not in listed, "the full key is never shown again"
+
+    revoked = ok(altdub("keys", "revoke", str(key_id), data_dir=server.data_dir, cwd=tmp_path))
+    assert str(key_id) in revoked.stdout
+    assert httpx.get(runs, headers={"x-api-key": key}, timeout=10).status_code == 401
+    listed = ok(altdub("keys", "list", data_dir=server.data_dir, cwd=tmp_path)).stdout
+    row = next(line for line in listed.splitlines() if line.split("\t")[0] == str(key_id))
+    assert "revoked" in row
+    # The server's own key is untouched.
+    assert httpx.get(runs, headers={"x-api-key": server.api_key}, timeout=10).status_code == 200
+
+
+def test_keys_revoke_unknown_id(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    ok(altdub("db", "upgrade", data_dir=data_dir, cwd=tmp_path))
+    result = altdub("keys", "revoke", "999", data_dir=data_dir, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "999" in result.stderr
+
+
+# --- client commands against a server -------------------------------------------------------------
+
+
+@pytest.mark.e2e
+def test_runs_import_prints_the_run_id(server: Server, run_id: int) -> None:
+    run = httpx.get(f"{server.base_url}/runs/{run_id}", headers={"x-api-key": server.api_key}, timeout=10)
+    assert run.status_code == 200, run.text
+    assert run.json()["name"] == "cli import"
+    assert [lang["short_name"] for lang in run.json()["languages"]] == ["es-es"]
+
+
+@pytest.mark.e2e
+def test_export_wait_download_mp3(server: Server, run_id: int, tmp_path: Path) -> None:
+    out = tmp_path / "out.mp3"
+    result = ok(
+        altdub(
+            "export", str(run_id), "es-es", "mp3", "--wait", "-o", str(out),
+            "--url", server.base_url, "--api-key", server.api_key,
+            cwd=tmp_path,
+        )
+    )  # fmt: skip
+    assert f"saved {out}" in result.stdout
+    assert not (tmp_path / "out.mp3.part").exists()
+    info = probe(out)
+    assert info.format_name == "mp3"
+    assert len(info.audio) == 1 and info.audio[0].codec.startswith("mp3")
+    assert not info.video
+    assert abs(info.duration - SOURCE_SECONDS) <= DURATION_TOLERANCE
+
+
+@pytest.mark.e2e
+def test_env_vars_instead_of_flags(server: Server, run_id: int, media, tmp_path: Path) -> None:
+    out = tmp_path / "dub.mkv"
+    env = {"ALTDUB_URL": server.base_url, "ALTDUB_API_KEY": server.api_key}
+    ok(altdub("export", str(run_id), "es-es", "mkv", "-o", str(out), cwd=tmp_path, **env))
+    info = probe(out)
+    assert info.video and info.audio
+    assert info.audio[0].language == "spa"
+
+    # Without --wait or -o: a task id, or the URL once the export exists (it does now).
+    printed = ok(altdub("export", str(run_id), "es-es", "mkv", cwd=tmp_path, **env)).stdout.strip()
+    assert printed.startswith(f"{server.base_url}/files/"), printed
+    assert httpx.get(printed, timeout=30).content == out.read_bytes()
+
+    imported = ok(altdub("runs", "import", "--source", str(media.video), "--source-language", "en-us",
+                         "--dub", f"fr-fr={media.dub_flac}", cwd=tmp_path, **env))  # fmt: skip
+    assert re.fullmatch(r"run \d+: fr-fr", imported.stdout.strip()), imported.stdout
+
+
+@pytest.mark.e2e
+def test_export_of_language_not_in_run_fails_with_reason(server: Server, run_id: int, tmp_path: Path) -> None:
+    result = altdub(
+        "export", str(run_id), "fr-fr", "mp3", "--wait", "-o", str(tmp_path / "x.mp3"),
+        "--url", server.base_url, "--api-key", server.api_key,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode != 0, result.stdout
+    assert "404" in result.stderr
+    assert f"language fr-fr is not in run {run_id}" in result.stderr
+    assert not (tmp_path / "x.mp3").exists()
+
+
+@pytest.mark.e2e
+def test_export_with_bad_key_or_format_fails(server: Server, run_id: int, tmp_path: Path) -> None:
+    bad_key = altdub(
+        "export", str(run_id), "es-es", "mp3", "--url", server.base_url, "--api-key", "altdub_wrong",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert bad_key.returncode != 0 and "401" in bad_key.stderr, bad_key.stderr
+    bad_format = altdub(
+        "export", str(run_id), "es-es", "ogg", "--url", server.base_url, "--api-key", server.api_key,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert bad_format.returncode != 0 and "422" in bad_format.stderr, bad_format.stderr
+    assert "output_format" in bad_format.stderr
+
+
+@pytest.mark.e2e
+def test_runs_import_rejects_a_bad_file(server: Server, media, tmp_path: Path) -> None:
+    result = altdub(
+        "runs", "import", "--url", server.base_url, "--api-key", server.api_key,
+        "--source", str(media.video), "--source-language", "en-us", "--dub", f"es-es={media.text}",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "422" in result.stderr and "dub_es-es" in result.stderr, result.stderr
