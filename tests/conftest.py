@@ -55,9 +55,12 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Media:
         dub_short_ok=make_tone(d / "dub-short.wav", 3.95, tone_hz=880),
         dub_too_short=make_tone(d / "dub-3s.wav", 3.0),
         audio_source=make_tone(d / "podcast.mp3", SOURCE_SECONDS, tone_hz=330, codec="libmp3lame"),
-        mpeg2_video=make_video(d / "source-mpeg2.mxf", SOURCE_SECONDS, video_codec="mpeg2video",
-                               audio_codec="pcm_s16le"),  # fmt: skip
-        vp9_video=make_video(d / "source-vp9.mkv", SOURCE_SECONDS, video_codec="libvpx-vp9", audio_codec="libopus"),
+        mpeg2_video=make_video(
+            d / "source-mpeg2.mxf", SOURCE_SECONDS, video_codec="mpeg2video", audio_codec="pcm_s16le"
+        ),
+        vp9_video=make_video(
+            d / "source-vp9.mkv", SOURCE_SECONDS, video_codec="libvpx-vp9", audio_codec="libopus"
+        ),
         silent_video=silent,
         garbage=garbage,
         text=text,

@@ -113,7 +113,12 @@ def _die_with_parent() -> None:
 def _wait(proc: subprocess.Popen[bytes], deadline: float | None, cancel: threading.Event | None) -> int:
     while True:
         try:
-            return proc.wait(timeout=_POLL_SECONDS)
+            step = (
+                _POLL_SECONDS
+                if deadline is None
+                else max(0.0, min(_POLL_SECONDS, deadline - time.monotonic()))
+            )
+            return proc.wait(timeout=step)
         except subprocess.TimeoutExpired:
             if cancel is not None and cancel.is_set():
                 raise FFmpegCancelled("cancelled: the service is shutting down") from None

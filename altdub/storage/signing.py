@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
+
+_EXPIRES = re.compile(r"[0-9]{1,12}")
 
 
 class URLSigner:
@@ -26,7 +29,7 @@ class URLSigner:
 
     def verify(self, key: str, filename: str, expires: str, signature: str) -> bool:
         """True when the signature matches and has not expired."""
-        if not expires.isdigit():
+        if not _EXPIRES.fullmatch(expires):  # ASCII digits only: "²".isdigit() is True
             return False
         expected = self._digest(key, filename, int(expires))
         return hmac.compare_digest(expected, signature) and int(expires) >= time.time()

@@ -61,7 +61,9 @@ def test_key_is_case_sensitive(client, api_key):
 
 def _key_row(client, raw_key):
     with session_scope(client.app.state.context.sessions) as session:
-        row = session.scalar(select(ApiKey).where(ApiKey.key_hash == hashlib.sha256(raw_key.encode()).hexdigest()))
+        row = session.scalar(
+            select(ApiKey).where(ApiKey.key_hash == hashlib.sha256(raw_key.encode()).hexdigest())
+        )
         assert row is not None, "no api_keys row holds the SHA-256 of the key"
         return row.id
 

@@ -16,9 +16,9 @@ _CONTENT_TYPES = {f".{f.extension}": f.content_type for f in FORMATS.values()}
 def download(
     key: str,
     context: ContextDep,
-    filename: str = Query(max_length=255),
-    expires: str = Query(max_length=20),
-    signature: str = Query(max_length=128),
+    filename: str = Query(),
+    expires: str = Query(),
+    signature: str = Query(),
 ) -> FileResponse:
     """A signed download of local storage (Range requests answered 206)."""
     storage = context.storage
