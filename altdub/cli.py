@@ -88,9 +88,7 @@ def keys_list() -> None:
     with context.sessions() as session:
         for key in list_keys(session):
             state = "revoked" if key.revoked_at else "active"
-            typer.echo(
-                f"{key.id}\t{key.workspace.name}\t{key.prefix}…\t{state}\t{key.created_at:%Y-%m-%d %H:%M}"
-            )
+            typer.echo(f"{key.id}\t{key.workspace.name}\t{key.prefix}…\t{state}\t{key.created_at:%Y-%m-%d %H:%M}")
 
 
 @keys_app.command("revoke")

@@ -64,9 +64,7 @@ class AltdubClient:
                 return status["output_url"]
             if status["status"] != "PENDING":
                 reason = status.get("exception_reason") or status["status"]
-                raise ClientError(
-                    f"task {task_id} ended {status['status']}: {reason}: {status.get('message')}"
-                )
+                raise ClientError(f"task {task_id} ended {status['status']}: {reason}: {status.get('message')}")
             time.sleep(interval)
 
     def download(self, url: str, destination: Path) -> int:

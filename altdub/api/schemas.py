@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -26,11 +26,41 @@ class LanguageOut(BaseModel):
 
 
 class ExportRequest(BaseModel):
-    """Body of ``POST /dub-alt-format/{run_id}/{language}``. Unknown keys are refused, not ignored."""
+    """Body of ``POST /dub-alt-format/{run_id}/{language}``. Unknown keys are refused, not ignored.
+
+    Omitted options take their defaults; each set of effective options is a different export.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     output_format: OutputFormatName
+    audio_bitrate: str | None = Field(
+        default=None,
+        examples=["128k"],
+        description="'32k' to '320k'; mp3, aac, m4a, mp4, mov. Default: 192k (AAC: 128k mono, 384k 5.1).",
+    )
+    sample_rate: Literal[22050, 44100, 48000, 96000] | None = Field(
+        default=None, description="Default: the dub's own (48000 for mxf; at most 48000 for mp3)."
+    )
+    channels: Literal[1, 2, 6] | None = Field(default=None, description="Default: the dub's own.")
+    loudness: Literal["ebu_r128", "atsc_a85", "streaming"] | None = Field(
+        default=None,
+        description="ebu_r128: -23 LUFS, -1 dBTP; atsc_a85: -24 LKFS, -2 dBTP; streaming: -14 LUFS, -1 dBTP. "
+        "Default null: untouched.",
+    )
+    stem: Literal["mix", "voice", "background"] | None = Field(
+        default=None, description="Default mix; voice and background need those stems in the run."
+    )
+    include_original_audio: bool | None = Field(
+        default=None, description="Video formats: add the source-language audio as a second, non-default track."
+    )
+    subtitles: Literal["none", "soft"] | None = Field(
+        default=None, description="mkv, mp4, mov: 'soft' muxes the language's transcript as a text track."
+    )
+
+    def requested_options(self) -> dict[str, Any]:
+        """The option keys the client sent (not output_format)."""
+        return self.model_dump(exclude_unset=True, exclude={"output_format"})
 
 
 class OutputUrlOut(BaseModel):
@@ -42,6 +72,8 @@ class TaskIdOut(BaseModel):
 
 
 class TaskStatusOut(BaseModel):
+    """The Camb task status; ``message`` carries the measured loudness of a normalised export."""
+
     status: TaskStatus
     run_id: int
     exception_reason: str | None

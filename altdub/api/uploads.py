@@ -90,9 +90,7 @@ class _Collector:
         part.size += end - start
         if part.handle is not None:
             if part.size > self.max_file_bytes:
-                raise TooLarge(
-                    f"field {part.name!r} is larger than the {self.max_file_bytes} byte limit per file"
-                )
+                raise TooLarge(f"field {part.name!r} is larger than the {self.max_file_bytes} byte limit per file")
             part.handle.write(data[start:end])
         else:
             if part.size > MAX_TEXT_FIELD:

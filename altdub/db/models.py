@@ -69,6 +69,9 @@ class Run(Base):
     files: Mapped[list[RunFile]] = relationship(
         back_populates="run", cascade="all, delete-orphan", order_by="RunFile.id"
     )
+    transcripts: Mapped[list[Transcript]] = relationship(
+        back_populates="run", cascade="all, delete-orphan", order_by="Transcript.language_id"
+    )
 
     def file(self, role: FileRole, language_id: int | None = None) -> RunFile | None:
         return next((f for f in self.files if f.role == role and f.language_id == language_id), None)
@@ -76,6 +79,9 @@ class Run(Base):
     @property
     def dub_language_ids(self) -> list[int]:
         return sorted(f.language_id for f in self.files if f.role == FileRole.DUB and f.language_id)
+
+    def transcript(self, language_id: int) -> Transcript | None:
+        return next((t for t in self.transcripts if t.language_id == language_id), None)
 
 
 class RunFile(Base):
@@ -93,6 +99,20 @@ class RunFile(Base):
     probe: Mapped[dict[str, Any]] = mapped_column(JSON)
 
     run: Mapped[Run] = relationship(back_populates="files")
+
+
+class Transcript(Base):
+    """A language's timed transcript: validated segments ``[{start, end, text, speaker}]``."""
+
+    __tablename__ = "transcripts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    language_id: Mapped[int] = mapped_column(Integer)
+    original_name: Mapped[str] = mapped_column(String(500))
+    segments: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+
+    run: Mapped[Run] = relationship(back_populates="transcripts")
 
 
 LIVE_STATUSES = (TaskStatus.PENDING.value, TaskStatus.SUCCESS.value)
@@ -132,6 +152,7 @@ class ExportTask(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     storage_key: Mapped[str | None] = mapped_column(String(500))
     size: Mapped[int | None] = mapped_column(BigInteger)
+    loudness: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # measured on the output
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

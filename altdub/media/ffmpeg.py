@@ -19,6 +19,7 @@ import imageio_ffmpeg
 
 _POLL_SECONDS = 0.2
 _PR_SET_PDEATHSIG = 1
+_MAX_LOG = 1 << 20  # bytes of FFmpeg's log kept: measurements print a few hundred
 
 
 class FFmpegError(Exception):
@@ -44,9 +45,7 @@ def file_arg(path: Path) -> str:
     return f"file:{Path(path).resolve()}"
 
 
-def _read_progress(
-    stream: object, duration: float | None, on_progress: Callable[[float], None] | None
-) -> None:
+def _read_progress(stream: object, duration: float | None, on_progress: Callable[[float], None] | None) -> None:
     for raw in stream:  # type: ignore[attr-defined]
         line = raw.decode("ascii", "replace").strip()
         if on_progress and duration and line.startswith("out_time_us="):
@@ -62,14 +61,15 @@ def run_ffmpeg(
     on_progress: Callable[[float], None] | None = None,
     time_limit: float | None = None,
     cancel: threading.Event | None = None,
-) -> None:
-    """Run ``ffmpeg ARGS``; call ``on_progress(fraction)`` as it goes.
+    loglevel: str = "error",
+) -> str:
+    """Run ``ffmpeg ARGS``; call ``on_progress(fraction)`` as it goes; return what it logged.
 
     FFmpeg is killed at ``time_limit`` seconds (FFmpegTimeout) or when ``cancel`` is set
     (FFmpegCancelled).
     """
     command = [ffmpeg_executable(), "-hide_banner", "-nostdin", "-nostats", "-y", "-progress", "pipe:1"]
-    command += ["-loglevel", "error", *args]
+    command += ["-loglevel", loglevel, *args]
     with tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen(
             command,
@@ -79,9 +79,7 @@ def run_ffmpeg(
             start_new_session=True,
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
-        reader = threading.Thread(
-            target=_read_progress, args=(proc.stdout, duration, on_progress), daemon=True
-        )
+        reader = threading.Thread(target=_read_progress, args=(proc.stdout, duration, on_progress), daemon=True)
         reader.start()
         deadline = time.monotonic() + time_limit if time_limit else None
         try:
@@ -100,9 +98,11 @@ def run_ffmpeg(
             if proc.stdout:
                 proc.stdout.close()
         if returncode != 0:
-            stderr.seek(0)
-            tail = stderr.read()[-2000:].decode("utf-8", "replace").strip()
+            stderr.seek(max(0, stderr.seek(0, os.SEEK_END) - 2000))
+            tail = stderr.read().decode("utf-8", "replace").strip()
             raise FFmpegError(tail.splitlines()[-1] if tail else f"ffmpeg exited with status {returncode}")
+        stderr.seek(0)
+        return stderr.read(_MAX_LOG).decode("utf-8", "replace")
 
 
 def _die_with_parent() -> None:
@@ -113,11 +113,7 @@ def _die_with_parent() -> None:
 def _wait(proc: subprocess.Popen[bytes], deadline: float | None, cancel: threading.Event | None) -> int:
     while True:
         try:
-            step = (
-                _POLL_SECONDS
-                if deadline is None
-                else max(0.0, min(_POLL_SECONDS, deadline - time.monotonic()))
-            )
+            step = _POLL_SECONDS if deadline is None else max(0.0, min(_POLL_SECONDS, deadline - time.monotonic()))
             return proc.wait(timeout=step)
         except subprocess.TimeoutExpired:
             if cancel is not None and cancel.is_set():

@@ -1,12 +1,13 @@
-"""The nine output formats and the FFmpeg argument list that makes each (spec §4)."""
+"""The nine output formats and the FFmpeg argument list that makes each (spec §3 options, §4 formats)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from altdub.media.ffmpeg import file_arg
-from altdub.media.probe import MediaInfo, StreamInfo
+from altdub.media.options import ExportOptions
+from altdub.media.probe import StreamInfo
 
 
 @dataclass(frozen=True)
@@ -44,22 +45,32 @@ _MATROSKA_AUDIO = {
     "flac", "aac", "opus", "vorbis", "mp3", "ac3", "eac3", "alac",
     "pcm_s16le", "pcm_s24le", "pcm_s32le", "pcm_f32le",
 }  # fmt: skip
+_SUBTITLE_CODECS = {"mp4": "mov_text", "mov": "mov_text", "mkv": "subrip"}
 _DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 8: "7.1"}
-_MP3_RATES = (48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
 _COPY_SLACK = 0.001  # seconds a copied dub may fall short of the picture (Matroska's timestamp unit)
 
 
 @dataclass(frozen=True)
-class ExportInputs:
-    """What a conversion starts from: the dub, and the source media when the run has one."""
+class AudioTrack:
+    """One audio stream to deliver: the dub (or a stem), or the source's original audio."""
 
-    dub_path: Path
-    dub: MediaInfo
-    source_path: Path | None
-    source: MediaInfo | None
-    duration: float  # every output lasts this long: the source's, else the dub's
+    path: Path
+    stream: StreamInfo
+    duration: float  # of the file it comes from
     language: str  # ISO 639-2/B
+    loudnorm: str | None = None  # pass-two loudnorm filter, from a measurement made beforehand
+
+
+@dataclass(frozen=True)
+class ExportInputs:
+    audio: AudioTrack  # first and default track
+    duration: float  # every output lasts this long: the source's, else the dub's
     title: str
+    video_path: Path | None = None  # the source, when the run has a picture
+    video: StreamInfo | None = None
+    original: AudioTrack | None = None  # the source-language audio as a second, non-default track
+    subtitles_path: Path | None = None  # SubRip of the language's transcript
+    subtitles_language: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,35 +80,134 @@ class ExportPlan:
     audio_copied: bool
 
 
-def build_plan(output_format: str, inputs: ExportInputs, output: Path) -> ExportPlan:
-    """The FFmpeg arguments that write ``output`` in ``output_format`` (raises ValueError if impossible)."""
+@dataclass
+class _InputFiles:
+    """FFmpeg's ``-i`` list: one index per distinct file."""
+
+    paths: list[Path] = field(default_factory=list)
+
+    def index(self, path: Path) -> int:
+        if path not in self.paths:
+            self.paths.append(path)
+        return self.paths.index(path)
+
+    def args(self) -> list[str]:
+        return [arg for path in self.paths for arg in ("-i", file_arg(path))]
+
+
+def channel_layout(channels: int) -> str:
+    return _DEFAULT_LAYOUTS.get(channels, f"{channels}c")
+
+
+def pre_loudness_chain(track: AudioTrack, options: ExportOptions, duration: float) -> str:
+    """The filters before loudnorm: pad/trim to the picture, then the channel count asked for.
+
+    The loudness measurement (pass one) runs this same chain, so pass two normalises what it measured.
+    """
+    chain = [f"apad=whole_dur={duration:.6f}"]
+    if options.channels != (track.stream.channels or 2):
+        chain.append(f"aformat=channel_layouts={channel_layout(options.channels)}")
+    return ",".join(chain)
+
+
+def _audio_chain(track: AudioTrack, options: ExportOptions, duration: float) -> str:
+    chain = [pre_loudness_chain(track, options, duration)]
+    if track.loudnorm:
+        chain += [track.loudnorm, f"aresample={options.sample_rate}"]  # loudnorm works at 192 kHz
+    elif options.sample_rate != track.stream.sample_rate:
+        chain.append(f"aresample={options.sample_rate}")
+    return ",".join(chain)
+
+
+def build_plan(output_format: str, inputs: ExportInputs, options: ExportOptions, output: Path) -> ExportPlan:
+    """The FFmpeg arguments that write ``output`` (raises ValueError when the inputs cannot make it)."""
     fmt = FORMATS[output_format]
-    dub_stream = inputs.dub.audio[0]
-    args: list[str] = []
+    files = _InputFiles()
+    maps: list[str] = []
+    codecs: list[str] = []
     video_copied = False
     if fmt.is_video:
-        if inputs.source is None or inputs.source_path is None or not inputs.source.video:
+        if inputs.video is None or inputs.video_path is None:
             raise ValueError("the run has no video")
-        video = inputs.source.video[0]
-        args += ["-i", file_arg(inputs.source_path)]
-        video_args, video_copied = _video_codec_args(fmt.name, video)
-        args += ["-i", file_arg(inputs.dub_path), "-map", f"0:{video.index}"]
-        dub_input = 1
-    else:
-        args += ["-i", file_arg(inputs.dub_path)]
-        video_args, dub_input = [], 0
+        maps += ["-map", f"{files.index(inputs.video_path)}:{inputs.video.index}"]
+        video_args, video_copied = _video_codec_args(fmt.name, inputs.video)
+        codecs += video_args
+    elif options.include_original_audio or options.subtitles != "none":
+        raise ValueError(f"{output_format} carries neither a second audio track nor subtitles")
 
-    audio_args, audio_copied = _audio_args(fmt.name, inputs, dub_input, dub_stream)
-    args += audio_args + video_args
+    tracks = [inputs.audio]
+    if options.include_original_audio:
+        if inputs.original is None:
+            raise ValueError("the run has no original audio")
+        tracks.append(inputs.original)
+    graphs: list[str] = []
+    audio_index = 0
+    audio_copied = False
+    for number, track in enumerate(tracks):
+        stream = f"{files.index(track.path)}:{track.stream.index}"
+        default = number == 0
+        if fmt.name == "mxf":
+            graph, labels = _mxf_track_graph(stream, track, options, inputs.duration, number)
+            graphs.append(graph)
+            for channel, label in enumerate(labels):
+                maps += ["-map", label]
+                codecs += _tag_args(audio_index, track.language, default and channel == 0)
+                audio_index += 1
+            continue
+        if _copies_audio(fmt.name, track, options, inputs.duration):
+            maps += ["-map", stream]
+            codecs += [f"-c:a:{audio_index}", "copy"]
+            audio_copied = audio_copied or number == 0
+        else:
+            label = f"[a{number}]"
+            graphs.append(f"[{stream}]{_audio_chain(track, options, inputs.duration)}{label}")
+            maps += ["-map", label]
+            codecs += _audio_codec_args(fmt.name, audio_index, track.stream, options)
+        codecs += _tag_args(audio_index, track.language, default)
+        audio_index += 1
+    if fmt.name == "mxf":
+        codecs += ["-c:a", "pcm_s24le", "-ar", "48000"]
+
+    if options.subtitles == "soft":
+        if inputs.subtitles_path is None:
+            raise ValueError("the language has no transcript")
+        maps += ["-map", f"{files.index(inputs.subtitles_path)}:0"]
+        codecs += ["-c:s", _SUBTITLE_CODECS[fmt.name], "-disposition:s:0", "0"]
+        codecs += ["-metadata:s:s:0", f"language={inputs.subtitles_language or inputs.audio.language}"]
+
+    args = files.args()
+    if graphs:
+        args += ["-filter_complex", ";".join(graphs)]
+    args += maps + codecs
     args += ["-t", f"{inputs.duration:.6f}", "-map_metadata", "-1", "-map_chapters", "-1"]
     args += ["-metadata", f"title={inputs.title}"]
     if fmt.name == "mxf":  # FFmpeg's MXF muxer ignores "title"; the material package name is MXF's own
         args += ["-metadata", f"material_package_name={inputs.title}"]
     if not fmt.is_video:  # ID3 TLAN, Vorbis LANGUAGE, RIFF ILNG: the file-level tag is the track's
-        args += ["-metadata", f"language={inputs.language}"]
+        args += ["-metadata", f"language={inputs.audio.language}"]
     args += _muxer_args(fmt.name)
     args += ["-f", fmt.muxer, file_arg(output)]
     return ExportPlan(args, video_copied, audio_copied)
+
+
+def _tag_args(audio_index: int, language: str, default: bool) -> list[str]:
+    return [
+        f"-metadata:s:a:{audio_index}", f"language={language}",
+        f"-disposition:a:{audio_index}", "default" if default else "0",
+    ]  # fmt: skip
+
+
+def _copies_audio(fmt: str, track: AudioTrack, options: ExportOptions, duration: float) -> bool:
+    """Matroska takes the audio as it is when nothing about it has to change."""
+    stream = track.stream
+    return (
+        fmt == "mkv"
+        and stream.codec in _MATROSKA_AUDIO
+        and track.loudnorm is None
+        and options.sample_rate == stream.sample_rate
+        and options.channels == (stream.channels or 2)
+        and track.duration >= duration - _COPY_SLACK  # as long as the picture; -t trims the rest
+    )
 
 
 def _video_codec_args(fmt: str, video: StreamInfo) -> tuple[list[str], bool]:
@@ -106,11 +216,11 @@ def _video_codec_args(fmt: str, video: StreamInfo) -> tuple[list[str], bool]:
         extra = ["-tag:v", "hvc1"] if video.codec == "hevc" and fmt in ("mp4", "mov") else []
         return ["-c:v", "copy", *extra], True
     if fmt == "mxf":
-        return _xdcam_hd422_args(video), False
+        return _xdcam_hd422_args(), False
     return ["-c:v", "libx264", "-preset", "medium", "-crf", "18", "-pix_fmt", "yuv420p"], False
 
 
-def _xdcam_hd422_args(video: StreamInfo) -> list[str]:
+def _xdcam_hd422_args() -> list[str]:
     """MPEG-2 4:2:2 long-GOP at a constant 50 Mb/s, the XDCAM HD422 recipe."""
     return [
         "-c:v", "mpeg2video", "-pix_fmt", "yuv422p", "-profile:v", "0",
@@ -121,65 +231,40 @@ def _xdcam_hd422_args(video: StreamInfo) -> list[str]:
     ]  # fmt: skip
 
 
-def _pad_filter(duration: float) -> str:
-    return f"apad=whole_dur={duration:.6f}"
-
-
-def _audio_args(fmt: str, inputs: ExportInputs, dub_input: int, dub: StreamInfo) -> tuple[list[str], bool]:
-    """Map, pad/trim, encode and tag the dubbed audio; returns (args, copied)."""
-    source = f"{dub_input}:{dub.index}"
-    tags = ["-metadata:s:a:0", f"language={inputs.language}", "-disposition:a:0", "default"]
-    if fmt == "mxf":
-        return _mxf_audio_args(source, inputs, dub), False
-    if fmt == "mkv" and dub.codec in _MATROSKA_AUDIO and inputs.dub.duration >= inputs.duration - _COPY_SLACK:
-        # As long as the picture: copy as is; the output's -t trims at a packet boundary.
-        return ["-map", source, "-c:a", "copy", *tags], True
-    args = ["-map", source, "-af", _pad_filter(inputs.duration), *_audio_codec_args(fmt, dub), *tags]
-    return args, False
-
-
-def _audio_codec_args(fmt: str, dub: StreamInfo) -> list[str]:
-    channels = dub.channels or 2
-    deep = (dub.bits_per_sample or 16) > 16 or (dub.sample_format or "").startswith(("s32", "flt", "dbl"))
-    if fmt == "flac" or fmt == "mkv":
-        return ["-c:a", "flac", "-sample_fmt", "s32" if deep else "s16"]
+def _audio_codec_args(fmt: str, index: int, stream: StreamInfo, options: ExportOptions) -> list[str]:
+    deep = (stream.bits_per_sample or 16) > 16
+    codec = f"-c:a:{index}"
+    if fmt in ("flac", "mkv"):
+        return [codec, "flac", f"-sample_fmt:a:{index}", "s32" if deep else "s16"]
     if fmt == "wav":
-        return ["-c:a", "pcm_s24le" if deep else "pcm_s16le", "-rf64", "auto"]
+        return [codec, "pcm_s24le" if deep else "pcm_s16le", "-rf64", "auto"]
+    bitrate = [f"-b:a:{index}", str(options.audio_bitrate)]
     if fmt == "mp3":
-        args = ["-c:a", "libmp3lame", "-b:a", "192k"]
-        rate = dub.sample_rate or 48000
-        if rate not in _MP3_RATES:
-            args += ["-ar", str(48000 if rate > 48000 else 44100)]
-        return [*args, "-ac", "2"] if channels > 2 else args
-    # aac, m4a, mp4, mov: AAC-LC
-    bitrate = "128k" if channels == 1 else "192k" if channels == 2 else "384k"
-    return ["-c:a", "aac", "-profile:a", "aac_low", "-b:a", bitrate]
+        return [codec, "libmp3lame", *bitrate]
+    return [codec, "aac", f"-profile:a:{index}", "aac_low", *bitrate]  # aac, m4a, mp4, mov: AAC-LC
 
 
-def _mxf_audio_args(source: str, inputs: ExportInputs, dub: StreamInfo) -> list[str]:
+def _mxf_track_graph(
+    stream: str, track: AudioTrack, options: ExportOptions, duration: float, number: int
+) -> tuple[str, list[str]]:
     """Broadcast MXF: PCM s24le at 48 kHz, one mono track per channel."""
-    channels = dub.channels or 2
-    chain = f"[{source}]{_pad_filter(inputs.duration)},aresample=48000"
-    if channels == 1:
-        graph, labels = f"{chain}[a0]", ["[a0]"]
-    else:
-        labels = [f"[a{i}]" for i in range(channels)]
-        layout = _named_layout(dub)
-        graph = (
-            f"{chain},aformat=channel_layouts={layout},channelsplit=channel_layout={layout}{''.join(labels)}"
-        )
-    args = ["-filter_complex", graph]
-    for i, label in enumerate(labels):
-        args += ["-map", label, f"-metadata:s:a:{i}", f"language={inputs.language}"]
-        args += [f"-disposition:a:{i}", "default" if i == 0 else "0"]
-    return [*args, "-c:a", "pcm_s24le", "-ar", "48000"]
+    chain = f"[{stream}]{_audio_chain(track, options, duration)}"  # options.sample_rate is 48000
+    if options.channels == 1:
+        label = f"[m{number}c0]"
+        return f"{chain}{label}", [label]
+    labels = [f"[m{number}c{i}]" for i in range(options.channels)]
+    layout = (
+        _named_layout(track.stream) if options.channels == track.stream.channels else channel_layout(options.channels)
+    )
+    split = f"aformat=channel_layouts={layout},channelsplit=channel_layout={layout}"
+    return f"{chain},{split}{''.join(labels)}", labels
 
 
 def _named_layout(stream: StreamInfo) -> str:
     """The stream's channel layout, or FFmpeg's default one for its channel count (WAV may carry none)."""
     if stream.channel_layout and "channels" not in stream.channel_layout:
         return stream.channel_layout
-    return _DEFAULT_LAYOUTS.get(stream.channels or 2, f"{stream.channels}c")
+    return channel_layout(stream.channels or 2)
 
 
 def _muxer_args(fmt: str) -> list[str]:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
+import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,10 +20,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from altdub import languages
-from altdub.db.models import LIVE_STATUSES, ExportTask, FileRole, Run, TaskStatus
+from altdub.db.models import LIVE_STATUSES, ExportTask, FileRole, Run, RunFile, TaskStatus
 from altdub.media.ffmpeg import FFmpegCancelled, FFmpegError, FFmpegTimeout, run_ffmpeg
-from altdub.media.formats import FORMATS, ExportInputs, build_plan
+from altdub.media.formats import FORMATS, AudioTrack, ExportInputs, build_plan, pre_loudness_chain
+from altdub.media.loudness import LoudnessFigures, measure_for_loudnorm
+from altdub.media.loudness import measure as measure_loudness
+from altdub.media.options import ExportOptions, OptionError, resolve_options
 from altdub.media.probe import MediaInfo, ProbeError, probe
+from altdub.media.transcripts import Segment, write_subrip
 from altdub.service.context import Context
 from altdub.service.errors import InvalidInput, NotFound
 from altdub.service.runs import exports_prefix, get_run
@@ -69,6 +76,20 @@ def _live_task(session: Session, identity: str) -> ExportTask | None:
     )
 
 
+def _stem_file(run: Run, language: languages.Language, stem: str) -> RunFile:
+    """The stored file behind ``stem``: the dubbed mix, the voice stem or the background stem."""
+    role, language_id = {
+        "mix": (FileRole.DUB, language.id),
+        "voice": (FileRole.VOICE, language.id),
+        "background": (FileRole.BACKGROUND, None),
+    }[stem]
+    found = run.file(role, language_id)
+    if found is None:
+        what = f"a voice stem for {language.short_name}" if stem == "voice" else "a background stem"
+        raise InvalidInput(("body", "stem"), f"run {run.id} has no {what}")
+    return found
+
+
 def request_export(
     ctx: Context,
     session: Session,
@@ -76,12 +97,15 @@ def request_export(
     run_id: int,
     language_value: str,
     output_format: str,
+    requested_options: dict[str, Any],
     base_url: str,
 ) -> ExportAnswer:
     """The signed URL when the export exists; else the live task for it, created if there is none.
 
     Uniqueness is the database's: a partial unique index admits one PENDING/SUCCESS task per
     identity, so concurrent requests in any number of processes converge on one task.
+    ``requested_options`` holds the option keys the client sent; they are resolved to effective
+    values first, so that spelling out a default gives the same export as omitting it.
     """
     language = parse_language(language_value, ("path", "language"))
     run = get_run(session, workspace_id, run_id)
@@ -91,8 +115,15 @@ def request_export(
         raise InvalidInput(
             ("body", "output_format"), f"{output_format} is a video format and run {run_id} has no video"
         )
-    options: dict[str, Any] = {}
-    identity = export_identity(run.id, language.id, output_format, options)
+    stem = _stem_file(run, language, requested_options.get("stem") or "mix")
+    try:
+        options = resolve_options(output_format, requested_options, MediaInfo.from_json(stem.probe).audio[0])
+    except OptionError as exc:
+        raise InvalidInput(("body", exc.key), exc.message) from exc
+    if options.subtitles == "soft" and run.transcript(language.id) is None:
+        raise InvalidInput(("body", "subtitles"), f"run {run_id} has no transcript for {language.short_name}")
+    resolved = options.as_dict()
+    identity = export_identity(run.id, language.id, output_format, resolved)
 
     task = _live_task(session, identity)
     if task is None:
@@ -102,7 +133,7 @@ def request_export(
             run_id=run.id,
             language_id=language.id,
             output_format=output_format,
-            options=options,
+            options=resolved,
             identity=identity,
             status=TaskStatus.PENDING.value,
             progress=0,
@@ -133,13 +164,13 @@ def get_task(session: Session, workspace_id: int, task_id: str, run_id: int | No
 
 def pending_task_ids(ctx: Context) -> list[str]:
     with ctx.sessions() as session:
-        return list(
-            session.scalars(select(ExportTask.id).where(ExportTask.status == TaskStatus.PENDING.value))
-        )
+        return list(session.scalars(select(ExportTask.id).where(ExportTask.status == TaskStatus.PENDING.value)))
 
 
 class _TaskFailed(Exception):
-    def __init__(self, status: TaskStatus, reason: str, message: str) -> None:
+    """Ends the task in ``status`` with a Camb ``exception_reason`` and a human message."""
+
+    def __init__(self, message: str, reason: str = "PROCESSING_ERROR", status: TaskStatus = TaskStatus.ERROR) -> None:
         super().__init__(message)
         self.status, self.reason, self.message = status, reason, message
 
@@ -188,14 +219,13 @@ def run_export_task(ctx: Context, task_id: str) -> None:
             return
         task.attempts += 1
         task.started_at = datetime.now(UTC)
-        run = session.get(Run, task.run_id, options=[selectinload(Run.files)])
+        run = session.get(Run, task.run_id, options=[selectinload(Run.files), selectinload(Run.transcripts)])
         if run is None:
             return
         session.expunge_all()  # detached copies: the conversion holds no session open
-    fmt = FORMATS[task.output_format]
-    output = ctx.settings.staging_dir / f"export-{task.id}-{uuid.uuid4().hex}.{fmt.extension}"
+    scratch = Path(tempfile.mkdtemp(prefix=f"export-{task.id}-", dir=ctx.settings.staging_dir))
     try:
-        size_key = _convert_and_publish(ctx, task, run, output)
+        result = _convert_and_publish(ctx, task, run, scratch)
     except FFmpegCancelled:
         log.info("task %s interrupted by shutdown; it resumes at the next start", task.id)
         return
@@ -219,74 +249,127 @@ def run_export_task(ctx: Context, task_id: str) -> None:
         )
         return
     finally:
-        output.unlink(missing_ok=True)
-    size, key = size_key
-    if not _finish(ctx, task.id, status=TaskStatus.SUCCESS.value, progress=100, storage_key=key, size=size):
+        shutil.rmtree(scratch, ignore_errors=True)
+    published = _finish(
+        ctx,
+        task.id,
+        status=TaskStatus.SUCCESS.value,
+        progress=100,
+        storage_key=result.key,
+        size=result.size,
+        loudness=result.loudness.as_dict() if result.loudness else None,
+        message=result.message,
+    )
+    if not published:
         with ctx.sessions() as session:  # the run was deleted meanwhile: drop the orphan file
             if session.get(ExportTask, task.id) is None:
-                ctx.storage.delete_prefix(key)
+                ctx.storage.delete_prefix(result.key)
 
 
-def _convert_and_publish(ctx: Context, task: ExportTask, run: Run, output: Path) -> tuple[int, str]:
+@dataclass(frozen=True)
+class _Published:
+    key: str
+    size: int
+    loudness: LoudnessFigures | None
+    message: str | None
+
+
+def _convert_and_publish(ctx: Context, task: ExportTask, run: Run, scratch: Path) -> _Published:
+    fmt = FORMATS[task.output_format]
+    output = scratch / f"output.{fmt.extension}"
+    options = ExportOptions(**task.options)
     language = languages.by_id(task.language_id)
-    dub_file = run.file(FileRole.DUB, task.language_id)
-    source_file = run.file(FileRole.SOURCE)
-    if dub_file is None:
-        raise _TaskFailed(
-            TaskStatus.ERROR, "INVALID_SOURCE_DATA", f"run {run.id} has no dub for {language.short_name}"
-        )
     try:
-        with ctx.storage.local_copy(dub_file.storage_key) as dub_path:
-            if source_file is None:
-                _convert(
-                    ctx,
-                    task,
-                    run,
-                    language,
-                    output,
-                    dub_path,
-                    MediaInfo.from_json(dub_file.probe),
-                    None,
-                    None,
-                )
-            else:
-                with ctx.storage.local_copy(source_file.storage_key) as source_path:
-                    _convert(
-                        ctx, task, run, language, output, dub_path, MediaInfo.from_json(dub_file.probe),
-                        source_path, MediaInfo.from_json(source_file.probe),
-                    )  # fmt: skip
+        stem = _stem_file(run, language, options.stem)
+    except InvalidInput as exc:
+        raise _TaskFailed(exc.message, "INVALID_SOURCE_DATA") from exc
+    source = run.file(FileRole.SOURCE)
+    try:
+        with ExitStack() as stack:
+            stem_path = stack.enter_context(ctx.storage.local_copy(stem.storage_key))
+            source_path = stack.enter_context(ctx.storage.local_copy(source.storage_key)) if source else None
+            inputs = _export_inputs(run, language, options, stem, stem_path, source, source_path, scratch)
+            figures = _convert(ctx, task, options, inputs, output)
     except StorageError as exc:
-        raise _TaskFailed(
-            TaskStatus.ERROR, "INVALID_SOURCE_DATA", f"an input of the run is unreadable: {exc}"
-        ) from exc
-    key = f"{exports_prefix(task.workspace_id, run.id)}{task.id}.{FORMATS[task.output_format].extension}"
-    return ctx.storage.put_file(key, output), key
+        raise _TaskFailed(f"an input of the run is unreadable: {exc}", "INVALID_SOURCE_DATA") from exc
+    key = f"{exports_prefix(task.workspace_id, run.id)}{task.id}.{fmt.extension}"
+    message = None
+    if figures is not None and options.loudness_target is not None:
+        target = options.loudness_target
+        message = (
+            f"loudness {target.name} (target {target.integrated:g} LUFS, true peak <= {target.true_peak:g} dBTP): "
+            f"integrated {figures.integrated:.1f} LUFS, true peak {figures.true_peak:.1f} dBTP, "
+            f"range {figures.lra:.1f} LU"
+        )
+    return _Published(key, ctx.storage.put_file(key, output), figures, message)
+
+
+def _export_inputs(
+    run: Run,
+    language: languages.Language,
+    options: ExportOptions,
+    stem: RunFile,
+    stem_path: Path,
+    source: RunFile | None,
+    source_path: Path | None,
+    scratch: Path,
+) -> ExportInputs:
+    stem_info = MediaInfo.from_json(stem.probe)
+    audio = AudioTrack(stem_path, stem_info.audio[0], stem_info.duration, language.iso639_2)
+    video_path = video = original = None
+    if source is not None and source_path is not None:
+        source_info = MediaInfo.from_json(source.probe)
+        if source_info.video:
+            video_path, video = source_path, source_info.video[0]
+        source_language = languages.by_id(run.source_language_id)
+        original = AudioTrack(source_path, source_info.audio[0], source_info.duration, source_language.iso639_2)
+    subtitles_path = None
+    transcript = run.transcript(language.id)
+    if options.subtitles == "soft" and transcript is not None:
+        segments = [Segment(**s) for s in transcript.segments]
+        subtitles_path = write_subrip(segments, scratch / "subtitles.srt")
+    title = f"{run.name} ({language.name})" + ("" if options.stem == "mix" else f" [{options.stem}]")
+    return ExportInputs(
+        audio=audio,
+        duration=run.duration,
+        title=title,
+        video_path=video_path,
+        video=video,
+        original=original,
+        subtitles_path=subtitles_path,
+        subtitles_language=language.iso639_2,
+    )
+
+
+_LOSSY = {"mp3", "aac", "m4a", "mp4", "mov"}
+
+
+def _normalised(track: AudioTrack, options: ExportOptions, duration: float, output_format: str) -> AudioTrack:
+    """The track with its pass-two loudnorm filter, from a first pass that measures it."""
+    target = options.loudness_target
+    assert target is not None
+    # Lossy encoders overshoot the peaks they are given: aim below the ceiling.
+    ceiling = target.true_peak - (1.0 if output_format in _LOSSY else 0.1)
+    chain = pre_loudness_chain(track, options, duration)
+    try:
+        loudnorm = measure_for_loudnorm(track.path, f"0:{track.stream.index}", chain, target, ceiling)
+    except FFmpegError as exc:
+        raise _TaskFailed(f"loudness measurement failed: {exc}") from exc
+    return replace(track, loudnorm=loudnorm)
 
 
 def _convert(
-    ctx: Context,
-    task: ExportTask,
-    run: Run,
-    language: languages.Language,
-    output: Path,
-    dub_path: Path,
-    dub: MediaInfo,
-    source_path: Path | None,
-    source: MediaInfo | None,
-) -> None:
-    inputs = ExportInputs(
-        dub_path=dub_path,
-        dub=dub,
-        source_path=source_path,
-        source=source,
-        duration=run.duration,
-        language=language.iso639_2,
-        title=f"{run.name} ({language.name})",
-    )
+    ctx: Context, task: ExportTask, options: ExportOptions, inputs: ExportInputs, output: Path
+) -> LoudnessFigures | None:
+    if options.loudness_target is not None:
+        inputs = replace(inputs, audio=_normalised(inputs.audio, options, inputs.duration, task.output_format))
+        if options.include_original_audio and inputs.original is not None:
+            original = _normalised(inputs.original, options, inputs.duration, task.output_format)
+            inputs = replace(inputs, original=original)
     try:
-        plan = build_plan(task.output_format, inputs, output)
+        plan = build_plan(task.output_format, inputs, options, output)
     except ValueError as exc:
-        raise _TaskFailed(TaskStatus.ERROR, "MISMATCHED_SOURCE_CODEC", str(exc)) from exc
+        raise _TaskFailed(str(exc), "MISMATCHED_SOURCE_CODEC") from exc
     try:
         run_ffmpeg(
             plan.args,
@@ -298,26 +381,40 @@ def _convert(
     except FFmpegCancelled:
         raise
     except FFmpegTimeout as exc:
-        raise _TaskFailed(TaskStatus.TIMEOUT, "TIMEOUT", str(exc)) from exc
+        raise _TaskFailed(str(exc), "TIMEOUT", TaskStatus.TIMEOUT) from exc
     except FFmpegError as exc:
-        raise _TaskFailed(TaskStatus.ERROR, "PROCESSING_ERROR", f"conversion failed: {exc}") from exc
-    _verify(task.output_format, output, inputs)
+        raise _TaskFailed(f"conversion failed: {exc}") from exc
+    info = _verify(task.output_format, output, inputs, options)
+    if options.loudness_target is None:
+        return None
+    first_track = [s.index for s in info.audio][: _tracks_per_programme(task.output_format, options)]
+    try:
+        return measure_loudness(output, first_track)
+    except FFmpegError as exc:
+        raise _TaskFailed(f"output loudness unreadable: {exc}") from exc
 
 
-def _verify(output_format: str, output: Path, inputs: ExportInputs) -> None:
+def _tracks_per_programme(output_format: str, options: ExportOptions) -> int:
+    """Audio streams that make up the dubbed programme: one, or one per channel in MXF."""
+    return options.channels if output_format == "mxf" else 1
+
+
+def _verify(output_format: str, output: Path, inputs: ExportInputs, options: ExportOptions) -> MediaInfo:
     """Check the file before it is published: readable, the right streams, the right length."""
     try:
         info = probe(output)
     except ProbeError as exc:
-        raise _TaskFailed(TaskStatus.ERROR, "PROCESSING_ERROR", f"output is unreadable: {exc}") from exc
+        raise _TaskFailed(f"output is unreadable: {exc}") from exc
+    expected_audio = _tracks_per_programme(output_format, options) * (2 if options.include_original_audio else 1)
     problems = []
-    if not info.audio:
-        problems.append("no audio stream")
-    if FORMATS[output_format].is_video and not info.video:
+    if len(info.audio) != expected_audio:
+        problems.append(f"{len(info.audio)} audio streams instead of {expected_audio}")
+    if FORMATS[output_format].is_video and len(info.video) != 1:
         problems.append("no video stream")
+    if options.subtitles == "soft" and len(info.subtitles) != 1:
+        problems.append("no subtitle stream")
     if abs(info.duration - inputs.duration) > DURATION_TOLERANCE:
         problems.append(f"duration {info.duration:.3f} s instead of {inputs.duration:.3f} s")
     if problems:
-        raise _TaskFailed(
-            TaskStatus.ERROR, "PROCESSING_ERROR", "output failed verification: " + "; ".join(problems)
-        )
+        raise _TaskFailed("output failed verification: " + "; ".join(problems))
+    return info

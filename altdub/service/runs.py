@@ -11,14 +11,16 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from altdub import languages
-from altdub.db.models import FileRole, Run, RunFile
+from altdub.db.models import FileRole, Run, RunFile, Transcript
 from altdub.media.probe import MediaInfo, ProbeError, probe
+from altdub.media.transcripts import MAX_TRANSCRIPT_BYTES, TranscriptError, parse_transcript, validate
 from altdub.service.context import Context
 from altdub.service.errors import InvalidInput, NotFound
 from altdub.storage import Storage
 
 DURATION_TOLERANCE = 0.02  # a dub may differ from the source by 2 % (spec §5)
 TEXT_FIELDS = ("source_language", "name")
+TRANSCRIPT = "transcript_"
 
 
 @dataclass(frozen=True)
@@ -46,9 +48,7 @@ def _loc(field: str) -> tuple[str, str]:
 def _parse_language(field: str, value: str) -> languages.Language:
     language = languages.lookup(value)
     if language is None:
-        raise InvalidInput(
-            _loc(field), f"unknown language {value!r}: use an id or short_name of /target-languages"
-        )
+        raise InvalidInput(_loc(field), f"unknown language {value!r}: use an id or short_name of /target-languages")
     return language
 
 
@@ -60,10 +60,9 @@ def _classify(field: str) -> tuple[FileRole, languages.Language | None]:
     prefix, _, tag = field.partition("_")
     if prefix in ("dub", "voice") and tag:
         return FileRole(prefix), _parse_language(field, tag)
-    if prefix == "transcript" and tag:
-        raise InvalidInput(_loc(field), "transcripts are not supported yet by this server")
     raise InvalidInput(
-        _loc(field), "unknown file field: expected source, dub_<language>, voice_<language> or background"
+        _loc(field),
+        "unknown file field: expected source, dub_<language>, voice_<language>, background or transcript_<language>",
     )
 
 
@@ -96,6 +95,28 @@ def _check_lengths(inputs: list[_Input], reference: _Input) -> None:
             )
 
 
+def _parse_transcripts(
+    texts: dict[str, tuple[str, bytes]], languages_allowed: set[int], duration: float
+) -> list[Transcript]:
+    """Validated transcripts (field -> (file name, bytes)), one per language of the run: a dub's or the source's."""
+    transcripts: dict[int, Transcript] = {}
+    for field, (name, data) in texts.items():
+        language = _parse_language(field, field.removeprefix(TRANSCRIPT))
+        if language.id not in languages_allowed:
+            raise InvalidInput(_loc(field), f"the run has no dub in {language.short_name} and its source is not in it")
+        if language.id in transcripts:
+            raise InvalidInput(_loc(field), f"a second transcript for {language.short_name}")
+        try:
+            segments = parse_transcript(data)
+            validate(segments, duration)
+        except TranscriptError as exc:
+            raise InvalidInput(_loc(field), f"invalid transcript: {exc}") from exc
+        transcripts[language.id] = Transcript(
+            language_id=language.id, original_name=name[:500], segments=[seg.as_dict() for seg in segments]
+        )
+    return list(transcripts.values())
+
+
 def _extension(filename: str) -> str:
     suffix = Path(filename).suffix.lower()
     return suffix if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix) else ""
@@ -106,14 +127,22 @@ def import_run(ctx: Context, workspace_id: int, fields: dict[str, str], files: l
 
     Nothing is stored unless everything is valid; a failure while storing removes what was written.
     """
+    transcript_texts = {name: (name, value.encode()) for name, value in fields.items() if name.startswith(TRANSCRIPT)}
     for name in fields:
-        if name not in TEXT_FIELDS:
+        if name not in TEXT_FIELDS and name not in transcript_texts:
             raise InvalidInput(_loc(name), "unknown field: expected source_language, name or file fields")
     if not fields.get("source_language"):
         raise InvalidInput(_loc("source_language"), "field required", "missing")
     source_language = _parse_language("source_language", fields["source_language"])
 
-    inputs = [_probe_input(f) for f in files]
+    for incoming in files:
+        if incoming.field.startswith(TRANSCRIPT):
+            if incoming.field in transcript_texts:
+                raise InvalidInput(_loc(incoming.field), "field given more than once")
+            if incoming.size > MAX_TRANSCRIPT_BYTES:
+                raise InvalidInput(_loc(incoming.field), "transcript larger than 10 MiB")
+            transcript_texts[incoming.field] = (incoming.filename, incoming.path.read_bytes())
+    inputs = [_probe_input(f) for f in files if not f.field.startswith(TRANSCRIPT)]
     seen: dict[tuple[FileRole, int | None], str] = {}
     for item in inputs:
         slot = (item.role, item.language.id if item.language else None)
@@ -126,12 +155,11 @@ def import_run(ctx: Context, workspace_id: int, fields: dict[str, str], files: l
     dub_languages = {d.language.id for d in dubs if d.language}
     for item in inputs:
         if item.role == FileRole.VOICE and item.language and item.language.id not in dub_languages:
-            raise InvalidInput(
-                _loc(item.incoming.field), "a voice stem needs the dub_<language> it belongs to"
-            )
+            raise InvalidInput(_loc(item.incoming.field), "a voice stem needs the dub_<language> it belongs to")
     source = next((i for i in inputs if i.role == FileRole.SOURCE), None)
     reference = source or dubs[0]
     _check_lengths(inputs, reference)
+    transcripts = _parse_transcripts(transcript_texts, dub_languages | {source_language.id}, reference.info.duration)
 
     default_name = Path(reference.incoming.filename).stem or "Untitled run"
     run = Run(
@@ -157,6 +185,7 @@ def import_run(ctx: Context, workspace_id: int, fields: dict[str, str], files: l
                     probe=item.info.to_json(),
                 )
             )
+        run.transcripts = transcripts
         with ctx.sessions.begin() as session:
             session.add(run)
     except BaseException:

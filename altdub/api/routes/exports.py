@@ -29,7 +29,7 @@ def get_dubbed_output_in_alt_format(
     ``language`` is a language id or short_name.
     """
     answer = exports.request_export(
-        context, session, workspace.id, run_id, language, body.output_format, base_url
+        context, session, workspace.id, run_id, language, body.output_format, body.requested_options(), base_url
     )
     if answer.output_url is not None:
         return OutputUrlOut(output_url=answer.output_url)

@@ -33,9 +33,5 @@ def download(
     if not path.is_file():
         raise HTTPException(status_code=404, detail="Not found")
     suffix = path.suffix.lower()
-    content_type = (
-        _CONTENT_TYPES.get(suffix) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    )
-    return FileResponse(
-        path, media_type=content_type, filename=filename, content_disposition_type="attachment"
-    )
+    content_type = _CONTENT_TYPES.get(suffix) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return FileResponse(path, media_type=content_type, filename=filename, content_disposition_type="attachment")
