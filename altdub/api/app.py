@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from altdub import __version__
-from altdub.api.routes import exports, files, health, languages, runs
+from altdub.api.routes import exports, files, health, languages, results, runs
 from altdub.config import Settings
 from altdub.jobs.inprocess import InProcessExecutor
 from altdub.service.context import Context, build_context, remove_stale_scratch
@@ -54,7 +54,7 @@ def create_app(settings: Settings | None = None, *, workers: bool = True) -> Fas
         description="Deliver the dubbed output of a run in the format asked for (Camb.ai-compatible).",
         lifespan=lifespan,
     )
-    for module in (health, languages, runs, exports, files):
+    for module in (health, languages, runs, exports, results, files):
         app.include_router(module.router)
 
     @app.exception_handler(NotFound)

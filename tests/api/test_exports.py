@@ -321,21 +321,6 @@ def test_concurrent_identical_requests_run_one_conversion(client, api_key, video
 # --- options (spec §3 table) -----------------------------------------------------------------------------
 
 
-def test_options_not_built_yet_are_refused_not_ignored(idle):
-    """Until the export options land (issue 3), each of them is a 422 naming the key."""
-    client, key, run_id = idle
-    response = post_export(
-        client,
-        key,
-        run_id,
-        body={"output_format": "mp3", "audio_bitrate": "128k", "sample_rate": 44100, "channels": 1},
-    )
-    assert response.status_code == 422, response.text
-    locs = {tuple(d["loc"]) for d in response.json()["detail"]}
-    assert locs == {("body", "audio_bitrate"), ("body", "sample_rate"), ("body", "channels")}
-    assert all(d["type"] == "extra_forbidden" for d in response.json()["detail"])
-
-
 # --- time limit ------------------------------------------------------------------------------------------
 
 

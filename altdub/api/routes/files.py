@@ -9,7 +9,11 @@ from altdub.storage import StorageError
 from altdub.storage.local import LocalStorage
 
 router = APIRouter(tags=["files"])
-_CONTENT_TYPES = {f".{f.extension}": f.content_type for f in FORMATS.values()}
+_CONTENT_TYPES = {f".{f.extension}": f.content_type for f in FORMATS.values()} | {
+    ".srt": "application/x-subrip",
+    ".vtt": "text/vtt; charset=utf-8",
+    ".txt": "text/plain; charset=utf-8",
+}
 
 
 @router.get("/files/{key:path}", responses={403: {"description": "Expired or tampered URL."}})

@@ -1,0 +1,88 @@
+"""Camb-compatible reads of a run: its transcripts and its per-language results."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from altdub import languages
+from altdub.db.models import ExportTask, FileRole, Run, TaskStatus
+from altdub.media.transcripts import Segment, TextFormat, render
+from altdub.service.context import Context
+from altdub.service.errors import NotFound
+from altdub.service.exports import parse_language, signed_url
+from altdub.service.runs import get_run
+
+
+def _segments(run: Run, language: languages.Language) -> list[Segment]:
+    transcript = run.transcript(language.id)
+    if transcript is None:
+        raise NotFound(f"run {run.id} has no transcript for {language.short_name}")
+    return [Segment(**s) for s in transcript.segments]
+
+
+def transcript_text(
+    session: Session, workspace_id: int, run_id: int, language_value: str, text_format: TextFormat
+) -> str:
+    language = parse_language(language_value, ("path", "language"))
+    return render(_segments(get_run(session, workspace_id, run_id), language), text_format)
+
+
+def transcript_url(
+    ctx: Context,
+    session: Session,
+    workspace_id: int,
+    run_id: int,
+    language_value: str,
+    text_format: TextFormat,
+    base_url: str,
+) -> str:
+    """A signed URL of the transcript file, written to storage on first use (the same bytes every time)."""
+    language = parse_language(language_value, ("path", "language"))
+    run = get_run(session, workspace_id, run_id)
+    text = render(_segments(run, language), text_format)
+    key = f"{run.storage_prefix}transcript_{language.id}.{text_format}"
+    if not ctx.storage.exists(key):
+        with tempfile.TemporaryDirectory(dir=ctx.settings.staging_dir) as tmp:
+            path = Path(tmp) / f"transcript.{text_format}"
+            path.write_text(text, encoding="utf-8")
+            ctx.storage.put_file(key, path)
+    filename = f"run-{run.id}_{language.short_name}.{text_format}"
+    return ctx.storage.signed_url(key, filename=filename, base_url=base_url)
+
+
+def dub_result(ctx: Context, session: Session, workspace_id: int, run_id: int, base_url: str) -> dict[str, Any]:
+    """Per language (by short_name): the dubbed audio's URL, the video's (an mp4 export, once made), the transcript."""
+    run = get_run(session, workspace_id, run_id)
+    videos = {
+        task.language_id: task
+        for task in session.scalars(
+            select(ExportTask).where(
+                ExportTask.run_id == run.id,
+                ExportTask.output_format == "mp4",
+                ExportTask.status == TaskStatus.SUCCESS.value,
+            )
+        )
+        if task.options.get("stem") == "mix"
+    }
+    result: dict[str, Any] = {}
+    for language_id in run.dub_language_ids:
+        language = languages.by_id(language_id)
+        dub = run.file(FileRole.DUB, language_id)
+        assert dub is not None
+        extension = Path(dub.storage_key).suffix or ".bin"
+        audio_url = ctx.storage.signed_url(
+            dub.storage_key, filename=f"run-{run.id}_{language.short_name}{extension}", base_url=base_url
+        )
+        video = videos.get(language_id)
+        transcript = run.transcript(language_id)
+        result[language.short_name] = {
+            "audio_url": audio_url,
+            "video_url": signed_url(ctx, video, base_url) if video else None,
+            "transcript": transcript.segments if transcript else [],
+        }
+    return result
