@@ -16,14 +16,14 @@ from altdub.config import Settings
 from altdub.jobs.inprocess import InProcessExecutor
 from altdub.service.context import Context, build_context, remove_stale_scratch
 from altdub.service.errors import InvalidInput, NotFound, TooLarge
-from altdub.service.exports import pending_task_ids, run_export_task
+from altdub.service.exports import release_pending_tasks, run_export_task
 
 log = logging.getLogger(__name__)
 
 
 def _start_workers(context: Context) -> None:
     context.executor = InProcessExecutor(partial(run_export_task, context), context.settings.workers)
-    pending = pending_task_ids(context)  # left unfinished by a process that died: run them again
+    pending = release_pending_tasks(context)  # left unfinished by a process that died: run them again
     if pending:
         log.warning("resuming %d unfinished task(s)", len(pending))
     for task_id in pending:

@@ -155,4 +155,5 @@ class ExportTask(Base):
     loudness: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # measured on the output
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # a worker is on it
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

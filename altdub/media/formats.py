@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mimetypes
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,16 @@ FORMATS: dict[str, OutputFormat] = {
         OutputFormat("mxf", "mxf", "application/mxf", "mxf", True),
     )
 }
+
+_TEXT_TYPES = {"srt": "application/x-subrip", "vtt": "text/vtt; charset=utf-8", "txt": "text/plain; charset=utf-8"}
+
+
+def content_type_for(filename: str) -> str:
+    """The Content-Type of a download, from its extension (our formats first, then the system's table)."""
+    extension = filename.rpartition(".")[2].lower()
+    known = {f.extension: f.content_type for f in FORMATS.values()} | _TEXT_TYPES
+    return known.get(extension) or mimetypes.guess_type(filename)[0] or "application/octet-stream"
+
 
 # Video codecs each container takes as they are (stream copy, bit-identical packets).
 _COPYABLE_VIDEO = {

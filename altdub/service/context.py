@@ -14,6 +14,7 @@ from altdub.config import Settings
 from altdub.db.migrate import upgrade
 from altdub.db.session import make_engine, make_sessionmaker
 from altdub.jobs import Executor
+from altdub.media.formats import content_type_for
 from altdub.storage import Storage, open_storage
 
 
@@ -26,6 +27,12 @@ class Context:
     executor: Executor | None = field(default=None)
     stopping: threading.Event = field(default_factory=threading.Event)  # set at shutdown: conversions stop
 
+    def download_url(self, key: str, filename: str, base_url: str) -> str:
+        """A fresh signed URL that downloads ``key`` as ``filename``."""
+        return self.storage.signed_url(
+            key, filename=filename, content_type=content_type_for(filename), base_url=base_url
+        )
+
 
 def build_context(settings: Settings, *, migrate: bool = True) -> Context:
     url = settings.effective_database_url
@@ -33,7 +40,10 @@ def build_context(settings: Settings, *, migrate: bool = True) -> Context:
         upgrade(url)
     engine = make_engine(url)
     storage = open_storage(
-        settings.effective_storage_url, secret=settings.effective_secret_key(), url_ttl=settings.url_ttl
+        settings.effective_storage_url,
+        secret=settings.effective_secret_key(),
+        url_ttl=settings.url_ttl,
+        scratch=settings.staging_dir,
     )
     return Context(settings, engine, make_sessionmaker(engine), storage)
 

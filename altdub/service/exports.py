@@ -7,15 +7,16 @@ import json
 import logging
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -67,7 +68,7 @@ def download_filename(task: ExportTask) -> str:
 
 def signed_url(ctx: Context, task: ExportTask, base_url: str) -> str:
     assert task.storage_key is not None
-    return ctx.storage.signed_url(task.storage_key, filename=download_filename(task), base_url=base_url)
+    return ctx.download_url(task.storage_key, download_filename(task), base_url)
 
 
 def _live_task(session: Session, identity: str) -> ExportTask | None:
@@ -162,9 +163,65 @@ def get_task(session: Session, workspace_id: int, task_id: str, run_id: int | No
     return task
 
 
-def pending_task_ids(ctx: Context) -> list[str]:
-    with ctx.sessions() as session:
-        return list(session.scalars(select(ExportTask.id).where(ExportTask.status == TaskStatus.PENDING.value)))
+def release_pending_tasks(ctx: Context) -> list[str]:
+    """Every PENDING task, with the claims of dead workers released, to run again.
+
+    Only for the embedded mode, where this process is the only worker: whatever claim a
+    PENDING task holds was made by a process that is gone.
+    """
+    with ctx.sessions.begin() as session:
+        pending = ExportTask.status == TaskStatus.PENDING.value
+        session.execute(update(ExportTask).where(pending).values(heartbeat_at=None))
+        return list(session.scalars(select(ExportTask.id).where(pending).order_by(ExportTask.created_at)))
+
+
+HEARTBEAT_SECONDS = 2.0
+STALE_AFTER_SECONDS = 10.0  # a claim without a heartbeat for this long belongs to a dead worker
+
+
+def _claim(ctx: Context, task_id: str) -> bool:
+    """Take the task for this worker: PENDING, and nobody alive working on it. Atomic across processes."""
+    now = datetime.now(UTC)
+    with ctx.sessions.begin() as session:
+        result = session.execute(
+            update(ExportTask)
+            .where(
+                ExportTask.id == task_id,
+                ExportTask.status == TaskStatus.PENDING.value,
+                or_(
+                    ExportTask.heartbeat_at.is_(None),
+                    ExportTask.heartbeat_at < now - timedelta(seconds=STALE_AFTER_SECONDS),
+                ),
+            )
+            .values(attempts=ExportTask.attempts + 1, started_at=now, heartbeat_at=now)
+        )
+        return result.rowcount == 1
+
+
+class _Heartbeat:
+    """Marks the task as being worked on, every few seconds, for as long as the conversion runs."""
+
+    def __init__(self, ctx: Context, task_id: str) -> None:
+        self._ctx, self._task_id = ctx, task_id
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{task_id}", daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            with self._ctx.sessions.begin() as session:
+                session.execute(
+                    update(ExportTask)
+                    .where(ExportTask.id == self._task_id, ExportTask.status == TaskStatus.PENDING.value)
+                    .values(heartbeat_at=datetime.now(UTC))
+                )
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 class _TaskFailed(Exception):
@@ -212,20 +269,23 @@ def _finish(ctx: Context, task_id: str, **values: Any) -> bool:
 
 
 def run_export_task(ctx: Context, task_id: str) -> None:
-    """Make the export of a PENDING task. Idempotent: a re-run after a crash starts over cleanly."""
-    with ctx.sessions.begin() as session:
+    """Make the export of a PENDING task, once it is claimed for this worker.
+
+    Idempotent: a re-run after a crash starts over and publishes under the same key.
+    """
+    if not _claim(ctx, task_id):
+        return  # finished already, or another live worker has it (a duplicate delivery)
+    with ctx.sessions() as session:
         task = session.get(ExportTask, task_id)
-        if task is None or task.status != TaskStatus.PENDING.value:
-            return
-        task.attempts += 1
-        task.started_at = datetime.now(UTC)
-        run = session.get(Run, task.run_id, options=[selectinload(Run.files), selectinload(Run.transcripts)])
-        if run is None:
-            return
+        loaders = [selectinload(Run.files), selectinload(Run.transcripts)]
+        run = session.get(Run, task.run_id, options=loaders) if task else None
         session.expunge_all()  # detached copies: the conversion holds no session open
+    if task is None or run is None:
+        return  # the run was deleted meanwhile
     scratch = Path(tempfile.mkdtemp(prefix=f"export-{task.id}-", dir=ctx.settings.staging_dir))
     try:
-        result = _convert_and_publish(ctx, task, run, scratch)
+        with _Heartbeat(ctx, task.id):
+            result = _convert_and_publish(ctx, task, run, scratch)
     except FFmpegCancelled:
         log.info("task %s interrupted by shutdown; it resumes at the next start", task.id)
         return

@@ -52,7 +52,7 @@ def transcript_url(
             path.write_text(text, encoding="utf-8")
             ctx.storage.put_file(key, path)
     filename = f"run-{run.id}_{language.short_name}.{text_format}"
-    return ctx.storage.signed_url(key, filename=filename, base_url=base_url)
+    return ctx.download_url(key, filename, base_url)
 
 
 def dub_result(ctx: Context, session: Session, workspace_id: int, run_id: int, base_url: str) -> dict[str, Any]:
@@ -75,9 +75,7 @@ def dub_result(ctx: Context, session: Session, workspace_id: int, run_id: int, b
         dub = run.file(FileRole.DUB, language_id)
         assert dub is not None
         extension = Path(dub.storage_key).suffix or ".bin"
-        audio_url = ctx.storage.signed_url(
-            dub.storage_key, filename=f"run-{run.id}_{language.short_name}{extension}", base_url=base_url
-        )
+        audio_url = ctx.download_url(dub.storage_key, f"run-{run.id}_{language.short_name}{extension}", base_url)
         video = videos.get(language_id)
         transcript = run.transcript(language_id)
         result[language.short_name] = {

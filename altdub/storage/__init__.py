@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import urlparse
 
 
 class StorageError(Exception):
@@ -26,19 +27,25 @@ class Storage(Protocol):
     def delete_prefix(self, prefix: str) -> None:
         """Remove every object whose key starts with ``prefix``."""
 
-    def signed_url(self, key: str, *, filename: str, base_url: str) -> str:
-        """A URL that downloads ``key`` as ``filename`` until it expires."""
+    def signed_url(self, key: str, *, filename: str, content_type: str, base_url: str) -> str:
+        """A URL that downloads ``key`` as ``filename`` of ``content_type`` until it expires."""
 
     def check(self) -> None:
         """Raise StorageError when the storage cannot be used."""
 
 
-def open_storage(url: str, *, secret: str, url_ttl: int) -> Storage:
-    from altdub.storage.local import LocalStorage
+def open_storage(url: str, *, secret: str, url_ttl: int, scratch: Path) -> Storage:
+    """``file:///path`` (local files, HMAC-signed URLs) or ``s3://bucket/prefix`` (boto3)."""
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        from altdub.storage.local import LocalStorage
 
-    if url.startswith("file://"):
-        return LocalStorage(Path(url.removeprefix("file://")), secret=secret, url_ttl=url_ttl)
-    raise StorageError(f"unsupported storage URL {url!r} (expected file://PATH)")
+        return LocalStorage(Path(parsed.path), secret=secret, url_ttl=url_ttl)
+    if parsed.scheme == "s3" and parsed.netloc:
+        from altdub.storage.s3 import S3Storage
+
+        return S3Storage(parsed.netloc, parsed.path, scratch=scratch, url_ttl=url_ttl)
+    raise StorageError(f"unsupported storage URL {url!r} (expected file:///PATH or s3://BUCKET/PREFIX)")
 
 
 __all__ = ["Storage", "StorageError", "open_storage"]

@@ -59,7 +59,8 @@ class LocalStorage:
         else:
             target.unlink(missing_ok=True)
 
-    def signed_url(self, key: str, *, filename: str, base_url: str) -> str:
+    def signed_url(self, key: str, *, filename: str, content_type: str, base_url: str) -> str:
+        """``/files/<key>`` signed with an expiry; the route serves ``content_type`` from the filename."""
         query = urlencode(self.signer.sign(key, filename))
         return f"{base_url.rstrip('/')}/files/{quote(key)}?{query}"
 

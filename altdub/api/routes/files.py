@@ -1,19 +1,12 @@
-import mimetypes
-
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import FileResponse
 
 from altdub.api.deps import ContextDep
-from altdub.media.formats import FORMATS
+from altdub.media.formats import content_type_for
 from altdub.storage import StorageError
 from altdub.storage.local import LocalStorage
 
 router = APIRouter(tags=["files"])
-_CONTENT_TYPES = {f".{f.extension}": f.content_type for f in FORMATS.values()} | {
-    ".srt": "application/x-subrip",
-    ".vtt": "text/vtt; charset=utf-8",
-    ".txt": "text/plain; charset=utf-8",
-}
 
 
 @router.get("/files/{key:path}", responses={403: {"description": "Expired or tampered URL."}})
@@ -36,6 +29,6 @@ def download(
         raise HTTPException(status_code=404, detail="Not found") from None
     if not path.is_file():
         raise HTTPException(status_code=404, detail="Not found")
-    suffix = path.suffix.lower()
-    content_type = _CONTENT_TYPES.get(suffix) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    return FileResponse(path, media_type=content_type, filename=filename, content_disposition_type="attachment")
+    return FileResponse(
+        path, media_type=content_type_for(filename), filename=filename, content_disposition_type="attachment"
+    )

@@ -1,0 +1,91 @@
+"""S3-compatible storage (boto3): endpoint, region and credentials from the usual AWS variables.
+
+Uploads are multipart past a threshold; an object becomes visible only when its upload
+completes, so a published export is always whole. Downloads are the bucket's own presigned
+URLs, carrying the same filename and content type as local downloads.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from altdub.storage import StorageError
+
+_TRANSFER = TransferConfig(multipart_threshold=64 * 1024 * 1024, multipart_chunksize=64 * 1024 * 1024)
+
+
+class S3Storage:
+    def __init__(self, bucket: str, prefix: str, *, scratch: Path, url_ttl: int) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self.scratch = scratch
+        self.url_ttl = url_ttl
+        self.client = boto3.client("s3", config=Config(signature_version="s3v4", retries={"mode": "standard"}))
+
+    def _key(self, key: str) -> str:
+        if not key or key.startswith("/") or ".." in key.split("/"):
+            raise StorageError(f"invalid storage key {key!r}")
+        return self.prefix + key
+
+    def put_file(self, key: str, path: Path) -> int:
+        size = path.stat().st_size
+        try:
+            self.client.upload_file(str(path), self.bucket, self._key(key), Config=_TRANSFER)
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"upload of {key!r} failed: {exc}") from exc
+        path.unlink(missing_ok=True)
+        return size
+
+    @contextmanager
+    def local_copy(self, key: str) -> Iterator[Path]:
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.scratch, prefix="s3-") as folder:
+            path = Path(folder) / Path(key).name
+            try:
+                self.client.download_file(self.bucket, self._key(key), str(path), Config=_TRANSFER)
+            except (BotoCoreError, ClientError) as exc:
+                raise StorageError(f"missing object {key!r}: {exc}") from exc
+            yield path
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise StorageError(str(exc)) from exc
+        return True
+
+    def delete_prefix(self, prefix: str) -> None:
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+            objects = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+            if objects:
+                self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True})
+
+    def signed_url(self, key: str, *, filename: str, content_type: str, base_url: str) -> str:
+        """The bucket's presigned GET; ``base_url`` is unused (the bucket serves the file)."""
+        return self.client.generate_presigned_url(
+            "get_object",
+            Params={
+                "Bucket": self.bucket,
+                "Key": self._key(key),
+                "ResponseContentDisposition": f'attachment; filename="{filename}"',
+                "ResponseContentType": content_type,
+            },
+            ExpiresIn=self.url_ttl,
+        )
+
+    def check(self) -> None:
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"bucket {self.bucket!r} is not reachable: {exc}") from exc
