@@ -59,8 +59,34 @@ def serve(
                 f"-H 'x-api-key: {first.api_key}' -H 'content-type: application/json' "
                 '-d \'{"output_format": "mp3"}\''
             )
+    if settings.broker_url:
+        typer.echo("Conversions run in `altdub worker` processes (ALTDUB_BROKER_URL is set).")
     typer.echo(f"API docs: {base}/docs")
     uvicorn.run(create_app(settings, workers=not no_workers), host=host, port=port, log_level="info")
+
+
+@app.command()
+def worker() -> None:
+    """Run conversions from the broker (ALTDUB_BROKER_URL), one at a time, until stopped.
+
+    Example: ALTDUB_BROKER_URL=redis://queue:6379/0 ALTDUB_DATABASE_URL=postgresql+psycopg://… altdub worker
+    """
+    from functools import partial
+
+    from altdub.jobs.celery import make_celery, run_worker
+    from altdub.service.context import remove_stale_scratch
+    from altdub.service.exports import run_export_task
+
+    settings = Settings()
+    if not settings.broker_url:
+        typer.echo("error: set ALTDUB_BROKER_URL (a Redis URL) to run workers", err=True)
+        raise typer.Exit(2)
+    context = _context()
+    remove_stale_scratch(settings)
+    celery = make_celery(
+        settings.broker_url, time_limit=settings.task_time_limit, redelivery_margin=settings.redelivery_margin
+    )
+    run_worker(celery, partial(run_export_task, context))
 
 
 @keys_app.command("create")

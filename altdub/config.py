@@ -18,6 +18,10 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path("./altdub-data"), description="Embedded database, files and secrets.")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; SQLite in data_dir if unset.")
     storage_url: str | None = Field(default=None, description="file:// path; data_dir/files if unset.")
+    broker_url: str | None = Field(default=None, description="Redis URL: conversions go to `altdub worker`s.")
+    redelivery_margin: float = Field(
+        default=60.0, gt=10, description="Seconds past the time limit before a dead worker's task is redelivered."
+    )
     secret_key: str | None = Field(default=None, description="HMAC key for signed URLs; generated if unset.")
     workers: int = Field(default=2, ge=1, description="In-process conversion threads.")
     task_time_limit: float = Field(default=3600.0, gt=0, description="Seconds before a conversion is killed.")

@@ -11,8 +11,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from altdub import __version__
-from altdub.api.routes import exports, files, health, languages, results, runs
+from altdub.api.routes import exports, files, health, languages, metrics, results, runs
+from altdub.api.routes.metrics import metrics_registry
 from altdub.config import Settings
+from altdub.jobs.celery import CeleryExecutor, make_celery
 from altdub.jobs.inprocess import InProcessExecutor
 from altdub.service.context import Context, build_context, remove_stale_scratch
 from altdub.service.errors import InvalidInput, NotFound, TooLarge
@@ -38,7 +40,16 @@ def create_app(settings: Settings | None = None, *, workers: bool = True) -> Fas
         context = build_context(settings)
         remove_stale_scratch(settings)
         app.state.context = context
-        if workers:
+        app.state.metrics = metrics_registry(context)
+        if settings.broker_url:  # conversions run in `altdub worker` processes
+            context.executor = CeleryExecutor(
+                make_celery(
+                    settings.broker_url,
+                    time_limit=settings.task_time_limit,
+                    redelivery_margin=settings.redelivery_margin,
+                )
+            )
+        elif workers:
             _start_workers(context)
         try:
             yield
@@ -54,7 +65,7 @@ def create_app(settings: Settings | None = None, *, workers: bool = True) -> Fas
         description="Deliver the dubbed output of a run in the format asked for (Camb.ai-compatible).",
         lifespan=lifespan,
     )
-    for module in (health, languages, runs, exports, results, files):
+    for module in (health, metrics, languages, runs, exports, results, files):
         app.include_router(module.router)
 
     @app.exception_handler(NotFound)

@@ -28,6 +28,13 @@ def readyz(context: ContextDep) -> JSONResponse:
         checks["storage"] = "ok"
     except Exception as exc:
         checks["storage"] = f"error: {exc}"
-    checks["broker"] = "in-process"
-    ready = all(v in ("ok", "in-process") for v in checks.values())
+    if context.settings.broker_url and context.executor is not None:
+        try:
+            context.executor.check()
+            checks["broker"] = "ok"
+        except Exception as exc:
+            checks["broker"] = f"error: {exc.__class__.__name__}"
+    else:
+        checks["broker"] = "not used (in-process workers)"
+    ready = not any(v.startswith("error") for v in checks.values())
     return JSONResponse({"status": "ok" if ready else "unavailable", "checks": checks}, 200 if ready else 503)
