@@ -6,6 +6,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.exc import IntegrityError
+
 from altdub.db.session import session_scope
 from altdub.media.synth import make_tone, make_video
 from altdub.service.context import Context
@@ -23,11 +25,14 @@ class Bootstrap:
 
 def bootstrap_if_empty(context: Context, *, demo: bool) -> Bootstrap | None:
     """Create the ``default`` workspace with a key (and a demo run) when there is no workspace yet."""
-    with session_scope(context.sessions) as session:
-        if has_any_workspace(session):
-            return None
-        raw_key, key = create_key(session, "default")
-        workspace_id = key.workspace_id
+    try:
+        with session_scope(context.sessions) as session:
+            if has_any_workspace(session):
+                return None
+            raw_key, key = create_key(session, "default")
+            workspace_id = key.workspace_id
+    except IntegrityError:  # another process, started at the same moment, made it
+        return None
     run_id = create_demo_run(context, workspace_id) if demo else None
     return Bootstrap(raw_key, run_id)
 
