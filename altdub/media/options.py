@@ -22,7 +22,8 @@ STEMS = ("mix", "voice", "background")
 SUBTITLE_MODES = ("none", "soft")
 _MP3_RATES = (48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
 _BITRATE = re.compile(r"([0-9]{2,3})k")
-_MIN_KBPS, _MAX_KBPS = 32, 320
+_MIN_KBPS = 32
+_MAX_KBPS = {"mp3": 320, "aac": 512}  # LAME's ceiling; AAC's leaves room for 5.1 (384k by default)
 
 
 @dataclass(frozen=True)
@@ -78,10 +79,14 @@ def default_bitrate(output_format: str, channels: int) -> int | None:
     return 128_000 if channels == 1 else 192_000 if channels == 2 else 384_000
 
 
-def _parse_bitrate(value: Any) -> int:
+def _parse_bitrate(output_format: str, value: Any) -> int:
+    highest = _MAX_KBPS["mp3" if output_format == "mp3" else "aac"]
     match = _BITRATE.fullmatch(str(value).strip().lower())
-    if not match or not _MIN_KBPS <= int(match.group(1)) <= _MAX_KBPS:
-        raise OptionError("audio_bitrate", f"expected a bitrate from '{_MIN_KBPS}k' to '{_MAX_KBPS}k', got {value!r}")
+    if not match or not _MIN_KBPS <= int(match.group(1)) <= highest:
+        raise OptionError(
+            "audio_bitrate",
+            f"expected a bitrate from '{_MIN_KBPS}k' to '{highest}k' for {output_format}, got {value!r}",
+        )
     return int(match.group(1)) * 1000
 
 
@@ -105,7 +110,7 @@ def resolve_options(output_format: str, requested: Mapping[str, Any], audio: Str
     if "audio_bitrate" in given and output_format not in BITRATE_FORMATS:
         raise OptionError("audio_bitrate", f"does not apply to {output_format}: its audio is lossless or PCM")
     sample_rate = given.get("sample_rate", _default_sample_rate(output_format, audio))
-    if sample_rate not in SAMPLE_RATES and "sample_rate" in given:
+    if "sample_rate" in given and sample_rate not in SAMPLE_RATES and sample_rate != audio.sample_rate:
         raise OptionError("sample_rate", f"expected one of {', '.join(map(str, SAMPLE_RATES))}")
     if output_format == "mp3" and sample_rate > 48000:
         raise OptionError("sample_rate", "mp3 cannot carry more than 48000 Hz")
@@ -132,7 +137,7 @@ def resolve_options(output_format: str, requested: Mapping[str, Any], audio: Str
         raise OptionError("subtitles", "expected 'none' or 'soft'")
     if subtitles != "none" and output_format not in SUBTITLE_FORMATS:
         raise OptionError("subtitles", f"applies to {', '.join(SUBTITLE_FORMATS)} only, not {output_format}")
-    bitrate = _parse_bitrate(given["audio_bitrate"]) if "audio_bitrate" in given else None
+    bitrate = _parse_bitrate(output_format, given["audio_bitrate"]) if "audio_bitrate" in given else None
     return ExportOptions(
         sample_rate=sample_rate,
         channels=channels,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -42,6 +43,10 @@ class _JsonSegment(BaseModel):
 _JSON_SEGMENTS = TypeAdapter(list[_JsonSegment])
 
 
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a time")
+
+
 def parse_transcript(data: bytes) -> list[Segment]:
     """Segments from JSON ``[{start, end, text, speaker}]``, SRT or WebVTT (told apart by content)."""
     if len(data) > MAX_TRANSCRIPT_BYTES:
@@ -50,10 +55,11 @@ def parse_transcript(data: bytes) -> list[Segment]:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise TranscriptError("not UTF-8 text") from None
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
     if text.lstrip().startswith("["):
         try:
-            items = _JSON_SEGMENTS.validate_python(json.loads(text))
-        except (json.JSONDecodeError, ValidationError) as exc:
+            items = _JSON_SEGMENTS.validate_python(json.loads(text, parse_constant=_refuse_constant))
+        except (json.JSONDecodeError, ValidationError, ValueError) as exc:
             raise TranscriptError(f"invalid JSON segments: {str(exc).splitlines()[0]}") from None
         return [Segment(i.start, i.end, i.text.strip(), (i.speaker or "").strip()) for i in items]
     try:
@@ -75,6 +81,8 @@ def validate(segments: list[Segment], duration: float) -> None:
         raise TranscriptError("no cues")
     previous: Segment | None = None
     for number, seg in enumerate(segments, start=1):
+        if not (math.isfinite(seg.start) and math.isfinite(seg.end)):
+            raise TranscriptError(f"cue {number}: times must be finite numbers of seconds")
         if seg.start < 0 or seg.end <= seg.start:
             raise TranscriptError(f"cue {number}: end ({seg.end:.3f} s) must come after start ({seg.start:.3f} s)")
         if seg.end > duration + _TOLERANCE:
