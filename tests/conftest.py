@@ -58,9 +58,7 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Media:
         mpeg2_video=make_video(
             d / "source-mpeg2.mxf", SOURCE_SECONDS, video_codec="mpeg2video", audio_codec="pcm_s16le"
         ),
-        vp9_video=make_video(
-            d / "source-vp9.mkv", SOURCE_SECONDS, video_codec="libvpx-vp9", audio_codec="libopus"
-        ),
+        vp9_video=make_video(d / "source-vp9.mkv", SOURCE_SECONDS, video_codec="libvpx-vp9", audio_codec="libopus"),
         silent_video=silent,
         garbage=garbage,
         text=text,
@@ -99,9 +97,7 @@ def auth(key: str) -> dict[str, str]:
     return {"x-api-key": key}
 
 
-def upload(
-    client: TestClient, key: str, files: dict[str, Path], source_language: str = "en-us", **fields: str
-) -> Any:
+def upload(client: TestClient, key: str, files: dict[str, Path], source_language: str = "en-us", **fields: str) -> Any:
     """POST /runs with the given files; returns the response."""
     handles = {name: (path.name, path.open("rb")) for name, path in files.items()}
     try:

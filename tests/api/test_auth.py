@@ -61,9 +61,7 @@ def test_key_is_case_sensitive(client, api_key):
 
 def _key_row(client, raw_key):
     with session_scope(client.app.state.context.sessions) as session:
-        row = session.scalar(
-            select(ApiKey).where(ApiKey.key_hash == hashlib.sha256(raw_key.encode()).hexdigest())
-        )
+        row = session.scalar(select(ApiKey).where(ApiKey.key_hash == hashlib.sha256(raw_key.encode()).hexdigest()))
         assert row is not None, "no api_keys row holds the SHA-256 of the key"
         return row.id
 
@@ -128,6 +126,5 @@ def test_openapi_declares_the_key(client):
     schema = client.get("/openapi.json").json()
     schemes = schema["components"]["securitySchemes"]
     assert any(
-        s.get("type") == "apiKey" and s.get("name") == "x-api-key" and s.get("in") == "header"
-        for s in schemes.values()
+        s.get("type") == "apiKey" and s.get("name") == "x-api-key" and s.get("in") == "header" for s in schemes.values()
     )

@@ -208,10 +208,7 @@ def test_status_with_mismatching_run_id_is_404(idle, media):
     client, key, run_id = idle
     other_run = make_run(client, key, {"source": media.audio_source, "dub_es-es": media.dub_wav})
     task_id = post_export(client, key, run_id).json()["task_id"]
-    assert (
-        client.get(f"/dub-alt-format/{task_id}", headers=auth(key), params={"run_id": run_id}).status_code
-        == 200
-    )
+    assert client.get(f"/dub-alt-format/{task_id}", headers=auth(key), params={"run_id": run_id}).status_code == 200
     for wrong in (other_run, 999999):
         response = client.get(f"/dub-alt-format/{task_id}", headers=auth(key), params={"run_id": wrong})
         assert response.status_code == 404
@@ -414,9 +411,7 @@ def test_task_interrupted_mid_run_is_run_again(settings, media):
         run_id = make_run(first, key, {"source": media.video, "dub_es-es": media.dub_wav})
         task_id = post_export(first, key, run_id, body={"output_format": "flac"}).json()["task_id"]
         with first.app.state.context.sessions.begin() as session:
-            session.execute(
-                update(ExportTask).where(ExportTask.id == task_id).values(attempts=1, progress=40)
-            )
+            session.execute(update(ExportTask).where(ExportTask.id == task_id).values(attempts=1, progress=40))
 
     with TestClient(create_app(settings)) as second:
         body = wait_for_task(second, key, task_id, timeout=60)

@@ -81,9 +81,7 @@ def test_export_language_by_id_or_short_name_any_case(paused_run, media):
     run_id = make_run(client, key, {"source": media.audio_source, "dub_es-es": media.dub_wav})
     task_ids = set()
     for language in ("54", "es-es", "ES-ES", "Es-Es"):
-        response = client.post(
-            f"/dub-alt-format/{run_id}/{language}", headers=auth(key), json={"output_format": "mp3"}
-        )
+        response = client.post(f"/dub-alt-format/{run_id}/{language}", headers=auth(key), json={"output_format": "mp3"})
         assert response.status_code == 200, (language, response.text)
         assert set(response.json()) == {"task_id"}
         task_ids.add(response.json()["task_id"])
@@ -94,9 +92,7 @@ def test_export_language_by_id_or_short_name_any_case(paused_run, media):
 def test_export_unknown_language_is_422(paused_run, media, language):
     client, key = paused_run
     run_id = make_run(client, key, {"source": media.audio_source, "dub_es-es": media.dub_wav})
-    response = client.post(
-        f"/dub-alt-format/{run_id}/{language}", headers=auth(key), json={"output_format": "mp3"}
-    )
+    response = client.post(f"/dub-alt-format/{run_id}/{language}", headers=auth(key), json={"output_format": "mp3"})
     assert response.status_code == 422, response.text
     detail = response.json()["detail"]
     assert len(detail) == 1
@@ -105,9 +101,7 @@ def test_export_unknown_language_is_422(paused_run, media, language):
 
 
 def test_unknown_language_is_422_even_for_unknown_run(client, api_key):
-    response = client.post(
-        "/dub-alt-format/999999/xx-yy", headers=auth(api_key), json={"output_format": "mp3"}
-    )
+    response = client.post("/dub-alt-format/999999/xx-yy", headers=auth(api_key), json={"output_format": "mp3"})
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["path", "language"]
 

@@ -82,9 +82,7 @@ def test_import_video_run(client, api_key, media, settings):
     assert body["duration"] == pytest.approx(SOURCE_SECONDS, abs=0.05)
     assert body["source_language"] == EN
     fr = next(lang for lang in client.get("/target-languages").json() if lang["short_name"] == "fr-fr")
-    assert sorted(body["languages"], key=lambda lang: lang["id"]) == sorted(
-        [ES, fr], key=lambda lang: lang["id"]
-    )
+    assert sorted(body["languages"], key=lambda lang: lang["id"]) == sorted([ES, fr], key=lambda lang: lang["id"])
     for lang in body["languages"]:
         assert set(lang) == {"id", "language", "short_name"}
     roles = sorted(f["role"] for f in body["files"])
@@ -138,17 +136,13 @@ def test_text_file_as_dub(client, api_key, media, settings):
 
 
 def test_source_without_audio(client, api_key, media, settings):
-    response = post_run(
-        client, api_key, [part("source", media.silent_video), part("dub_es-es", media.dub_wav)]
-    )
+    response = post_run(client, api_key, [part("source", media.silent_video), part("dub_es-es", media.dub_wav)])
     assert_422(response, "source", "no audio stream")
     assert_nothing_stored(client, api_key, settings)
 
 
 def test_dub_too_short(client, api_key, media, settings):
-    response = post_run(
-        client, api_key, [part("source", media.video), part("dub_es-es", media.dub_too_short)]
-    )
+    response = post_run(client, api_key, [part("source", media.video), part("dub_es-es", media.dub_too_short)])
     assert_422(response, "dub_es-es", "2 %")
     assert_nothing_stored(client, api_key, settings)
 
@@ -182,9 +176,7 @@ def test_bad_dub_field_names(client, api_key, media, settings, field):
 
 
 def test_missing_source_language(client, api_key, media, settings):
-    response = post_run(
-        client, api_key, [part("source", media.video), part("dub_es-es", media.dub_wav)], data={}
-    )
+    response = post_run(client, api_key, [part("source", media.video), part("dub_es-es", media.dub_wav)], data={})
     error = assert_422(response, "source_language")
     assert error["type"] == "missing"
     assert_nothing_stored(client, api_key, settings)
@@ -280,12 +272,8 @@ def tiny(tmp_path_factory) -> tuple[Path, Path]:
     """A 4 s source and dub small enough for a 50 kB limit (mono 8 kHz FLAC)."""
     d = tmp_path_factory.mktemp("tiny")
     return (
-        make_tone(
-            d / "tiny-source.flac", SOURCE_SECONDS, tone_hz=300, sample_rate=8000, channels=1, codec="flac"
-        ),
-        make_tone(
-            d / "tiny-dub.flac", SOURCE_SECONDS, tone_hz=500, sample_rate=8000, channels=1, codec="flac"
-        ),
+        make_tone(d / "tiny-source.flac", SOURCE_SECONDS, tone_hz=300, sample_rate=8000, channels=1, codec="flac"),
+        make_tone(d / "tiny-dub.flac", SOURCE_SECONDS, tone_hz=500, sample_rate=8000, channels=1, codec="flac"),
     )
 
 
@@ -326,10 +314,7 @@ def test_under_size_limit_is_accepted(small_limit, tiny):
 
 
 def test_list_runs_paginated(client, api_key, media):
-    ids = [
-        make_run(client, api_key, {"source": media.audio_source, "dub_es-es": media.dub_wav})
-        for _ in range(3)
-    ]
+    ids = [make_run(client, api_key, {"source": media.audio_source, "dub_es-es": media.dub_wav}) for _ in range(3)]
 
     default = client.get("/runs", headers=auth(api_key)).json()
     assert set(default) == {"items", "page", "page_size", "total"}
@@ -349,9 +334,7 @@ def test_list_runs_paginated(client, api_key, media):
     assert seen == sorted(ids, reverse=True), "runs are listed newest first"
 
 
-@pytest.mark.parametrize(
-    ("param", "value"), [("page", 0), ("page", -1), ("page_size", 0), ("page_size", 201)]
-)
+@pytest.mark.parametrize(("param", "value"), [("page", 0), ("page", -1), ("page_size", 0), ("page_size", 201)])
 def test_list_runs_bad_paging(client, api_key, param, value):
     response = client.get("/runs", headers=auth(api_key), params={param: value})
     assert response.status_code == 422

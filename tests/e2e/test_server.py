@@ -154,9 +154,7 @@ def test_export_errors_over_http(altdub_server: Server, es_run: int) -> None:
     base_url, key = altdub_server.base_url, altdub_server.api_key
 
     def post(run_id: int, language: str, body: dict[str, object]) -> httpx.Response:
-        return httpx.post(
-            f"{base_url}/dub-alt-format/{run_id}/{language}", headers=auth(key), json=body, timeout=10
-        )
+        return httpx.post(f"{base_url}/dub-alt-format/{run_id}/{language}", headers=auth(key), json=body, timeout=10)
 
     assert post(es_run, "fr-fr", {"output_format": "mp3"}).status_code == 404  # not in the run
     assert post(es_run + 1000, "es-es", {"output_format": "mp3"}).status_code == 404
@@ -164,9 +162,7 @@ def test_export_errors_over_http(altdub_server: Server, es_run: int) -> None:
     assert bad_format.status_code == 422
     assert isinstance(bad_format.json()["detail"], list)
     assert post(es_run, "xx-yy", {"output_format": "mp3"}).status_code == 422
-    assert (
-        httpx.get(f"{base_url}/dub-alt-format/no-such-task", headers=auth(key), timeout=10).status_code == 404
-    )
+    assert httpx.get(f"{base_url}/dub-alt-format/no-such-task", headers=auth(key), timeout=10).status_code == 404
 
 
 def test_concurrent_identical_requests_share_one_task(altdub_server: Server, es_run: int) -> None:
@@ -195,9 +191,7 @@ def test_concurrent_identical_requests_share_one_task(altdub_server: Server, es_
 
 def _sdk_export(client: CambAI, run_id: int, language: str, output_format: str, timeout: float = 60) -> str:
     """Request an export with camb-sdk and poll it with camb-sdk; returns the output URL."""
-    answer = client.dub.get_dubbed_output_in_alt_format(
-        run_id=run_id, language=language, output_format=output_format
-    )
+    answer = client.dub.get_dubbed_output_in_alt_format(run_id=run_id, language=language, output_format=output_format)
     data = answer if isinstance(answer, dict) else answer.model_dump(exclude_none=True)
     if data.get("output_url"):
         return data["output_url"]
