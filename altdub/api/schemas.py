@@ -39,8 +39,11 @@ class ExportRequest(BaseModel):
         examples=["128k"],
         description="'32k' to '320k'; mp3, aac, m4a, mp4, mov. Default: 192k (AAC: 128k mono, 384k 5.1).",
     )
-    sample_rate: Literal[22050, 44100, 48000, 96000] | None = Field(
-        default=None, description="Default: the dub's own (48000 for mxf; at most 48000 for mp3)."
+    sample_rate: int | None = Field(
+        default=None,
+        examples=[48000],
+        description="22050, 44100, 48000 or 96000 (or the dub's own). Default: the dub's own "
+        "(48000 for mxf; at most 48000 for mp3).",
     )
     channels: Literal[1, 2, 6] | None = Field(default=None, description="Default: the dub's own.")
     loudness: Literal["ebu_r128", "atsc_a85", "streaming"] | None = Field(

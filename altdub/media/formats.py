@@ -35,7 +35,11 @@ FORMATS: dict[str, OutputFormat] = {
     )
 }
 
-_TEXT_TYPES = {"srt": "application/x-subrip", "vtt": "text/vtt; charset=utf-8", "txt": "text/plain; charset=utf-8"}
+_TEXT_TYPES = {
+    "srt": "application/x-subrip; charset=utf-8",
+    "vtt": "text/vtt; charset=utf-8",
+    "txt": "text/plain; charset=utf-8",
+}
 
 
 def content_type_for(filename: str) -> str:

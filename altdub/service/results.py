@@ -10,11 +10,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from altdub import languages
-from altdub.db.models import ExportTask, FileRole, Run, TaskStatus
+from altdub.db.models import ExportTask, FileRole, Run, RunFile, TaskStatus
+from altdub.media.options import resolve_options
+from altdub.media.probe import MediaInfo
 from altdub.media.transcripts import Segment, TextFormat, render
 from altdub.service.context import Context
 from altdub.service.errors import NotFound
-from altdub.service.exports import parse_language, signed_url
+from altdub.service.exports import export_identity, parse_language, signed_url
 from altdub.service.runs import get_run
 
 
@@ -55,28 +57,26 @@ def transcript_url(
     return ctx.download_url(key, filename, base_url)
 
 
+def _default_mp4(session: Session, run: Run, language_id: int, dub: RunFile) -> ExportTask | None:
+    """The finished mp4 export with default options, if one was made."""
+    options = resolve_options("mp4", {}, MediaInfo.from_json(dub.probe).audio[0])
+    identity = export_identity(run.id, language_id, "mp4", options.as_dict())
+    return session.scalar(
+        select(ExportTask).where(ExportTask.identity == identity, ExportTask.status == TaskStatus.SUCCESS.value)
+    )
+
+
 def dub_result(ctx: Context, session: Session, workspace_id: int, run_id: int, base_url: str) -> dict[str, Any]:
     """Per language (by short_name): the dubbed audio's URL, the video's (an mp4 export, once made), the transcript."""
     run = get_run(session, workspace_id, run_id)
-    videos = {
-        task.language_id: task
-        for task in session.scalars(
-            select(ExportTask).where(
-                ExportTask.run_id == run.id,
-                ExportTask.output_format == "mp4",
-                ExportTask.status == TaskStatus.SUCCESS.value,
-            )
-        )
-        if task.options.get("stem") == "mix"
-    }
     result: dict[str, Any] = {}
     for language_id in run.dub_language_ids:
         language = languages.by_id(language_id)
         dub = run.file(FileRole.DUB, language_id)
         assert dub is not None
+        video = _default_mp4(session, run, language_id, dub) if run.has_video else None
         extension = Path(dub.storage_key).suffix or ".bin"
         audio_url = ctx.download_url(dub.storage_key, f"run-{run.id}_{language.short_name}{extension}", base_url)
-        video = videos.get(language_id)
         transcript = run.transcript(language_id)
         result[language.short_name] = {
             "audio_url": audio_url,
