@@ -73,7 +73,7 @@ class AudioTrack:
     stream: StreamInfo
     duration: float  # of the file it comes from
     language: str  # ISO 639-2/B
-    loudnorm: str | None = None  # pass-two loudnorm filter, from a measurement made beforehand
+    loudnorm: str | None = None  # loudness normalisation filter, from a measurement made beforehand
 
 
 @dataclass(frozen=True)
@@ -128,8 +128,8 @@ def pre_loudness_chain(track: AudioTrack, options: ExportOptions, duration: floa
 def _audio_chain(track: AudioTrack, options: ExportOptions, duration: float) -> str:
     chain = [pre_loudness_chain(track, options, duration)]
     if track.loudnorm:
-        chain += [track.loudnorm, f"aresample={options.sample_rate}"]  # loudnorm works at 192 kHz
-    elif options.sample_rate != track.stream.sample_rate:
+        chain.append(track.loudnorm)
+    if options.sample_rate != track.stream.sample_rate:
         chain.append(f"aresample={options.sample_rate}")
     return ",".join(chain)
 

@@ -1,22 +1,33 @@
-"""Two-pass loudness normalisation with FFmpeg's loudnorm, and measurement with its ebur128 meter."""
+"""Loudness normalisation by measurement, and the ebur128 meter that checks it.
+
+Pass one measures the audio as the conversion will feed it (integrated loudness and true
+peak, FFmpeg's EBU R128 meter). When the gain to the target keeps the true peak under the
+ceiling, the filter is that gain alone: exact and transparent. Otherwise the gain is
+followed by a limiter running at 192 kHz (4x oversampling, so it catches inter-sample
+peaks), and the limited chain is measured again to make up the loudness the limiter took,
+until it is on target. (FFmpeg's loudnorm falls back to a dynamic mode in that case that
+can land several LU short of the target on peaky material.)
+"""
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from altdub.media.ffmpeg import FFmpegError, file_arg, run_ffmpeg
 from altdub.media.options import LoudnessTarget
 
-_JSON_BLOCK = re.compile(r"\{[^{}]*\"input_i\"[^{}]*\}", re.DOTALL)
 _SUMMARY = {
     "integrated": re.compile(r"I:\s+(-?[0-9.]+|-inf) LUFS"),
     "lra": re.compile(r"LRA:\s+(-?[0-9.]+) LU"),
     "true_peak": re.compile(r"Peak:\s+(-?[0-9.]+|-inf) dBFS"),
 }
-_SILENCE = -70.0  # the meter's floor: below it, loudness is undefined
+_SILENCE = -70.0  # the meter's absolute gate: quieter than this has no integrated loudness
+ON_TARGET = 0.2  # LU: close enough to stop correcting
+_CORRECTIONS = 8
+_MAX_STEP = 12.0  # dB per correction
+_OVERSAMPLED = 192000
 
 
 @dataclass(frozen=True)
@@ -29,45 +40,83 @@ class LoudnessFigures:
         return asdict(self)
 
 
-def loudnorm_args(target: LoudnessTarget, true_peak: float) -> str:
-    return f"loudnorm=I={target.integrated}:TP={true_peak}:LRA={target.lra}"
-
-
-def measure_for_loudnorm(path: Path, stream: str, pre_filters: str, target: LoudnessTarget, true_peak: float) -> str:
-    """First pass: measure the audio as pass two will see it; returns pass two's loudnorm filter.
-
-    ``stream`` is FFmpeg's input stream specifier (``0:1``), ``pre_filters`` the chain before loudnorm.
-    """
-    chain = ",".join(f for f in (pre_filters, f"{loudnorm_args(target, true_peak)}:print_format=json") if f)
-    log = run_ffmpeg(
-        ["-i", file_arg(path), "-filter_complex", f"[{stream}]{chain}", "-f", "null", "-"], loglevel="info"
-    )
-    block = _JSON_BLOCK.search(log)
-    if block is None:
-        raise FFmpegError("loudnorm printed no measurement")
-    m = json.loads(block.group(0))
-    if float(m["input_i"]) < _SILENCE or m["input_i"] == "-inf":
-        raise FFmpegError("the audio is silent: its loudness cannot be normalised")
-    return (
-        f"{loudnorm_args(target, true_peak)}:measured_I={m['input_i']}:measured_TP={m['input_tp']}"
-        f":measured_LRA={m['input_lra']}:measured_thresh={m['input_thresh']}:offset={m['target_offset']}"
-        ":linear=true"
-    )
-
-
-def measure(path: Path, audio_streams: list[int]) -> LoudnessFigures:
-    """Integrated loudness, true peak and range of the given audio streams played together."""
-    if len(audio_streams) == 1:
-        graph = f"[0:{audio_streams[0]}]ebur128=peak=true:framelog=quiet"
-    else:  # broadcast MXF: one mono track per channel, measured as one programme
-        inputs = "".join(f"[0:{i}]" for i in audio_streams)
-        graph = f"{inputs}amerge=inputs={len(audio_streams)},ebur128=peak=true:framelog=quiet"
+def _meter(path: Path, graph: str) -> LoudnessFigures:
     log = run_ffmpeg(["-i", file_arg(path), "-filter_complex", graph, "-f", "null", "-"], loglevel="info")
     summary = log[log.rfind("Summary:") :]
     values = {}
     for name, pattern in _SUMMARY.items():
         found = pattern.search(summary)
         if found is None:
-            raise FFmpegError(f"ebur128 printed no {name}")
+            raise FFmpegError(f"the loudness meter printed no {name}")
         values[name] = float(found.group(1))
     return LoudnessFigures(**values)
+
+
+def measure(path: Path, audio_streams: list[int]) -> LoudnessFigures:
+    """Integrated loudness, true peak and range of the given audio streams played together."""
+    meter = "ebur128=peak=true:framelog=quiet"
+    if len(audio_streams) == 1:
+        return _meter(path, f"[0:{audio_streams[0]}]{meter}")
+    inputs = "".join(f"[0:{i}]" for i in audio_streams)  # broadcast MXF: one mono track per channel
+    return _meter(path, f"{inputs}amerge=inputs={len(audio_streams)},{meter}")
+
+
+def _measure_chain(path: Path, stream: str, chain: str) -> LoudnessFigures:
+    filters = ",".join(f for f in (chain, "ebur128=peak=true:framelog=quiet") if f)
+    return _meter(path, f"[{stream}]{filters}")
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """A gain, with a 4x-oversampled limiter when the gain would push the true peak over the ceiling."""
+
+    gain: float  # dB
+    ceiling: float  # dBTP
+    sample_rate: int
+    limited: bool
+
+    def filter(self) -> str:
+        if not self.limited:
+            return f"volume={self.gain:.3f}dB"
+        limit = 10 ** (self.ceiling / 20)
+        return (
+            f"aresample={_OVERSAMPLED},volume={self.gain:.3f}dB,"
+            f"alimiter=limit={limit:.5f}:attack=1:release=50:level=0,aresample={self.sample_rate}"
+        )
+
+    def corrected(self, by: float) -> Normalisation:
+        """The same with ``by`` dB more gain (to make up what an encoder took)."""
+        return replace(self, gain=self.gain + by)
+
+
+def plan_normalisation(
+    path: Path, stream: str, pre_filters: str, target: LoudnessTarget, ceiling: float, sample_rate: int
+) -> Normalisation:
+    """What brings ``stream`` (after ``pre_filters``) to ``target`` with its true peak under ``ceiling``."""
+    first = _measure_chain(path, stream, pre_filters)
+    if first.integrated < _SILENCE:
+        raise FFmpegError("the audio is silent: its loudness cannot be normalised")
+    plan = Normalisation(target.integrated - first.integrated, ceiling, sample_rate, limited=False)
+    if first.true_peak + plan.gain <= ceiling:
+        return plan
+    # The limiter takes loudness back, the more so the harder it works: find the gain by secant steps.
+    plan = replace(plan, limited=True)
+    tried: list[tuple[float, float]] = []
+    for _ in range(_CORRECTIONS):
+        check = _measure_chain(path, stream, f"{pre_filters},{plan.filter()}")
+        tried.append((plan.gain, check.integrated))
+        if abs(target.integrated - check.integrated) <= ON_TARGET:
+            break
+        plan = replace(plan, gain=_next_gain(tried, target.integrated))
+    return plan
+
+
+def _next_gain(tried: list[tuple[float, float]], target: float) -> float:
+    gain, level = tried[-1]
+    slope = 1.0
+    if len(tried) > 1:
+        previous_gain, previous_level = tried[-2]
+        if gain != previous_gain:
+            slope = (level - previous_level) / (gain - previous_gain)
+    slope = min(1.0, max(slope, 0.05))  # each dB of gain adds between 0.05 and 1 dB of loudness
+    return gain + min((target - level) / slope, _MAX_STEP)

@@ -24,7 +24,8 @@ from altdub import languages
 from altdub.db.models import LIVE_STATUSES, ExportTask, FileRole, Run, RunFile, TaskStatus
 from altdub.media.ffmpeg import FFmpegCancelled, FFmpegError, FFmpegTimeout, run_ffmpeg
 from altdub.media.formats import FORMATS, AudioTrack, ExportInputs, build_plan, pre_loudness_chain
-from altdub.media.loudness import LoudnessFigures, measure_for_loudnorm
+from altdub.media.loudness import ON_TARGET as LOUDNESS_ON_TARGET
+from altdub.media.loudness import LoudnessFigures, Normalisation, plan_normalisation
 from altdub.media.loudness import measure as measure_loudness
 from altdub.media.options import ExportOptions, OptionError, resolve_options
 from altdub.media.probe import MediaInfo, ProbeError, probe
@@ -402,30 +403,59 @@ def _export_inputs(
 
 
 _LOSSY = {"mp3", "aac", "m4a", "mp4", "mov"}
+_ENCODES = 2  # a normalised export is encoded again, once, when the encoder moved its loudness
 
 
-def _normalised(track: AudioTrack, options: ExportOptions, duration: float, output_format: str) -> AudioTrack:
-    """The track with its pass-two loudnorm filter, from a first pass that measures it."""
+def _plan_normalisation(
+    track: AudioTrack, options: ExportOptions, duration: float, output_format: str
+) -> Normalisation:
+    """The gain (and limiter) that a measurement of the track calls for."""
     target = options.loudness_target
     assert target is not None
     # Lossy encoders overshoot the peaks they are given: aim below the ceiling.
     ceiling = target.true_peak - (1.0 if output_format in _LOSSY else 0.1)
     chain = pre_loudness_chain(track, options, duration)
     try:
-        loudnorm = measure_for_loudnorm(track.path, f"0:{track.stream.index}", chain, target, ceiling)
+        return plan_normalisation(track.path, f"0:{track.stream.index}", chain, target, ceiling, options.sample_rate)
     except FFmpegError as exc:
         raise _TaskFailed(f"loudness measurement failed: {exc}") from exc
-    return replace(track, loudnorm=loudnorm)
 
 
 def _convert(
     ctx: Context, task: ExportTask, options: ExportOptions, inputs: ExportInputs, output: Path
 ) -> LoudnessFigures | None:
-    if options.loudness_target is not None:
-        inputs = replace(inputs, audio=_normalised(inputs.audio, options, inputs.duration, task.output_format))
-        if options.include_original_audio and inputs.original is not None:
-            original = _normalised(inputs.original, options, inputs.duration, task.output_format)
-            inputs = replace(inputs, original=original)
+    """Encode (and, for a loudness target, measure the output and correct once); returns the figures."""
+    target = options.loudness_target
+    plans: list[Normalisation] = []
+    if target is not None:
+        tracks = [inputs.audio] + ([inputs.original] if options.include_original_audio and inputs.original else [])
+        plans = [_plan_normalisation(t, options, inputs.duration, task.output_format) for t in tracks]
+    per_track = _tracks_per_programme(task.output_format, options)
+    attempt = 0
+    while True:
+        attempt += 1
+        if plans:
+            inputs = replace(inputs, audio=replace(inputs.audio, loudnorm=plans[0].filter()))
+            if len(plans) > 1 and inputs.original is not None:
+                inputs = replace(inputs, original=replace(inputs.original, loudnorm=plans[1].filter()))
+        _encode(ctx, task, options, inputs, output)
+        info = _verify(task.output_format, output, inputs, options)
+        if target is None:
+            return None
+        streams = [s.index for s in info.audio]
+        try:
+            figures = [
+                measure_loudness(output, streams[i * per_track : (i + 1) * per_track]) for i in range(len(plans))
+            ]
+        except FFmpegError as exc:
+            raise _TaskFailed(f"output loudness unreadable: {exc}") from exc
+        misses = [target.integrated - f.integrated for f in figures]
+        if attempt == _ENCODES or all(abs(m) <= LOUDNESS_ON_TARGET for m in misses):
+            return figures[0]
+        plans = [plan.corrected(miss) for plan, miss in zip(plans, misses, strict=True)]
+
+
+def _encode(ctx: Context, task: ExportTask, options: ExportOptions, inputs: ExportInputs, output: Path) -> None:
     try:
         plan = build_plan(task.output_format, inputs, options, output)
     except ValueError as exc:
@@ -444,14 +474,6 @@ def _convert(
         raise _TaskFailed(str(exc), "TIMEOUT", TaskStatus.TIMEOUT) from exc
     except FFmpegError as exc:
         raise _TaskFailed(f"conversion failed: {exc}") from exc
-    info = _verify(task.output_format, output, inputs, options)
-    if options.loudness_target is None:
-        return None
-    first_track = [s.index for s in info.audio][: _tracks_per_programme(task.output_format, options)]
-    try:
-        return measure_loudness(output, first_track)
-    except FFmpegError as exc:
-        raise _TaskFailed(f"output loudness unreadable: {exc}") from exc
 
 
 def _tracks_per_programme(output_format: str, options: ExportOptions) -> int:
