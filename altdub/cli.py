@@ -162,6 +162,7 @@ def runs_import(
     source: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="Original media.")] = None,
     voice: Annotated[list[str] | None, typer.Option(help="LANGUAGE=FILE speech-only stem.")] = None,
     background: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="M&E stem.")] = None,
+    transcript: Annotated[list[str] | None, typer.Option(help="LANGUAGE=FILE: SRT, WebVTT or JSON segments.")] = None,
     name: Annotated[str | None, typer.Option(help="A name for the run.")] = None,
 ) -> None:
     """Upload a run to a server.
@@ -172,6 +173,7 @@ def runs_import(
 
     files: dict[str, Path] = {f"dub_{k}": v for k, v in _pairs(dub, "--dub").items()}
     files |= {f"voice_{k}": v for k, v in _pairs(voice or [], "--voice").items()}
+    files |= {f"transcript_{k}": v for k, v in _pairs(transcript or [], "--transcript").items()}
     if source:
         files["source"] = source
     if background:
@@ -195,17 +197,39 @@ def export(
     ],
     url: UrlOpt,
     api_key: KeyOpt,
+    audio_bitrate: Annotated[str | None, typer.Option(help="e.g. 128k (mp3, aac, m4a, mp4, mov).")] = None,
+    sample_rate: Annotated[int | None, typer.Option(help="22050, 44100, 48000 or 96000.")] = None,
+    channels: Annotated[int | None, typer.Option(help="1, 2 or 6.")] = None,
+    loudness: Annotated[str | None, typer.Option(help="ebu_r128, atsc_a85 or streaming.")] = None,
+    stem: Annotated[str | None, typer.Option(help="mix, voice or background.")] = None,
+    include_original_audio: Annotated[
+        bool, typer.Option("--include-original-audio", help="Video: add the source audio as a second track.")
+    ] = False,
+    subtitles: Annotated[str | None, typer.Option(help="none or soft (mkv, mp4, mov).")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the task to finish.")] = False,
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Download to this file (implies --wait).")
     ] = None,
 ) -> None:
-    """Request an export from a server. Example: altdub export 1 es-es mp3 --wait -o dub.mp3"""
+    """Request an export from a server, with the options of the API.
+
+    Example: altdub export 1 es-es mp4 --loudness ebu_r128 --include-original-audio --wait -o dub.mp4
+    """
     from altdub.client import AltdubClient, ClientError
 
+    given = {
+        "audio_bitrate": audio_bitrate,
+        "sample_rate": sample_rate,
+        "channels": channels,
+        "loudness": loudness,
+        "stem": stem,
+        "include_original_audio": include_original_audio or None,
+        "subtitles": subtitles,
+    }
+    options = {key: value for key, value in given.items() if value is not None}
     try:
         with AltdubClient(url, api_key) as client:
-            answer = client.request_export(run_id, language, output_format)
+            answer = client.request_export(run_id, language, output_format, options)
             output_url = answer.get("output_url")
             if output_url is None and not (wait or output):
                 typer.echo(f"task {answer['task_id']}")

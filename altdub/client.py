@@ -46,10 +46,11 @@ class AltdubClient:
             response = self._http.post("/runs", data=fields, files=parts, timeout=None)
         return self._json(response)
 
-    def request_export(self, run_id: int, language: str, output_format: str) -> dict[str, str]:
-        return self._json(
-            self._http.post(f"/dub-alt-format/{run_id}/{language}", json={"output_format": output_format})
-        )
+    def request_export(
+        self, run_id: int, language: str, output_format: str, options: dict[str, Any] | None = None
+    ) -> dict[str, str]:
+        body = {"output_format": output_format, **(options or {})}
+        return self._json(self._http.post(f"/dub-alt-format/{run_id}/{language}", json=body))
 
     def task_status(self, task_id: str) -> dict[str, Any]:
         return self._json(self._http.get(f"/dub-alt-format/{task_id}"))

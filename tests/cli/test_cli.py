@@ -229,3 +229,37 @@ def test_runs_import_rejects_a_bad_file(server: Server, media, tmp_path: Path) -
     )  # fmt: skip
     assert result.returncode != 0
     assert "422" in result.stderr and "dub_es-es" in result.stderr, result.stderr
+
+
+@pytest.mark.e2e
+def test_export_options_and_transcript_from_the_command_line(server: Server, media, tmp_path: Path) -> None:
+    """`runs import --transcript` and `export` with the API's options: the file shows each option."""
+    transcript = tmp_path / "es.srt"
+    transcript.write_text("1\n00:00:00,500 --> 00:00:01,500\nHola\n\n2\n00:00:02,000 --> 00:00:03,000\nAdiós\n")
+    env = {"ALTDUB_URL": server.base_url, "ALTDUB_API_KEY": server.api_key}
+    imported = ok(
+        altdub(
+            "runs", "import", "--source", str(media.video), "--source-language", "en-us",
+            "--dub", f"es-es={media.dub_wav}", "--transcript", f"es-es={transcript}",
+            cwd=tmp_path, **env,
+        )
+    )  # fmt: skip
+    run = re.fullmatch(r"run (\d+): es-es", imported.stdout.strip())
+    assert run, imported.stdout
+    out = tmp_path / "dub.mp4"
+    ok(
+        altdub(
+            "export", run.group(1), "es-es", "mp4", "--audio-bitrate", "128k", "--sample-rate", "44100",
+            "--channels", "1", "--loudness", "ebu_r128", "--include-original-audio", "--subtitles", "soft",
+            "-o", str(out), cwd=tmp_path, **env,
+        )
+    )  # fmt: skip
+    info = probe(out)
+    dub, original = info.audio
+    assert (dub.language, dub.default, dub.sample_rate, dub.channels) == ("spa", True, 44100, 1)
+    assert (original.language, original.default) == ("eng", False)
+    assert [s.codec for s in info.subtitles] == ["mov_text"]
+
+    refused = altdub("export", run.group(1), "es-es", "flac", "--audio-bitrate", "128k", cwd=tmp_path, **env)
+    assert refused.returncode != 0
+    assert "422" in refused.stderr and "audio_bitrate" in refused.stderr
