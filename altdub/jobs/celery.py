@@ -24,7 +24,13 @@ def make_celery(broker_url: str, *, time_limit: float, redelivery_margin: float)
         worker_prefetch_multiplier=1,
         task_ignore_result=True,
         task_default_queue=QUEUE,
-        broker_transport_options={"visibility_timeout": int(time_limit + redelivery_margin)},
+        broker_transport_options={
+            "visibility_timeout": int(time_limit + redelivery_margin),
+            # kombu looks for expired unacknowledged messages every interval, but by default
+            # scans only on every 10th look: scan each time, so redelivery follows the timeout.
+            "unacked_restore_interval": 5,
+            "unacked_restore_throttle": 1,
+        },
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
     )

@@ -61,6 +61,10 @@ def unavailable(message: str) -> NoReturn:
     pytest.skip(message)
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
 # --- PostgreSQL ----------------------------------------------------------------------------------------
 
 
@@ -114,7 +118,7 @@ def postgres() -> Iterator[Databases]:
         with _pg_admin() as conn:
             conn.execute("SELECT 1")
     except psycopg.Error as exc:
-        unavailable(f"PostgreSQL not found at {PG_HOST}:{PG_PORT}: {exc}".strip())
+        unavailable(f"PostgreSQL not found at {PG_HOST}:{PG_PORT}: {_one_line(exc)}")
     databases = Databases()
     yield databases
     databases.drop_all()
@@ -141,7 +145,7 @@ def redis_url() -> Iterator[str]:
         client.ping()
         client.flushdb()
     except redis.RedisError as exc:
-        unavailable(f"Redis not found at {REDIS_HOST}:{REDIS_PORT}: {exc}")
+        unavailable(f"Redis not found at {REDIS_HOST}:{REDIS_PORT}: {_one_line(exc)}")
     try:
         yield f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}"
     finally:
@@ -202,7 +206,7 @@ def s3() -> Iterator[S3Server]:
     except Exception as exc:
         with contextlib.suppress(Exception):
             server.stop()
-        unavailable(f"S3 server (moto) could not start on 127.0.0.1: {exc}")
+        unavailable(f"S3 server (moto) could not start on 127.0.0.1: {_one_line(exc)}")
     yield s3_server
     server.stop()
 

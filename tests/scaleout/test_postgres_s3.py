@@ -273,10 +273,8 @@ def test_metrics_count_tasks_by_status(app: tuple[TestClient, str], run_id: int)
 # --- the S3 storage itself ----------------------------------------------------------------------------
 
 
-def test_large_files_are_uploaded_in_parts(
-    s3: S3Server, deployment: ScaleOut, aws_env: dict[str, str], tmp_path: Path
-) -> None:
-    prefix = f"{deployment.prefix}-multipart"
+def test_large_files_are_uploaded_in_parts(s3: S3Server, aws_env: dict[str, str], tmp_path: Path) -> None:
+    prefix = new_prefix("multipart")
     storage = S3Storage(s3.bucket, prefix, scratch=tmp_path / "scratch", url_ttl=60)
     big = tmp_path / "big.bin"
     size = 70 * MiB  # over the 64 MiB multipart threshold
