@@ -16,9 +16,11 @@ app = typer.Typer(help="altdub: deliver dubbed media in the format asked for.", 
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 db_app = typer.Typer(help="Manage the database.", no_args_is_help=True)
 runs_app = typer.Typer(help="Work with runs on a server.", no_args_is_help=True)
+workspaces_app = typer.Typer(help="Workspaces and their export quotas.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 app.add_typer(runs_app, name="runs")
+app.add_typer(workspaces_app, name="workspaces")
 
 UrlOpt = Annotated[str, typer.Option("--url", envvar="ALTDUB_URL", help="Server URL.")]
 KeyOpt = Annotated[str, typer.Option("--api-key", envvar="ALTDUB_API_KEY", help="API key.")]
@@ -132,6 +134,44 @@ def keys_revoke(key_id: Annotated[int, typer.Argument(help="Key id from `altdub 
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
     typer.echo(f"Revoked key {key_id}")
+
+
+@workspaces_app.command("list")
+def workspaces_list() -> None:
+    """Workspaces with the export minutes they used and their quota. Example: altdub workspaces list"""
+    from altdub.service.keys import list_workspaces
+
+    settings = Settings()
+    context = _context()
+    with context.sessions() as session:
+        for workspace in list_workspaces(session):
+            quota = workspace.quota_minutes if workspace.quota_minutes is not None else settings.export_quota_minutes
+            limit = "unlimited" if quota is None else f"{quota:g} min"
+            typer.echo(f"{workspace.id}\t{workspace.name}\tused {workspace.used_minutes:.1f} min\tquota {limit}")
+
+
+@workspaces_app.command("quota")
+def workspaces_quota(
+    workspace: Annotated[str, typer.Argument(help="Workspace name.")],
+    minutes: Annotated[float | None, typer.Option(min=0, help="Export minutes allowed.")] = None,
+    default: Annotated[bool, typer.Option("--default", help="Back to ALTDUB_EXPORT_QUOTA_MINUTES.")] = False,
+) -> None:
+    """Set a workspace's export quota in minutes. Example: altdub workspaces quota acme --minutes 600"""
+    from altdub.db.session import session_scope
+    from altdub.service.errors import NotFound
+    from altdub.service.keys import set_quota
+
+    if (minutes is None) == (not default):
+        typer.echo("error: give --minutes N or --default", err=True)
+        raise typer.Exit(2)
+    context = _context()
+    try:
+        with session_scope(context.sessions) as session:
+            set_quota(session, workspace, minutes)
+    except NotFound as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"quota of {workspace!r}: {'server default' if minutes is None else f'{minutes:g} minutes'}")
 
 
 @db_app.command("upgrade")

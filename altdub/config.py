@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     task_time_limit: float = Field(default=3600.0, gt=0, description="Seconds before a conversion is killed.")
     url_ttl: int = Field(default=3600, gt=0, description="Lifetime of signed download URLs in seconds.")
     max_upload_bytes: int = Field(default=5 * GIB, gt=0, description="Largest accepted file in an import.")
+    export_quota_minutes: float | None = Field(
+        default=None, ge=0, description="Minutes of exports per workspace (unset: unlimited); per-workspace override."
+    )
     create_demo: bool = Field(default=True, description="Make a demo run on the first start.")
 
     @cached_property

@@ -38,6 +38,9 @@ class Workspace(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
+    # Minutes of exports this workspace may make; NULL: the server's default (ALTDUB_EXPORT_QUOTA_MINUTES).
+    quota_minutes: Mapped[float | None] = mapped_column(Float)
+    used_minutes: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")  # reserved by exports
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -143,6 +146,7 @@ class ExportTask(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
     language_id: Mapped[int] = mapped_column(Integer)
     output_format: Mapped[str] = mapped_column(String(8))
+    minutes: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")  # charged to the quota
     options: Mapped[dict[str, Any]] = mapped_column(JSON)
     identity: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(20), default=TaskStatus.PENDING.value, index=True)

@@ -16,12 +16,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from altdub import languages
-from altdub.db.models import LIVE_STATUSES, ExportTask, FileRole, Run, RunFile, TaskStatus
+from altdub.db.models import LIVE_STATUSES, ExportTask, FileRole, Run, RunFile, TaskStatus, Workspace
 from altdub.media.ffmpeg import FFmpegCancelled, FFmpegError, FFmpegTimeout, run_ffmpeg
 from altdub.media.formats import FORMATS, AudioTrack, ExportInputs, build_plan, pre_loudness_chain
 from altdub.media.loudness import ON_TARGET as LOUDNESS_ON_TARGET
@@ -129,6 +129,7 @@ def request_export(
 
     task = _live_task(session, identity)
     if task is None:
+        minutes = run.duration / 60
         task = ExportTask(
             id=str(uuid.uuid4()),
             workspace_id=workspace_id,
@@ -137,24 +138,51 @@ def request_export(
             output_format=output_format,
             options=resolved,
             identity=identity,
+            minutes=minutes,
             status=TaskStatus.PENDING.value,
             progress=0,
         )
+        if not _reserve_minutes(session, workspace_id, minutes, ctx.settings.export_quota_minutes):
+            task.status = TaskStatus.PAYMENT_REQUIRED.value
+            task.exception_reason = TaskStatus.PAYMENT_REQUIRED.value
+            task.message = _quota_message(session, workspace_id, minutes, ctx.settings.export_quota_minutes)
+            task.finished_at = datetime.now(UTC)
         session.add(task)
         try:
-            session.commit()
+            session.commit()  # the reservation and the task, together
         except IntegrityError:  # another request, maybe in another process, created it first
             session.rollback()
             task = _live_task(session, identity)
             if task is None:
                 raise
         else:
-            if ctx.executor is not None:
+            if ctx.executor is not None and task.status == TaskStatus.PENDING:
                 ctx.executor.submit(task.id)
             return ExportAnswer(task_id=task.id)
     if task.status == TaskStatus.SUCCESS:
         return ExportAnswer(output_url=signed_url(ctx, task, base_url))
     return ExportAnswer(task_id=task.id)
+
+
+def _reserve_minutes(session: Session, workspace_id: int, minutes: float, default_quota: float | None) -> bool:
+    """Charge ``minutes`` to the workspace if its quota allows; one atomic UPDATE, safe across processes."""
+    quota = func.coalesce(Workspace.quota_minutes, default_quota)
+    result = session.execute(
+        update(Workspace)
+        .where(Workspace.id == workspace_id, or_(quota.is_(None), Workspace.used_minutes + minutes <= quota))
+        .values(used_minutes=Workspace.used_minutes + minutes)
+    )
+    return result.rowcount == 1
+
+
+def _quota_message(session: Session, workspace_id: int, minutes: float, default_quota: float | None) -> str:
+    workspace = session.get(Workspace, workspace_id)
+    assert workspace is not None
+    quota = workspace.quota_minutes if workspace.quota_minutes is not None else default_quota
+    return (
+        f"export quota spent: {workspace.used_minutes:.1f} of {quota:g} minutes used, "
+        f"this export needs {minutes:.1f}; no work was done"
+    )
 
 
 def get_task(session: Session, workspace_id: int, task_id: str, run_id: int | None = None) -> ExportTask:
@@ -259,14 +287,27 @@ class _ProgressWriter:
 
 
 def _finish(ctx: Context, task_id: str, **values: Any) -> bool:
-    """Record a final state if the task is still pending; False when it is gone or already final."""
+    """Record a final state if the task is still pending; False when it is gone or already final.
+
+    A task that failed gives its minutes back to the workspace's quota.
+    """
     with ctx.sessions.begin() as session:
         result = session.execute(
             update(ExportTask)
             .where(ExportTask.id == task_id, ExportTask.status == TaskStatus.PENDING.value)
             .values(finished_at=datetime.now(UTC), **values)
         )
-        return result.rowcount == 1
+        if result.rowcount != 1:
+            return False
+        if values["status"] != TaskStatus.SUCCESS.value:
+            task = session.get(ExportTask, task_id)
+            assert task is not None
+            session.execute(
+                update(Workspace)
+                .where(Workspace.id == task.workspace_id)
+                .values(used_minutes=Workspace.used_minutes - task.minutes)
+            )
+        return True
 
 
 def run_export_task(ctx: Context, task_id: str) -> None:

@@ -1,4 +1,4 @@
-"""Workspaces and their API keys. Keys are random and only their SHA-256 is stored."""
+"""Workspaces, their API keys and quotas. Keys are random and only their SHA-256 is stored."""
 
 from __future__ import annotations
 
@@ -63,3 +63,16 @@ def revoke_key(session: Session, key_id: int) -> ApiKey:
 
 def has_any_workspace(session: Session) -> bool:
     return session.scalar(select(Workspace.id).limit(1)) is not None
+
+
+def list_workspaces(session: Session) -> list[Workspace]:
+    return list(session.scalars(select(Workspace).order_by(Workspace.id)))
+
+
+def set_quota(session: Session, workspace_name: str, minutes: float | None) -> Workspace:
+    """Set (or, with None, clear to the server default) a workspace's export quota."""
+    workspace = session.scalar(select(Workspace).where(Workspace.name == workspace_name))
+    if workspace is None:
+        raise NotFound(f"no workspace named {workspace_name!r}")
+    workspace.quota_minutes = minutes
+    return workspace

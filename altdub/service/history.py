@@ -1,0 +1,110 @@
+"""Reads for the dashboard: a run's past exports, and a run's thumbnail (made once, then kept in storage)."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from altdub import languages
+from altdub.db.models import ExportTask, FileRole, Run, TaskStatus
+from altdub.media.ffmpeg import FFmpegError
+from altdub.media.probe import MediaInfo
+from altdub.media.thumbnail import make_thumbnail
+from altdub.service.context import Context
+from altdub.service.errors import NotFound
+from altdub.service.exports import signed_url
+from altdub.service.runs import get_run
+
+MAX_EXPORTS = 500
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """SQLite returns naive datetimes; every stored time is UTC."""
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class ExportEntry:
+    task_id: str
+    language: str  # short_name
+    output_format: str
+    options: dict[str, Any]
+    status: str
+    progress: int
+    size: int | None
+    loudness: dict[str, float] | None
+    message: str | None
+    exception_reason: str | None
+    created_at: datetime
+    finished_at: datetime | None
+    output_url: str | None
+
+
+def list_exports(
+    ctx: Context, session: Session, workspace_id: int, run_id: int, base_url: str, limit: int = MAX_EXPORTS
+) -> list[ExportEntry]:
+    """The run's export tasks, newest first, with a fresh signed URL for each finished one."""
+    get_run(session, workspace_id, run_id)  # 404 for an unknown run or one of another workspace
+    tasks = session.scalars(
+        select(ExportTask)
+        .where(ExportTask.workspace_id == workspace_id, ExportTask.run_id == run_id)
+        .order_by(ExportTask.created_at.desc(), ExportTask.id.desc())
+        .limit(min(max(limit, 1), MAX_EXPORTS))
+    )
+    entries = []
+    for task in tasks:
+        done = task.status == TaskStatus.SUCCESS and task.storage_key is not None
+        entries.append(
+            ExportEntry(
+                task_id=task.id,
+                language=languages.by_id(task.language_id).short_name,
+                output_format=task.output_format,
+                options=dict(task.options or {}),
+                status=task.status,
+                progress=task.progress,
+                size=task.size,
+                loudness=task.loudness,
+                message=task.message,
+                exception_reason=task.exception_reason,
+                created_at=_utc(task.created_at) or datetime.now(UTC),
+                finished_at=_utc(task.finished_at),
+                output_url=signed_url(ctx, task, base_url) if done else None,
+            )
+        )
+    return entries
+
+
+def thumbnail_key(run: Run) -> str:
+    return f"{run.storage_prefix}thumbnail.jpg"
+
+
+def run_thumbnail(ctx: Context, session: Session, workspace_id: int, run_id: int) -> bytes:
+    """A small JPEG of the run's video at about 1 s: made on first request, then read from storage.
+
+    NotFound for an unknown run, one of another workspace, and a run without video.
+    """
+    run = get_run(session, workspace_id, run_id)
+    source = run.file(FileRole.SOURCE)
+    video = MediaInfo.from_json(source.probe).video if source is not None else []
+    if not run.has_video or source is None or not video:
+        raise NotFound(f"run {run_id} has no video, so no thumbnail")
+    key = thumbnail_key(run)
+    if not ctx.storage.exists(key):
+        with tempfile.TemporaryDirectory(prefix="thumbnail-", dir=ctx.settings.staging_dir) as tmp:
+            output = Path(tmp) / "thumbnail.jpg"
+            try:
+                with ctx.storage.local_copy(source.storage_key) as source_path:
+                    make_thumbnail(source_path, output, stream_index=video[0].index, duration=run.duration)
+            except FFmpegError as exc:  # no decodable frame: nothing to show
+                raise NotFound(f"no thumbnail can be made for run {run_id}: {exc}") from exc
+            ctx.storage.put_file(key, output)  # atomic: concurrent first requests publish the same picture
+    with ctx.storage.local_copy(key) as path:
+        return path.read_bytes()
