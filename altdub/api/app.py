@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from altdub import __version__
 from altdub.api.routes import exports, files, health, languages, metrics, results, runs
 from altdub.api.routes.metrics import metrics_registry
+from altdub.api.routes.web import mount_web
 from altdub.config import Settings
 from altdub.jobs.celery import CeleryExecutor, make_celery
 from altdub.jobs.inprocess import InProcessExecutor
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None, *, workers: bool = True) -> Fas
     )
     for module in (health, metrics, languages, runs, exports, results, files):
         app.include_router(module.router)
+    mount_web(app)  # the dashboard at / and /web/: last, after every API route
 
     @app.exception_handler(NotFound)
     async def not_found(_: Request, exc: NotFound) -> JSONResponse:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Security
@@ -20,18 +20,32 @@ def get_context(request: Request) -> Context:
     return request.app.state.context
 
 
-def get_session(context: Annotated[Context, Depends(get_context)]) -> Iterator[Session]:
-    with context.sessions() as session:
+async def get_session(context: Annotated[Context, Depends(get_context)]) -> AsyncIterator[Session]:
+    """A session per request, closed on the event loop.
+
+    An ``async`` generator on purpose: a sync one is closed on a worker thread, and when every
+    thread is busy waiting for a pooled connection, none is left to give one back (a deadlock).
+    """
+    session = context.sessions()
+    try:
         yield session
+    finally:
+        session.close()
 
 
 def current_workspace(
     session: Annotated[Session, Depends(get_session)],
     api_key: Annotated[str | None, Security(api_key_header)],
 ) -> Workspace:
+    return require_workspace(session, api_key)
+
+
+def require_workspace(session: Session, api_key: str | None) -> Workspace:
+    """The key's workspace, or 401."""
     if not api_key:
         raise HTTPException(status_code=401, detail="Missing x-api-key header")
     workspace = authenticate(session, api_key)
+    session.rollback()  # give the connection back while the request waits for a thread to run its route
     if workspace is None:
         raise HTTPException(status_code=401, detail="Invalid or revoked API key")
     return workspace
@@ -43,6 +57,7 @@ def public_base_url(request: Request) -> str:
 
 
 ContextDep = Annotated[Context, Depends(get_context)]
+ApiKeyDep = Annotated[str | None, Security(api_key_header)]
 SessionDep = Annotated[Session, Depends(get_session)]
 WorkspaceDep = Annotated[Workspace, Depends(current_workspace)]
 BaseUrlDep = Annotated[str, Depends(public_base_url)]

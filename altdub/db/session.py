@@ -9,10 +9,15 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+# As many connections as the threads that serve sync routes (AnyIO's default limit), so that a
+# request never waits for a connection that another request, itself waiting, holds.
+POOL = {"pool_size": 40, "max_overflow": 0}
+
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
+    options = kwargs if "poolclass" in kwargs else POOL | kwargs
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **options)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
@@ -23,7 +28,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    return create_engine(url, pool_pre_ping=True, **options)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
@@ -18,6 +20,33 @@ from altdub.media.formats import content_type_for
 from altdub.storage import Storage, open_storage
 
 
+class IdentityCache:
+    """Which export identity a request resolves to: facts that never change, kept in a bounded LRU.
+
+    With it, asking again for an export that exists is one indexed query (see
+    ``exports.cached_export_url``) instead of resolving the run's files and options anew.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._items: OrderedDict[Hashable, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> str | None:
+        with self._lock:
+            identity = self._items.get(key)
+            if identity is not None:
+                self._items.move_to_end(key)
+            return identity
+
+    def put(self, key: Hashable, identity: str) -> None:
+        with self._lock:
+            self._items[key] = identity
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
 @dataclass
 class Context:
     settings: Settings
@@ -26,6 +55,7 @@ class Context:
     storage: Storage
     executor: Executor | None = field(default=None)
     stopping: threading.Event = field(default_factory=threading.Event)  # set at shutdown: conversions stop
+    identities: IdentityCache = field(default_factory=IdentityCache)
 
     def download_url(self, key: str, filename: str, base_url: str) -> str:
         """A fresh signed URL that downloads ``key`` as ``filename``."""

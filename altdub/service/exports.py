@@ -16,12 +16,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from altdub import languages
-from altdub.db.models import LIVE_STATUSES, ExportTask, FileRole, Run, RunFile, TaskStatus, Workspace
+from altdub.db.models import LIVE_STATUSES, ApiKey, ExportTask, FileRole, Run, RunFile, TaskStatus, Workspace
 from altdub.media.ffmpeg import FFmpegCancelled, FFmpegError, FFmpegTimeout, run_ffmpeg
 from altdub.media.formats import FORMATS, AudioTrack, ExportInputs, build_plan, pre_loudness_chain
 from altdub.media.loudness import ON_TARGET as LOUDNESS_ON_TARGET
@@ -32,6 +32,7 @@ from altdub.media.probe import MediaInfo, ProbeError, probe
 from altdub.media.transcripts import Segment, write_subrip
 from altdub.service.context import Context
 from altdub.service.errors import InvalidInput, NotFound
+from altdub.service.keys import hash_key
 from altdub.service.runs import exports_prefix, get_run
 from altdub.storage import StorageError
 
@@ -62,20 +63,65 @@ def export_identity(run_id: int, language_id: int, output_format: str, options: 
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def download_filename(task: ExportTask) -> str:
-    language = languages.by_id(task.language_id)
-    return f"run-{task.run_id}_{language.short_name}.{FORMATS[task.output_format].extension}"
+def download_filename(run_id: int, language_id: int, output_format: str) -> str:
+    """``run-<id>_<short_name>.<ext>`` (spec §3)."""
+    return f"run-{run_id}_{languages.by_id(language_id).short_name}.{FORMATS[output_format].extension}"
 
 
 def signed_url(ctx: Context, task: ExportTask, base_url: str) -> str:
     assert task.storage_key is not None
-    return ctx.download_url(task.storage_key, download_filename(task), base_url)
+    filename = download_filename(task.run_id, task.language_id, task.output_format)
+    return ctx.download_url(task.storage_key, filename, base_url)
 
 
 def _live_task(session: Session, identity: str) -> ExportTask | None:
     return session.scalar(
         select(ExportTask).where(ExportTask.identity == identity, ExportTask.status.in_(LIVE_STATUSES))
     )
+
+
+def _request_key(
+    run_id: int, language_value: str, output_format: str, requested_options: dict[str, Any]
+) -> tuple[object, ...]:
+    return (run_id, language_value.strip().lower(), output_format, json.dumps(requested_options, sort_keys=True))
+
+
+# Built once: constructing a statement costs more than running it.
+_FINISHED_EXPORT = (
+    select(ExportTask.storage_key, ExportTask.run_id, ExportTask.language_id, ExportTask.output_format)
+    .join(ApiKey, ApiKey.workspace_id == ExportTask.workspace_id)
+    .where(
+        ApiKey.key_hash == bindparam("key_hash"),
+        ApiKey.revoked_at.is_(None),
+        ExportTask.identity == bindparam("identity"),
+        ExportTask.status == TaskStatus.SUCCESS.value,
+    )
+)
+
+
+def cached_export_url(
+    ctx: Context,
+    raw_key: str | None,
+    run_id: int,
+    language_value: str,
+    output_format: str,
+    requested_options: dict[str, Any],
+    base_url: str,
+) -> str | None:
+    """The signed URL of an export that exists, found with one indexed query; None sends the caller the long way.
+
+    The query checks everything the long way would: the key is valid and not revoked, the export
+    belongs to the key's workspace, and it is finished. Fast enough to run on the event loop.
+    """
+    identity = ctx.identities.get(_request_key(run_id, language_value, output_format, requested_options))
+    if identity is None or not raw_key:
+        return None
+    with ctx.engine.connect() as connection:
+        row = connection.execute(_FINISHED_EXPORT, {"key_hash": hash_key(raw_key), "identity": identity}).first()
+    if row is None:
+        return None
+    filename = download_filename(row.run_id, row.language_id, row.output_format)
+    return ctx.download_url(row.storage_key, filename, base_url)
 
 
 def _stem_file(run: Run, language: languages.Language, stem: str) -> RunFile:
@@ -126,6 +172,7 @@ def request_export(
         raise InvalidInput(("body", "subtitles"), f"run {run_id} has no transcript for {language.short_name}")
     resolved = options.as_dict()
     identity = export_identity(run.id, language.id, output_format, resolved)
+    ctx.identities.put(_request_key(run_id, language_value, output_format, requested_options), identity)
 
     task = _live_task(session, identity)
     if task is None:

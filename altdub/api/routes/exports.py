@@ -1,11 +1,22 @@
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
-from altdub.api.deps import BaseUrlDep, ContextDep, SessionDep, WorkspaceDep
+from altdub.api.deps import (
+    ApiKeyDep,
+    BaseUrlDep,
+    ContextDep,
+    SessionDep,
+    WorkspaceDep,
+    public_base_url,
+    require_workspace,
+)
 from altdub.api.schemas import ExportRequest, OutputUrlOut, TaskIdOut, TaskStatusOut
 from altdub.db.models import TaskStatus
 from altdub.service import exports
+from altdub.service.context import Context
 
 router = APIRouter(tags=["dub"])
 
@@ -15,26 +26,42 @@ router = APIRouter(tags=["dub"])
     response_model=OutputUrlOut | TaskIdOut,
     responses={404: {"description": "Unknown run, or the language is not in the run."}},
 )
-def get_dubbed_output_in_alt_format(
-    run_id: int,
-    language: str,
-    body: ExportRequest,
-    context: ContextDep,
-    session: SessionDep,
-    workspace: WorkspaceDep,
-    base_url: BaseUrlDep,
-) -> OutputUrlOut | TaskIdOut:
+async def get_dubbed_output_in_alt_format(
+    run_id: int, language: str, body: ExportRequest, request: Request, api_key: ApiKeyDep
+) -> Response:
     """The dubbed output of a run in another format: its URL when it exists, else a task to poll.
 
-    ``language`` is a language id or short_name.
+    ``language`` is a language id or short_name. An export that exists is answered on the event
+    loop with one indexed query; everything else takes a worker thread.
     """
-    answer = exports.request_export(
-        context, session, workspace.id, run_id, language, body.output_format, body.requested_options(), base_url
-    )
-    if answer.output_url is not None:
-        return OutputUrlOut(output_url=answer.output_url)
-    assert answer.task_id is not None
-    return TaskIdOut(task_id=answer.task_id)
+    context: Context = request.app.state.context
+    base_url = public_base_url(request)
+    options = body.requested_options()
+    url = exports.cached_export_url(context, api_key, run_id, language, body.output_format, options, base_url)
+    if url is None:
+        answer = await run_in_threadpool(
+            _request_export, context, api_key, run_id, language, body.output_format, options, base_url
+        )
+        url = answer.output_url
+        if url is None:
+            return JSONResponse({"task_id": answer.task_id})
+    return JSONResponse({"output_url": url})
+
+
+def _request_export(
+    context: Context,
+    api_key: str | None,
+    run_id: int,
+    language: str,
+    output_format: str,
+    options: dict[str, Any],
+    base_url: str,
+) -> exports.ExportAnswer:
+    with context.sessions() as session:
+        workspace = require_workspace(session, api_key)
+        return exports.request_export(
+            context, session, workspace.id, run_id, language, output_format, options, base_url
+        )
 
 
 @router.get(

@@ -1,0 +1,114 @@
+"""The web dashboard: its page at ``/``, its static files under ``/web/``, and the two reads it needs."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from os import PathLike
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, FastAPI, Query, Response
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+from starlette.types import Scope
+
+from altdub.api.deps import BaseUrlDep, ContextDep, SessionDep, WorkspaceDep
+from altdub.db.models import TaskStatus
+from altdub.service import history
+
+WEB_DIR = Path(__file__).resolve().parents[2] / "web"  # package data: altdub/web/
+
+# The page loads its own script and stylesheet only; thumbnails are blob: URLs made from fetched bytes.
+_PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; "
+        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+router = APIRouter()
+
+
+class LoudnessOut(BaseModel):
+    integrated: float = Field(description="Integrated loudness, LUFS.")
+    true_peak: float = Field(description="True peak, dBTP.")
+    lra: float = Field(description="Loudness range, LU.")
+
+
+class ExportOut(BaseModel):
+    task_id: str
+    language: str = Field(description="The language's short_name.", examples=["es-es"])
+    output_format: str = Field(examples=["mp3"])
+    options: dict[str, Any] = Field(description="The export's effective (resolved) options.")
+    status: TaskStatus
+    progress: int = Field(ge=0, le=100)
+    size: int | None = Field(description="Bytes of the finished file.")
+    loudness: LoudnessOut | None = Field(description="Measured on the output of a loudness-normalised export.")
+    message: str | None
+    exception_reason: str | None
+    created_at: datetime
+    finished_at: datetime | None
+    output_url: str | None = Field(description="Signed download URL, on SUCCESS only.")
+
+
+@router.get("/", include_in_schema=False)
+def dashboard() -> HTMLResponse:
+    """The dashboard's single page (no key needed: it asks for one)."""
+    return HTMLResponse((WEB_DIR / "index.html").read_text(encoding="utf-8"), headers=_PAGE_HEADERS)
+
+
+@router.get(
+    "/runs/{run_id}/exports",
+    tags=["runs"],
+    response_model=list[ExportOut],
+    responses={404: {"description": "Unknown run."}},
+)
+def list_run_exports(
+    run_id: int,
+    context: ContextDep,
+    session: SessionDep,
+    workspace: WorkspaceDep,
+    base_url: BaseUrlDep,
+    limit: Annotated[int, Query(ge=1, le=history.MAX_EXPORTS)] = 100,
+) -> list[ExportOut]:
+    """The run's export tasks, newest first: status, progress, size, loudness, and a signed URL once done."""
+    entries = history.list_exports(context, session, workspace.id, run_id, base_url, limit)
+    return [ExportOut.model_validate(entry, from_attributes=True) for entry in entries]
+
+
+@router.get(
+    "/runs/{run_id}/thumbnail",
+    tags=["runs"],
+    response_class=Response,
+    responses={
+        200: {"content": {"image/jpeg": {}}, "description": "A JPEG, 320 px wide, of the video at about 1 s."},
+        404: {"description": "Unknown run, or a run without video."},
+    },
+)
+def run_thumbnail(run_id: int, context: ContextDep, session: SessionDep, workspace: WorkspaceDep) -> Response:
+    """A small still of the run's video, made on first request and kept with the run."""
+    data = history.run_thumbnail(context, session, workspace.id, run_id)
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
+
+
+class _RevalidatedStaticFiles(StaticFiles):
+    """Static files that browsers check again on each load (ETag), so an upgrade shows at once."""
+
+    def file_response(
+        self, full_path: PathLike[str] | str, stat_result: os.stat_result, scope: Scope, status_code: int = 200
+    ) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        response.headers["Cache-Control"] = "no-cache"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+
+def mount_web(app: FastAPI) -> None:
+    """Add the dashboard to ``app``: call it after every other router, so that their paths come first."""
+    app.include_router(router)
+    app.mount("/web", _RevalidatedStaticFiles(directory=WEB_DIR), name="web")

@@ -1,0 +1,1186 @@
+// The altdub dashboard: one page on the service's own HTTP API. Plain ES module, no build step.
+//
+// Views (hash routes): sign-in, #/runs (list), #/import (upload form), #/runs/<id> (export, progress,
+// history). The API key lives in sessionStorage and goes out as the x-api-key header.
+
+const KEY_STORAGE = "altdub.apiKey";
+const RUNS_PER_PAGE = 20;
+const POLL_MS = 700;
+const HISTORY_POLL_MS = 2500;
+const URL_FRESH_MS = 10 * 60 * 1000; // re-sign a download link older than this before following it
+
+const VIDEO_FORMATS = new Set(["mp4", "mov", "mkv", "mxf"]);
+const BITRATE_FORMATS = new Set(["mp3", "aac", "m4a", "mp4", "mov"]);
+const SUBTITLE_FORMATS = new Set(["mkv", "mp4", "mov"]);
+const FORMAT_NOTES = {
+  flac: "Lossless: the dub's own samples.",
+  wav: "PCM, 16-bit (24-bit when the dub is deeper).",
+  mp3: "LAME, 192 kb/s by default, with ID3 tags.",
+  aac: "AAC-LC in an ADTS stream.",
+  m4a: "AAC-LC in MP4, ready to stream.",
+  mp4: "The source video (copied when MP4 can hold it) with the dub as its default AAC track.",
+  mov: "QuickTime: the source video (copied when possible) with the dub in AAC.",
+  mkv: "Matroska: the source video copied as is, the dub copied or in FLAC.",
+  mxf: "Broadcast OP1a: MPEG-2 4:2:2 video, PCM 24-bit 48 kHz audio.",
+};
+const STATUS_TEXT = {
+  PENDING: "Pending",
+  SUCCESS: "Success",
+  ERROR: "Error",
+  TIMEOUT: "Timed out",
+  PAYMENT_REQUIRED: "Quota spent",
+};
+const STATUS_ICON = { PENDING: "◔", SUCCESS: "✓", ERROR: "✕", TIMEOUT: "⏱", PAYMENT_REQUIRED: "!" };
+const FIELD_NAMES = {
+  source: "Source file",
+  source_language: "Source language",
+  name: "Name",
+  background: "Background stem",
+  "dub_<language>": "Dubbed languages",
+  output_format: "Format",
+  language: "Language",
+  audio_bitrate: "Audio bitrate",
+  sample_rate: "Sample rate",
+  channels: "Channels",
+  loudness: "Loudness",
+  stem: "Stem",
+  include_original_audio: "Original-language audio",
+  subtitles: "Subtitles",
+  api_key: "API key",
+};
+
+// --- small helpers -------------------------------------------------------------------------------
+
+const $ = (root, role) => root.querySelector(`[data-role="${role}"]`);
+
+/** Make an element: h("a", {href: "#", class: "x"}, "text", child). Text is never parsed as HTML. */
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value === false || value === null || value === undefined) continue;
+    if (name === "dataset") Object.assign(el.dataset, value);
+    else if (name.startsWith("on")) el.addEventListener(name.slice(2), value);
+    else el.setAttribute(name, value === true ? "" : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : String(child));
+  }
+  return el;
+}
+
+function template(id) {
+  return document.getElementById(id).content.firstElementChild.cloneNode(true);
+}
+
+function announce(text) {
+  const region = document.getElementById("announcer");
+  region.textContent = "";
+  window.setTimeout(() => (region.textContent = text), 50);
+}
+
+function formatDuration(seconds) {
+  const total = Math.round(seconds);
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const s = String(total % 60).padStart(2, "0");
+  return h ? `${h}:${String(m).padStart(2, "0")}:${s}` : `${m}:${s}`;
+}
+
+function formatBytes(bytes) {
+  if (bytes === null || bytes === undefined) return "—";
+  const units = ["bytes", "KB", "MB", "GB", "TB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit += 1;
+  }
+  return unit === 0 ? `${value} bytes` : `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
+}
+
+const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+
+function timeElement(iso) {
+  const date = new Date(iso);
+  return h("time", { datetime: date.toISOString() }, dateFormat.format(date));
+}
+
+function dB(value) {
+  return `${value.toFixed(1).replace("-", "−")}`;
+}
+
+function optionsSummary(format, options) {
+  const parts = [];
+  if (options.sample_rate) parts.push(`${options.sample_rate / 1000} kHz`);
+  if (options.channels) parts.push({ 1: "mono", 2: "stereo", 6: "5.1" }[options.channels] || `${options.channels} ch`);
+  if (options.audio_bitrate) parts.push(`${Math.round(options.audio_bitrate / 1000)} kb/s`);
+  if (options.loudness) parts.push({ ebu_r128: "EBU R128", atsc_a85: "ATSC A/85", streaming: "Streaming" }[options.loudness]);
+  if (options.stem && options.stem !== "mix") parts.push(`${options.stem} stem`);
+  if (options.include_original_audio) parts.push("+ original audio");
+  if (options.subtitles && options.subtitles !== "none") parts.push("subtitles");
+  return parts.join(" · ");
+}
+
+function requestedSummary(options) {
+  const parts = [];
+  if (options.audio_bitrate) parts.push(options.audio_bitrate.replace("k", " kb/s"));
+  if (options.sample_rate) parts.push(`${options.sample_rate / 1000} kHz`);
+  if (options.channels) parts.push({ 1: "mono", 2: "stereo", 6: "5.1" }[options.channels]);
+  if (options.loudness) parts.push({ ebu_r128: "EBU R128", atsc_a85: "ATSC A/85", streaming: "Streaming" }[options.loudness]);
+  if (options.stem) parts.push(`${options.stem} stem`);
+  if (options.include_original_audio) parts.push("+ original audio");
+  if (options.subtitles) parts.push("subtitles");
+  return parts.length ? parts.join(" · ") : "default options";
+}
+
+function statusBadge(status, progress) {
+  const text = status === "PENDING" && progress > 0 ? `Running ${progress} %` : STATUS_TEXT[status] || status;
+  return h(
+    "span",
+    { class: `badge badge-${status.toLowerCase()}`, dataset: { status } },
+    h("span", { "aria-hidden": "true" }, STATUS_ICON[status] || "•"),
+    " ",
+    text,
+  );
+}
+
+// --- the API ---------------------------------------------------------------------------------------
+
+class ApiError extends Error {
+  /** status 0 means the service could not be reached. fields: [{field, message}] from a 422. */
+  constructor(status, message, fields = []) {
+    super(message);
+    this.status = status;
+    this.fields = fields;
+  }
+}
+
+function apiKey() {
+  return sessionStorage.getItem(KEY_STORAGE);
+}
+
+function apiUrl(path) {
+  return new URL(path, document.baseURI).toString();
+}
+
+function fieldLabel(field, languages) {
+  if (FIELD_NAMES[field]) return FIELD_NAMES[field];
+  const match = /^(dub|voice|transcript)_(.+)$/.exec(field);
+  if (match) {
+    const what = { dub: "Dubbed mix", voice: "Voice stem", transcript: "Transcript" }[match[1]];
+    const language = languages?.get(match[2].toLowerCase());
+    return `${what} (${language ? language.language : match[2]})`;
+  }
+  return field;
+}
+
+/** Turn a failed answer into an ApiError whose message a person can act on. */
+function errorFor(status, body, statusText) {
+  const detail = body && typeof body === "object" ? body.detail : null;
+  if (status === 422 && Array.isArray(detail)) {
+    const fields = detail.map((d) => ({
+      field: String((d.loc || []).filter((p) => p !== "body" && p !== "path" && p !== "query").at(-1) ?? ""),
+      message: d.msg || "invalid value",
+    }));
+    return new ApiError(status, "The service did not accept this request:", fields);
+  }
+  const text = typeof detail === "string" ? detail : statusText || "";
+  switch (status) {
+    case 401:
+      return new ApiError(status, `The API key was refused: ${text || "unauthorised"}.`);
+    case 403:
+      return new ApiError(status, `Access refused: ${text || "forbidden"}.`);
+    case 404:
+      return new ApiError(status, `Not found: ${text || "no such item"}. It may have been deleted, or belong to another workspace.`);
+    case 413:
+      return new ApiError(status, `Too large: ${text || "a file is over the service's size limit"}.`);
+    case 422:
+      return new ApiError(status, `The service did not accept this request: ${text}`);
+    default:
+      if (status >= 500)
+        return new ApiError(status, `The service failed (HTTP ${status}${statusText ? ` ${statusText}` : ""}). Try again; if it keeps failing, look at the service's log.`);
+      return new ApiError(status, `Unexpected answer from the service (HTTP ${status}): ${text || "no detail"}.`);
+  }
+}
+
+const UNREACHABLE = "Could not reach the altdub service. Check that it is running and that this computer is online.";
+
+/** Call the API. Resolves to parsed JSON (or the Response when raw); rejects with ApiError. */
+async function api(path, { method = "GET", json, raw = false, key = apiKey(), signal } = {}) {
+  const headers = {};
+  if (key) headers["x-api-key"] = key;
+  if (json !== undefined) headers["content-type"] = "application/json";
+  let response;
+  try {
+    response = await fetch(apiUrl(path), {
+      method,
+      headers,
+      body: json === undefined ? undefined : JSON.stringify(json),
+      signal,
+      cache: "no-store",
+    });
+  } catch (error) {
+    if (error.name === "AbortError") throw error;
+    throw new ApiError(0, UNREACHABLE);
+  }
+  if (!response.ok) {
+    let body = null;
+    try {
+      body = await response.json();
+    } catch {
+      body = null;
+    }
+    const error = errorFor(response.status, body, response.statusText);
+    if (response.status === 401 && key && key === apiKey()) signOut(error.message);
+    throw error;
+  }
+  if (raw) return response;
+  if (response.status === 204) return null;
+  return response.json();
+}
+
+let languagesPromise = null;
+
+/** Every language, by lower-case short_name, sorted by name (a public read, cached). */
+function allLanguages() {
+  if (!languagesPromise) {
+    languagesPromise = api("target-languages", { key: null })
+      .then((list) => new Map(list.sort((a, b) => a.language.localeCompare(b.language)).map((l) => [l.short_name, l])))
+      .catch((error) => {
+        languagesPromise = null;
+        throw error;
+      });
+  }
+  return languagesPromise;
+}
+
+// Thumbnails: fetched with the key (an <img> cannot send headers), shown as blob: URLs, kept per run.
+const thumbnails = new Map();
+let thumbnailSlots = 3;
+const thumbnailQueue = [];
+
+function thumbnailUrl(runId) {
+  if (!thumbnails.has(runId)) {
+    thumbnails.set(
+      runId,
+      new Promise((resolve) => thumbnailQueue.push({ runId, resolve })),
+    );
+    pumpThumbnails();
+  }
+  return thumbnails.get(runId);
+}
+
+function pumpThumbnails() {
+  while (thumbnailSlots > 0 && thumbnailQueue.length) {
+    const { runId, resolve } = thumbnailQueue.shift();
+    thumbnailSlots -= 1;
+    api(`runs/${runId}/thumbnail`, { raw: true })
+      .then((response) => response.blob())
+      .then((blob) => resolve(URL.createObjectURL(blob)))
+      .catch(() => {
+        thumbnails.delete(runId); // try again on the next visit
+        resolve(null);
+      })
+      .finally(() => {
+        thumbnailSlots += 1;
+        pumpThumbnails();
+      });
+  }
+}
+
+function fillThumbnail(box, run, alt) {
+  box.replaceChildren();
+  box.classList.toggle("thumb-audio", !run.has_video);
+  if (!run.has_video) {
+    box.append(h("span", { class: "thumb-label" }, h("span", { "aria-hidden": "true", class: "thumb-icon" }, "♪"), "Audio only"));
+    return;
+  }
+  box.classList.add("thumb-loading");
+  thumbnailUrl(run.run_id).then((url) => {
+    box.classList.remove("thumb-loading");
+    if (url) box.append(h("img", { src: url, alt, width: 320, height: 180 }));
+    else box.append(h("span", { class: "thumb-label" }, "No preview"));
+  });
+}
+
+// --- errors shown in a form --------------------------------------------------------------------------
+
+function clearErrors(root) {
+  for (const el of root.querySelectorAll(".field-error")) el.remove();
+  for (const el of root.querySelectorAll("[aria-invalid]")) {
+    el.removeAttribute("aria-invalid");
+    const described = (el.getAttribute("aria-describedby") || "").split(" ").filter((id) => id && !id.endsWith("-error"));
+    if (described.length) el.setAttribute("aria-describedby", described.join(" "));
+    else el.removeAttribute("aria-describedby");
+  }
+}
+
+function hideAlert(alert) {
+  alert.hidden = true;
+  alert.replaceChildren();
+}
+
+function showAlert(alert, message, items = [], { focus = true } = {}) {
+  alert.replaceChildren(h("p", {}, message));
+  if (items.length) alert.append(h("ul", {}, items.map((item) => h("li", {}, item))));
+  alert.hidden = false;
+  if (focus) alert.focus();
+}
+
+/** Mark a control invalid, with its message under it (announced with the control). */
+function markField(control, message) {
+  const id = `${control.id}-error`;
+  control.closest(".field")?.append(h("p", { class: "field-error", id }, message));
+  control.setAttribute("aria-invalid", "true");
+  const described = (control.getAttribute("aria-describedby") || "").split(" ").filter(Boolean);
+  control.setAttribute("aria-describedby", [...described, id].join(" "));
+  const details = control.closest("details");
+  if (details) details.open = true;
+}
+
+/** Show an ApiError: a summary in ``alert``, each field's message beside its control in ``form``. */
+function showError(alert, error, { form = null, languages = null, controlFor = null } = {}) {
+  if (!(error instanceof ApiError)) {
+    console.error(error);
+    showAlert(alert, `Something went wrong in the page: ${error.message || error}`);
+    return;
+  }
+  const items = error.fields.map(({ field, message }) => {
+    const label = fieldLabel(field, languages);
+    const control = form && (controlFor ? controlFor(field) : form.querySelector(`[data-field="${CSS.escape(field)}"]`));
+    if (control) markField(control, message);
+    return `${label}: ${message}`;
+  });
+  showAlert(alert, error.message, items);
+}
+
+// --- session -------------------------------------------------------------------------------------------
+
+let signOutReason = null;
+
+function signOut(reason = null) {
+  sessionStorage.removeItem(KEY_STORAGE);
+  signOutReason = reason;
+  for (const url of thumbnails.values()) url.then((u) => u && URL.revokeObjectURL(u));
+  thumbnails.clear();
+  trackedTasks.clear();
+  render();
+}
+
+function updateChrome(view) {
+  const nav = document.getElementById("nav");
+  const key = apiKey();
+  nav.hidden = !key;
+  document.getElementById("who").textContent = key ? `Key ${key.slice(0, 11)}…` : "";
+  for (const link of nav.querySelectorAll("[data-nav]")) {
+    if (link.dataset.nav === view) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+}
+
+// --- router ------------------------------------------------------------------------------------------
+
+let current = null; // {controller, cleanups} of the view on screen
+let firstRender = true;
+
+function leaveView() {
+  if (!current) return;
+  current.controller.abort();
+  for (const fn of current.cleanups) fn();
+  current = null;
+}
+
+function newView() {
+  const view = { controller: new AbortController(), cleanups: [] };
+  view.signal = view.controller.signal;
+  view.every = (fn, ms) => {
+    const id = window.setInterval(fn, ms);
+    view.cleanups.push(() => window.clearInterval(id));
+  };
+  current = view;
+  return view;
+}
+
+function mount(node, title, navName) {
+  const main = document.getElementById("main");
+  main.replaceChildren(node);
+  document.title = `${title} · altdub`;
+  updateChrome(navName);
+  if (!firstRender) node.querySelector("h1")?.focus();
+  firstRender = false;
+}
+
+function render() {
+  leaveView();
+  const view = newView();
+  const hash = window.location.hash || "#/runs";
+  if (!apiKey()) return showSignIn(view);
+  let match;
+  if (hash === "#/runs" || hash === "#/" || hash === "#") return showRuns(view);
+  if (hash === "#/import") return showImport(view);
+  if ((match = /^#\/runs\/(\d+)$/.exec(hash))) return showRun(view, Number(match[1]));
+  mount(template("tpl-not-found"), "Not found", null);
+}
+
+// --- sign in -----------------------------------------------------------------------------------------
+
+function showSignIn(view) {
+  const node = template("tpl-sign-in");
+  const form = $(node, "form");
+  const alert = $(node, "alert");
+  const input = node.querySelector("#api-key");
+  node.querySelector("#show-key").addEventListener("change", (event) => {
+    input.type = event.target.checked ? "text" : "password";
+  });
+  mount(node, "Sign in", null);
+  if (signOutReason) {
+    showAlert(alert, `${signOutReason} Sign in again.`, [], { focus: false });
+    signOutReason = null;
+  }
+  input.focus();
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearErrors(form);
+    hideAlert(alert);
+    const key = input.value.trim();
+    if (!key) {
+      markField(input, "Enter your API key.");
+      input.focus();
+      return;
+    }
+    const button = form.querySelector("button[type=submit]");
+    button.disabled = true;
+    button.textContent = "Signing in…";
+    try {
+      await api("runs?page_size=1", { key, signal: view.signal });
+      sessionStorage.setItem(KEY_STORAGE, key);
+      announce("Signed in.");
+      render(); // the page that asked for a key
+    } catch (error) {
+      if (error.name === "AbortError") return;
+      button.disabled = false;
+      button.textContent = "Sign in";
+      if (error.status === 401) {
+        markField(input, "This key is unknown or revoked.");
+        showAlert(alert, error.message);
+        input.focus();
+      } else showError(alert, error);
+    }
+  });
+}
+
+// --- runs ------------------------------------------------------------------------------------------
+
+async function showRuns(view, page = Number(sessionStorage.getItem("altdub.runsPage") || 1)) {
+  const node = template("tpl-runs");
+  mount(node, "Runs", "runs");
+  const alert = $(node, "alert");
+  const list = $(node, "list");
+  const summary = $(node, "summary");
+  const pager = $(node, "pager");
+  let body;
+  try {
+    body = await api(`runs?page=${page}&page_size=${RUNS_PER_PAGE}`, { signal: view.signal });
+  } catch (error) {
+    if (error.name === "AbortError" || error.status === 401) return;
+    summary.textContent = "";
+    showError(alert, error);
+    return;
+  }
+  const pages = Math.max(1, Math.ceil(body.total / RUNS_PER_PAGE));
+  if (page > pages) {
+    sessionStorage.setItem("altdub.runsPage", String(pages));
+    return showRuns(view, pages);
+  }
+  if (!body.total) {
+    summary.replaceChildren("No runs yet. ", h("a", { href: "#/import" }, "Import a run"), " to make exports of it.");
+    list.hidden = true;
+    return;
+  }
+  summary.textContent = body.total === 1 ? "1 run, newest first." : `${body.total} runs, newest first.`;
+  for (const run of body.items) list.append(runCard(run));
+  if (pages > 1) {
+    pager.hidden = false;
+    $(pager, "page").textContent = `Page ${page} of ${pages}`;
+    const go = (to) => {
+      sessionStorage.setItem("altdub.runsPage", String(to));
+      leaveView();
+      showRuns(newView(), to).then(() => document.getElementById("runs-title").focus());
+    };
+    const prev = $(pager, "prev");
+    const next = $(pager, "next");
+    prev.disabled = page <= 1;
+    next.disabled = page >= pages;
+    prev.addEventListener("click", () => go(page - 1));
+    next.addEventListener("click", () => go(page + 1));
+  }
+}
+
+function runCard(run) {
+  const thumb = h("div", { class: "thumb" });
+  fillThumbnail(thumb, run, "");
+  const href = `#/runs/${run.run_id}`;
+  const card = h(
+    "li",
+    { class: "run-card", dataset: { runId: run.run_id } },
+    h("a", { href, class: "thumb-link", tabindex: "-1", "aria-hidden": "true" }, thumb),
+    h(
+      "div",
+      { class: "run-card-text" },
+      h("h2", { class: "run-name" }, h("a", { href }, run.name)),
+      h(
+        "p",
+        { class: "meta" },
+        h("span", {}, `Run ${run.run_id}`),
+        h("span", {}, h("span", { class: "visually-hidden" }, "Duration "), formatDuration(run.duration)),
+        h("span", {}, run.has_video ? "Video" : "Audio only"),
+        h("span", {}, `From ${run.source_language.language}`),
+        h("span", {}, "Imported ", timeElement(run.created_at)),
+      ),
+      h(
+        "ul",
+        { class: "chips", "aria-label": "Dubbed languages" },
+        run.languages.map((l) => h("li", { class: "chip", title: l.short_name }, l.language)),
+      ),
+    ),
+    h("a", { href, class: "button run-open", "aria-label": `Export ${run.name}` }, "Export →"),
+  );
+  return card;
+}
+
+// --- import ------------------------------------------------------------------------------------------
+
+let rowCounter = 0;
+
+async function showImport(view) {
+  const node = template("tpl-import");
+  mount(node, "Import a run", "import");
+  const form = $(node, "form");
+  const alert = $(node, "alert");
+  const rows = $(node, "dubs");
+  const sourceLanguage = node.querySelector("#source-language");
+  rowCounter = 0; // ids need only be unique on the page, which holds one import form
+  let languages;
+  try {
+    languages = await allLanguages();
+  } catch (error) {
+    showError(alert, error);
+    return;
+  }
+  if (view.signal.aborted) return;
+  for (const l of languages.values()) sourceLanguage.append(h("option", { value: l.short_name }, l.language));
+  sourceLanguage.value = "en-us";
+
+  const renumber = () => {
+    const all = [...rows.children];
+    all.forEach((row, i) => {
+      $(row, "legend").textContent = `Language ${i + 1}`;
+      $(row, "remove").hidden = all.length === 1;
+      $(row, "remove").setAttribute("aria-label", `Remove language ${i + 1}`);
+    });
+  };
+  const addRow = () => {
+    const row = template("tpl-dub-row");
+    const n = ++rowCounter;
+    for (const control of row.querySelectorAll("[data-id]")) control.id = `dub${n}-${control.dataset.id}`;
+    for (const label of row.querySelectorAll("label[data-for]")) label.htmlFor = `dub${n}-${label.dataset.for}`;
+    const select = row.querySelector("[data-id=language]");
+    select.append(h("option", { value: "" }, "Choose a language…"));
+    for (const l of languages.values()) select.append(h("option", { value: l.short_name }, l.language));
+    $(row, "remove").addEventListener("click", () => {
+      const next = row.nextElementSibling || row.previousElementSibling;
+      row.remove();
+      renumber();
+      next?.querySelector("select")?.focus();
+    });
+    rows.append(row);
+    renumber();
+    return row;
+  };
+  addRow();
+  $(node, "add-dub").addEventListener("click", () => addRow().querySelector("select").focus());
+
+  const upload = $(node, "upload");
+  const bar = upload.querySelector("progress");
+  const label = $(node, "upload-label");
+  const detail = $(node, "upload-detail");
+  const submit = $(node, "submit");
+  const cancel = $(node, "cancel");
+  let xhr = null;
+  view.cleanups.push(() => xhr?.abort());
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (xhr) return;
+    clearErrors(form);
+    hideAlert(alert);
+    const { data, problems } = collectImport(form, rows, languages);
+    if (problems.length) {
+      for (const [control, message] of problems) markField(control, message);
+      showAlert(alert, "Please correct the marked fields:", problems.map(([c, m]) => `${labelOf(c)}: ${m}`));
+      return;
+    }
+    submit.disabled = true;
+    cancel.hidden = false;
+    upload.hidden = false;
+    bar.value = 0;
+    label.textContent = "Uploading…";
+    detail.textContent = "";
+    const started = performance.now();
+    xhr = new XMLHttpRequest();
+    xhr.open("POST", apiUrl("runs"));
+    xhr.setRequestHeader("x-api-key", apiKey());
+    xhr.upload.addEventListener("progress", (e) => {
+      if (!e.lengthComputable) return;
+      const percent = Math.floor((e.loaded / e.total) * 100);
+      bar.value = percent;
+      const seconds = (performance.now() - started) / 1000;
+      const rate = seconds > 0.5 ? ` · ${formatBytes(e.loaded / seconds)}/s` : "";
+      detail.textContent = `${formatBytes(e.loaded)} of ${formatBytes(e.total)} (${percent} %)${rate}`;
+    });
+    xhr.upload.addEventListener("load", () => {
+      bar.value = 100;
+      label.textContent = "Uploaded. The service is checking the files…";
+      announce("Upload complete. Checking the files.");
+    });
+    const finish = () => {
+      xhr = null;
+      submit.disabled = false;
+      cancel.hidden = true;
+    };
+    xhr.addEventListener("load", () => {
+      const request = xhr;
+      finish();
+      let body = null;
+      try {
+        body = JSON.parse(request.responseText);
+      } catch {
+        body = null;
+      }
+      if (request.status === 201 && body) {
+        announce(`Run ${body.run_id} imported.`);
+        sessionStorage.setItem("altdub.runsPage", "1");
+        window.location.hash = `#/runs/${body.run_id}`;
+        return;
+      }
+      upload.hidden = true;
+      const error = errorFor(request.status, body, request.statusText);
+      if (request.status === 401) return signOut(error.message);
+      showError(alert, error, { form, languages, controlFor: (field) => importControl(form, field) });
+    });
+    xhr.addEventListener("error", () => {
+      finish();
+      upload.hidden = true;
+      showAlert(alert, `The upload failed. ${UNREACHABLE}`);
+    });
+    xhr.addEventListener("abort", () => {
+      finish();
+      upload.hidden = true;
+      if (!view.signal.aborted) {
+        announce("Upload cancelled.");
+        submit.focus();
+      }
+    });
+    xhr.send(data);
+  });
+  cancel.addEventListener("click", () => xhr?.abort());
+}
+
+function labelOf(control) {
+  const label = control.id && document.querySelector(`label[for="${CSS.escape(control.id)}"]`);
+  const text = label ? label.textContent.replace(/\s*\(optional\)\s*/, "").trim() : control.name;
+  const legend = control.closest(".dub-row")?.querySelector("legend");
+  return legend ? `${legend.textContent}, ${text.toLowerCase()}` : text;
+}
+
+/** The form's fields as multipart data, each file field named as the API wants (dub_es-es, ...). */
+function collectImport(form, rows, languages) {
+  const data = new FormData();
+  const problems = [];
+  const name = form.querySelector("#run-name").value.trim();
+  if (name) data.append("name", name);
+  data.append("source_language", form.querySelector("#source-language").value);
+  const source = form.querySelector("#source-file");
+  if (source.files.length) data.append("source", source.files[0]);
+  const seen = new Map();
+  for (const row of rows.children) {
+    const select = row.querySelector("[data-id=language]");
+    const dub = row.querySelector("[data-id=dub]");
+    const voice = row.querySelector("[data-id=voice]");
+    const transcript = row.querySelector("[data-id=transcript]");
+    const tag = select.value;
+    for (const control of [select, dub, voice, transcript]) delete control.dataset.field;
+    if (!tag) problems.push([select, "Choose the language of this dub."]);
+    else if (seen.has(tag)) problems.push([select, `${languages.get(tag).language} is already ${seen.get(tag)}.`]);
+    else seen.set(tag, row.querySelector("legend").textContent.toLowerCase());
+    if (!dub.files.length) problems.push([dub, "Choose the dubbed audio file."]);
+    if (!tag || problems.length) continue;
+    dub.dataset.field = `dub_${tag}`;
+    voice.dataset.field = `voice_${tag}`;
+    transcript.dataset.field = `transcript_${tag}`;
+    select.dataset.field = `language_${tag}`;
+    data.append(`dub_${tag}`, dub.files[0]);
+    if (voice.files.length) data.append(`voice_${tag}`, voice.files[0]);
+    if (transcript.files.length) data.append(`transcript_${tag}`, transcript.files[0]);
+  }
+  const background = form.querySelector("#background-file");
+  if (background.files.length) data.append("background", background.files[0]);
+  return { data, problems };
+}
+
+function importControl(form, field) {
+  if (field === "dub_<language>") return form.querySelector("[data-id=dub]");
+  const exact = form.querySelector(`[data-field="${CSS.escape(field)}"]`);
+  if (exact) return exact;
+  // The service may name a language differently from how it was sent (an id, another case).
+  const match = /^(dub|voice|transcript)_(.+)$/.exec(field);
+  if (!match) return null;
+  for (const control of form.querySelectorAll(`[data-field^="${match[1]}_"]`)) {
+    if (control.dataset.field.toLowerCase() === field.toLowerCase()) return control;
+  }
+  return null;
+}
+
+// --- one run: export, progress, history --------------------------------------------------------------
+
+// Tasks followed in this tab, per run: {taskId, language, format, summary, status, progress, url, urlAt, ...}.
+const trackedTasks = new Map();
+
+function tasksOf(runId) {
+  if (!trackedTasks.has(runId)) trackedTasks.set(runId, []);
+  return trackedTasks.get(runId);
+}
+
+async function showRun(view, runId) {
+  const node = template("tpl-run");
+  mount(node, `Run ${runId}`, "runs");
+  const alert = $(node, "alert");
+  let run;
+  let languages;
+  try {
+    [run, languages] = await Promise.all([api(`runs/${runId}`, { signal: view.signal }), allLanguages()]);
+  } catch (error) {
+    if (error.name === "AbortError" || error.status === 401) return;
+    $(node, "crumb").textContent = `Run ${runId}`;
+    showError(alert, error);
+    return;
+  }
+  if (view.signal.aborted) return;
+  document.title = `${run.name} · altdub`;
+  $(node, "crumb").textContent = run.name;
+  $(node, "title").textContent = run.name;
+  fillThumbnail($(node, "thumb"), run, `A frame of ${run.name}`);
+  fillFacts($(node, "facts"), run);
+  for (const role of ["head", "body", "history-section", "danger"]) $(node, role).hidden = false;
+  if (!firstRender) $(node, "title").focus();
+
+  const page = {
+    view,
+    run,
+    languages,
+    node,
+    tasks: tasksOf(run.run_id),
+    historyAt: 0,
+  };
+  setUpExportForm(page);
+  renderTasks(page);
+  for (const task of page.tasks) if (task.status === "PENDING") followTask(page, task);
+  $(node, "refresh").addEventListener("click", () => loadHistory(page, { announceDone: true }));
+  loadHistory(page);
+  view.every(() => {
+    if (page.historyPending) loadHistory(page);
+  }, HISTORY_POLL_MS);
+  $(node, "delete").addEventListener("click", () => deleteRun(page));
+}
+
+function fillFacts(dl, run) {
+  const source = run.files.find((f) => f.role === "source");
+  const fact = (term, ...value) => [h("dt", {}, term), h("dd", {}, ...value)];
+  dl.replaceChildren(
+    ...fact("Run", String(run.run_id)),
+    ...fact("Duration", `${formatDuration(run.duration)} (${run.duration.toFixed(2)} s)`),
+    ...fact("Source", `${run.source_language.language}`, source ? ` · ${source.original_name} (${source.codecs.join(", ")})` : " · no source file"),
+    ...fact("Media", run.has_video ? "Video and audio" : "Audio only"),
+    ...fact("Dubbed into", h("ul", { class: "chips" }, run.languages.map((l) => h("li", { class: "chip" }, l.language)))),
+    ...fact("Imported", timeElement(run.created_at)),
+  );
+}
+
+function setUpExportForm(page) {
+  const { node, run } = page;
+  const form = $(node, "export-form");
+  const alert = $(node, "export-alert");
+  const language = form.querySelector("#export-language");
+  const format = form.querySelector("#export-format");
+  for (const l of run.languages) language.append(h("option", { value: l.short_name }, `${l.language} (${l.short_name})`));
+  if (!run.has_video) {
+    for (const option of format.querySelectorAll("optgroup[label=Video] option")) {
+      option.disabled = true;
+      option.textContent += " — needs video";
+    }
+  }
+  const hasStem = (role) => run.files.some((f) => f.role === role && (role === "background" || f.language?.short_name === language.value));
+  const update = () => {
+    const fmt = format.value;
+    const video = VIDEO_FORMATS.has(fmt);
+    const show = {
+      audio_bitrate: BITRATE_FORMATS.has(fmt),
+      include_original_audio: video && run.files.some((f) => f.role === "source"),
+      subtitles: SUBTITLE_FORMATS.has(fmt),
+    };
+    for (const field of form.querySelectorAll("[data-option]")) {
+      const visible = show[field.dataset.option] ?? true;
+      field.hidden = !visible;
+    }
+    $(form, "default-bitrate").textContent = fmt === "mp3" ? "Default (192 kb/s)" : "Default (192 kb/s stereo)";
+    const hint = [FORMAT_NOTES[fmt]];
+    if (!run.has_video) hint.push("This run has no video, so video formats are not offered.");
+    $(form, "format-hint").textContent = hint.join(" ");
+    const stem = form.querySelector("#opt-stem");
+    const voice = stem.querySelector("option[value=voice]");
+    const background = stem.querySelector("option[value=background]");
+    voice.disabled = !hasStem("voice");
+    background.disabled = !hasStem("background");
+    if (stem.selectedOptions[0]?.disabled) stem.value = "";
+    const missing = [voice.disabled && "a voice stem in this language", background.disabled && "a background stem"].filter(Boolean);
+    $(form, "stem-hint").textContent = missing.length ? `The run has no ${missing.join(" and no ")}.` : "";
+  };
+  format.addEventListener("change", update);
+  language.addEventListener("change", update);
+  update();
+
+  const submit = $(form, "export-submit");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearErrors(form);
+    hideAlert(alert);
+    const body = { output_format: format.value };
+    const options = {};
+    for (const field of form.querySelectorAll("[data-option]")) {
+      if (field.hidden) continue;
+      const control = field.querySelector("select, input");
+      const key = field.dataset.option;
+      if (control.type === "checkbox") {
+        if (control.checked) options[key] = key === "subtitles" ? "soft" : true;
+      } else if (control.value !== "") {
+        options[key] = ["sample_rate", "channels"].includes(key) ? Number(control.value) : control.value;
+      }
+    }
+    Object.assign(body, options);
+    submit.disabled = true;
+    submit.textContent = "Starting…";
+    try {
+      const answer = await api(`dub-alt-format/${run.run_id}/${encodeURIComponent(language.value)}`, {
+        method: "POST",
+        json: body,
+        signal: page.view.signal,
+      });
+      const task = {
+        taskId: answer.task_id || null,
+        language: language.value,
+        format: format.value,
+        summary: requestedSummary(options),
+        status: answer.output_url ? "SUCCESS" : "PENDING",
+        progress: answer.output_url ? 100 : 0,
+        url: answer.output_url || null,
+        urlAt: Date.now(),
+        existed: Boolean(answer.output_url),
+        startedAt: Date.now(),
+      };
+      const running = task.taskId && page.tasks.find((t) => t.taskId === task.taskId);
+      // The same finished export asked for again: bring its entry up rather than add another.
+      const made =
+        task.existed &&
+        page.tasks.find((t) => t.status === "SUCCESS" && t.language === task.language && t.format === task.format && t.summary === task.summary);
+      if (running) {
+        announce(`This ${task.format} export is already running.`);
+        focusTask(page, running);
+      } else {
+        if (made) {
+          page.tasks.splice(page.tasks.indexOf(made), 1);
+          Object.assign(made, { url: task.url, urlAt: task.urlAt, existed: true });
+        }
+        page.tasks.unshift(made || task);
+        renderTasks(page);
+        focusTask(page, made || task);
+        announce(task.existed ? `The ${task.format} export already exists: ready to download.` : `${task.format} export started.`);
+        if (task.status === "PENDING") followTask(page, task);
+        loadHistory(page);
+      }
+    } catch (error) {
+      if (error.name === "AbortError" || error.status === 401) return;
+      showError(alert, error, { form, languages: page.languages });
+    } finally {
+      submit.disabled = false;
+      submit.textContent = "Start export";
+    }
+  });
+}
+
+function focusTask(page, task) {
+  const item = [...$(page.node, "tasks").children].find((li) => li.taskRef === task);
+  item?.scrollIntoView({ block: "nearest" });
+  item?.classList.add("flash");
+  window.setTimeout(() => item?.classList.remove("flash"), 1200);
+}
+
+function followTask(page, task) {
+  if (!task.taskId || task.following) return;
+  task.following = true;
+  const stop = () => {
+    task.following = false;
+    window.clearInterval(timer);
+  };
+  const poll = async () => {
+    try {
+      const status = await api(`dub-alt-format/${task.taskId}?run_id=${page.run.run_id}`, { signal: page.view.signal });
+      Object.assign(task, {
+        status: status.status,
+        progress: status.progress,
+        message: status.message,
+        reason: status.exception_reason,
+      });
+      if (status.output_url) Object.assign(task, { url: status.output_url, urlAt: Date.now() });
+      task.pollError = null;
+      if (status.status !== "PENDING") {
+        stop();
+        announce(finishedText(task));
+        loadHistory(page);
+      }
+    } catch (error) {
+      if (error.name === "AbortError") return stop();
+      if (error.status === 401) return stop();
+      task.pollError = error.message;
+      if (error.status === 404) {
+        stop();
+        task.status = "ERROR";
+        task.message = "The task is gone: its run may have been deleted.";
+      }
+    }
+    renderTask(page, task);
+  };
+  const timer = window.setInterval(poll, POLL_MS);
+  page.view.cleanups.push(stop);
+  poll();
+}
+
+function finishedText(task) {
+  const what = `The ${task.format} export (${task.language})`;
+  return {
+    SUCCESS: `${what} is ready to download.`,
+    ERROR: `${what} failed.`,
+    TIMEOUT: `${what} ran past the time limit and was stopped.`,
+    PAYMENT_REQUIRED: `${what} was refused: the workspace's export quota is spent.`,
+  }[task.status] || `${what} ended: ${task.status}.`;
+}
+
+function failureText(status, reason, message) {
+  const base = {
+    ERROR: "The conversion failed.",
+    TIMEOUT: "The conversion ran past the service's time limit and was stopped. Try again, or ask for a longer limit.",
+    PAYMENT_REQUIRED: "The workspace's export quota is spent; no work was done.",
+  }[status];
+  const parts = [base, message, reason && reason !== "TIMEOUT" ? `(${reason})` : null].filter(Boolean);
+  return parts.join(" ");
+}
+
+/** A download link that re-signs itself (through the task's status) when the page was left open long. */
+function downloadLink(page, task, label) {
+  const link = h("a", { class: "button button-small button-download", href: task.url, download: "", "aria-label": label }, "Download");
+  link.addEventListener("click", async (event) => {
+    if (!task.taskId || Date.now() - (task.urlAt || 0) < URL_FRESH_MS) return;
+    event.preventDefault();
+    try {
+      const status = await api(`dub-alt-format/${task.taskId}`);
+      task.url = status.output_url;
+      task.urlAt = Date.now();
+      link.href = task.url;
+      window.location.assign(task.url);
+    } catch (error) {
+      showError($(page.node, "export-alert"), error);
+    }
+  });
+  return link;
+}
+
+function renderTasks(page) {
+  const list = $(page.node, "tasks");
+  $(page.node, "progress-empty").hidden = page.tasks.length > 0;
+  list.replaceChildren(...page.tasks.map((task) => taskItem(page, task)));
+}
+
+function renderTask(page, task) {
+  const list = $(page.node, "tasks");
+  const old = [...list.children].find((li) => li.taskRef === task);
+  if (old) {
+    // Keep focus on a control that is replaced (the download link appearing, for instance).
+    const hadFocus = old.contains(document.activeElement);
+    const fresh = taskItem(page, task);
+    old.replaceWith(fresh);
+    if (hadFocus) (fresh.querySelector("a, button") || fresh).focus?.();
+  } else renderTasks(page);
+}
+
+function taskItem(page, task) {
+  const language = page.languages.get(task.language);
+  const title = `${task.format.toUpperCase()} · ${language ? language.language : task.language}`;
+  const item = h(
+    "li",
+    { class: `task task-${task.status.toLowerCase()}`, dataset: { task: task.taskId || "", status: task.status, format: task.format } },
+    h("div", { class: "task-head" }, h("h3", { class: "task-title" }, title), statusBadge(task.status, task.progress)),
+    h("p", { class: "task-options" }, task.summary),
+  );
+  item.taskRef = task;
+  if (task.status === "PENDING") {
+    const barId = `bar-${task.taskId}`;
+    item.append(
+      h(
+        "div",
+        { class: "task-progress" },
+        h("label", { for: barId, class: "visually-hidden" }, `Progress of the ${title} export`),
+        h("progress", { id: barId, max: 100, value: task.progress }),
+        h("span", { class: "percent", "aria-hidden": "true" }, `${task.progress} %`),
+      ),
+      h("p", { class: "hint" }, task.progress > 0 ? "Converting…" : "Queued: waiting for a worker…"),
+    );
+  } else if (task.status === "SUCCESS") {
+    item.append(
+      h(
+        "div",
+        { class: "task-done" },
+        h("p", { class: "hint" }, doneText(task)),
+        downloadLink(page, task, `Download the ${title} export`),
+      ),
+    );
+  } else {
+    item.append(h("p", { class: "task-failure" }, failureText(task.status, task.reason, task.message)));
+  }
+  if (task.pollError) item.append(h("p", { class: "task-warning" }, `Progress unavailable: ${task.pollError} Retrying…`));
+  return item;
+}
+
+function doneText(task) {
+  const parts = [task.existed ? "This export already existed" : "Done"];
+  if (task.size) parts.push(formatBytes(task.size));
+  if (task.loudness) parts.push(`${dB(task.loudness.integrated)} LUFS, ${dB(task.loudness.true_peak)} dBTP peak`);
+  return `${parts.join(" · ")}.`;
+}
+
+async function loadHistory(page, { announceDone = false } = {}) {
+  const { node, run, view } = page;
+  const alert = $(node, "history-alert");
+  if (page.historyLoading) return;
+  page.historyLoading = true;
+  let entries;
+  try {
+    entries = await api(`runs/${run.run_id}/exports`, { signal: view.signal });
+  } catch (error) {
+    if (error.name !== "AbortError" && error.status !== 401) showError(alert, error, { form: null });
+    return;
+  } finally {
+    page.historyLoading = false;
+  }
+  hideAlert(alert);
+  page.historyPending = entries.some((e) => e.status === "PENDING");
+  // Exports still running that this tab did not start (another tab, a reload): follow them too.
+  for (const entry of entries) {
+    if (entry.status === "PENDING" && !page.tasks.some((t) => t.taskId === entry.task_id)) {
+      const task = {
+        taskId: entry.task_id,
+        language: entry.language,
+        format: entry.output_format,
+        summary: optionsSummary(entry.output_format, entry.options),
+        status: "PENDING",
+        progress: entry.progress,
+      };
+      page.tasks.push(task);
+      renderTasks(page);
+      followTask(page, task);
+    }
+  }
+  // Finished exports followed above get their size and loudness figures.
+  for (const entry of entries) {
+    const task = page.tasks.find((t) => t.taskId === entry.task_id);
+    if (task && task.status === "SUCCESS" && entry.status === "SUCCESS" && task.size !== entry.size) {
+      Object.assign(task, { size: entry.size, loudness: entry.loudness });
+      renderTask(page, task);
+    }
+  }
+  const table = $(node, "history-table");
+  const body = $(node, "history");
+  $(node, "history-empty").hidden = entries.length > 0;
+  table.hidden = entries.length === 0;
+  const now = Date.now();
+  body.replaceChildren(
+    ...entries.map((entry) => {
+      const language = page.languages.get(entry.language);
+      const task = { taskId: entry.task_id, url: entry.output_url, urlAt: now };
+      const label = `${entry.output_format.toUpperCase()} · ${language ? language.language : entry.language}`;
+      const failed = entry.status !== "SUCCESS" && entry.status !== "PENDING";
+      const status = h(
+        "td",
+        { "data-label": "Status" },
+        h(
+          "div",
+          {},
+          statusBadge(entry.status, entry.progress),
+          failed && h("p", { class: "cell-note" }, failureText(entry.status, entry.exception_reason, entry.message)),
+        ),
+      );
+      const loudness = entry.loudness
+        ? h(
+            "td",
+            { "data-label": "Loudness", class: "loudness" },
+            h(
+              "div",
+              {},
+              h("span", {}, `${dB(entry.loudness.integrated)} LUFS`, h("small", {}, " integrated")),
+              h("span", {}, `${dB(entry.loudness.true_peak)} dBTP`, h("small", {}, " true peak")),
+              h("span", {}, `${entry.loudness.lra.toFixed(1)} LU`, h("small", {}, " range")),
+            ),
+          )
+        : h("td", { "data-label": "Loudness", class: "muted" }, "Not measured");
+      return h(
+        "tr",
+        { dataset: { task: entry.task_id, status: entry.status, format: entry.output_format } },
+        h("td", { "data-label": "Started" }, timeElement(entry.created_at)),
+        h("td", { "data-label": "Language" }, h("abbr", { title: language?.language || entry.language }, entry.language)),
+        h("td", { "data-label": "Format" }, h("strong", {}, entry.output_format.toUpperCase())),
+        h("td", { "data-label": "Options", class: "options-cell" }, optionsSummary(entry.output_format, entry.options) || "—"),
+        status,
+        h("td", { "data-label": "Size", class: "num" }, formatBytes(entry.size)),
+        loudness,
+        h("td", { class: "cell-action" }, entry.output_url ? downloadLink(page, task, `Download ${label}, made ${dateFormat.format(new Date(entry.created_at))}`) : ""),
+      );
+    }),
+  );
+  if (announceDone) announce(`Past exports refreshed: ${entries.length}.`);
+}
+
+async function deleteRun(page) {
+  const { run, node } = page;
+  if (!window.confirm(`Delete “${run.name}” (run ${run.run_id}), its files and all its exports? This cannot be undone.`)) return;
+  const button = $(node, "delete");
+  button.disabled = true;
+  try {
+    await api(`runs/${run.run_id}`, { method: "DELETE", signal: page.view.signal });
+    trackedTasks.delete(run.run_id);
+    thumbnails.delete(run.run_id);
+    announce(`Run ${run.run_id} deleted.`);
+    window.location.hash = "#/runs";
+  } catch (error) {
+    button.disabled = false;
+    if (error.name === "AbortError" || error.status === 401) return;
+    showError($(node, "alert"), error);
+  }
+}
+
+// --- start -------------------------------------------------------------------------------------------
+
+document.getElementById("sign-out").addEventListener("click", () => {
+  signOut(null);
+  announce("Signed out.");
+});
+window.addEventListener("hashchange", render);
+render();
