@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     export_quota_minutes: float | None = Field(
         default=None, ge=0, description="Minutes of exports per workspace (unset: unlimited); per-workspace override."
     )
+    fsync: bool = Field(
+        default=False, description="Flush each stored file to disk before publishing it (power-cut durability)."
+    )
     create_demo: bool = Field(default=True, description="Make a demo run on the first start.")
 
     @cached_property

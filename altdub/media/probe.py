@@ -8,8 +8,9 @@ from typing import Any
 
 import av
 
-# Containers whose header duration is only an estimate from the bitrate: count packets instead.
-_ESTIMATED_DURATION_FORMATS = {"aac", "mp3", "ac3", "eac3", "mpeg", "mpegts"}
+# Containers with no duration in their headers (FFmpeg estimates it from the bitrate): count packets.
+# MP3 is not among them: FFmpeg reads its Xing/Info/VBRI header, and CBR estimates are exact.
+_ESTIMATED_DURATION_FORMATS = {"aac", "ac3", "eac3", "mpeg", "mpegts"}
 
 
 class ProbeError(Exception):

@@ -74,6 +74,7 @@ def build_context(settings: Settings, *, migrate: bool = True) -> Context:
         secret=settings.effective_secret_key(),
         url_ttl=settings.url_ttl,
         scratch=settings.staging_dir,
+        fsync=settings.fsync,
     )
     return Context(settings, engine, make_sessionmaker(engine), storage)
 

@@ -96,13 +96,14 @@ def run_thumbnail(ctx: Context, session: Session, workspace_id: int, run_id: int
     video = MediaInfo.from_json(source.probe).video if source is not None else []
     if not run.has_video or source is None or not video:
         raise NotFound(f"run {run_id} has no video, so no thumbnail")
-    key = thumbnail_key(run)
+    key, source_key, duration = thumbnail_key(run), source.storage_key, run.duration
+    session.rollback()  # hand the connection back: FFmpeg and storage need no database
     if not ctx.storage.exists(key):
         with tempfile.TemporaryDirectory(prefix="thumbnail-", dir=ctx.settings.staging_dir) as tmp:
             output = Path(tmp) / "thumbnail.jpg"
             try:
-                with ctx.storage.local_copy(source.storage_key) as source_path:
-                    make_thumbnail(source_path, output, stream_index=video[0].index, duration=run.duration)
+                with ctx.storage.local_copy(source_key) as source_path:
+                    make_thumbnail(source_path, output, stream_index=video[0].index, duration=duration)
             except FFmpegError as exc:  # no decodable frame: nothing to show
                 raise NotFound(f"no thumbnail can be made for run {run_id}: {exc}") from exc
             ctx.storage.put_file(key, output)  # atomic: concurrent first requests publish the same picture

@@ -34,13 +34,13 @@ class Storage(Protocol):
         """Raise StorageError when the storage cannot be used."""
 
 
-def open_storage(url: str, *, secret: str, url_ttl: int, scratch: Path) -> Storage:
+def open_storage(url: str, *, secret: str, url_ttl: int, scratch: Path, fsync: bool = False) -> Storage:
     """``file:///path`` (local files, HMAC-signed URLs) or ``s3://bucket/prefix`` (boto3)."""
     parsed = urlparse(url)
     if parsed.scheme == "file":
         from altdub.storage.local import LocalStorage
 
-        return LocalStorage(Path(parsed.path), secret=secret, url_ttl=url_ttl)
+        return LocalStorage(Path(parsed.path), secret=secret, url_ttl=url_ttl, fsync=fsync)
     if parsed.scheme == "s3" and parsed.netloc:
         from altdub.storage.s3 import S3Storage
 

@@ -15,10 +15,11 @@ from altdub.storage.signing import URLSigner
 
 
 class LocalStorage:
-    def __init__(self, root: Path, *, secret: str, url_ttl: int) -> None:
+    def __init__(self, root: Path, *, secret: str, url_ttl: int, fsync: bool = False) -> None:
         self.root = root.expanduser().resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.signer = URLSigner(secret, url_ttl)
+        self.fsync = fsync
 
     def path_for(self, key: str) -> Path:
         """The file behind ``key``; refuses any key that would leave the root."""
@@ -35,8 +36,9 @@ class LocalStorage:
         partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
         try:
             shutil.move(path, partial)  # a rename when on the same file system
-            with partial.open("rb") as fh:
-                os.fsync(fh.fileno())
+            if self.fsync:  # durable across a power cut, at the cost of flushing the whole file now
+                with partial.open("rb") as fh:
+                    os.fsync(fh.fileno())
             os.replace(partial, target)  # atomic: readers see the old state or the whole file
         finally:
             partial.unlink(missing_ok=True)
