@@ -1,0 +1,337 @@
+"""The web dashboard, end to end: Debian's Chromium, driven by Playwright, against a real ``altdub serve``.
+
+Signs in, imports a run through the upload form, exports it as mp3 and mp4, follows the progress
+until SUCCESS, downloads both through the page's links and probes them; checks that failures are
+shown in the page; saves a screenshot of each main screen to ``test-artifacts/screenshots/``.
+
+The browser is the system's (``apt-get install chromium``); Playwright never downloads one. Without
+it the tests are skipped, except in CI (``CI=true``), where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from altdub.media.probe import probe
+from tests.conftest import SOURCE_SECONDS, Media
+from tests.e2e.conftest import Server, ServerFactory, import_run
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
+CHROMIUM = os.environ.get("ALTDUB_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+TIMEOUT_MS = 90_000  # an export on a slow CI machine
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: the browser tests must run; .ci/run installs them)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("the playwright Python package is not installed (pip install playwright)")
+    if not Path(CHROMIUM).is_file():
+        _unavailable(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, media: Media) -> Iterator[Server]:
+    """A first start (no demo run) with an audio-only run already imported through the API."""
+    factory = ServerFactory()
+    started = factory(tmp_path_factory.mktemp("altdub-web"), demo=False)
+    assert started.api_key, started.text
+    response = import_run(
+        started.base_url,
+        started.api_key,
+        {"source": media.audio_source, "dub_es-es": media.dub_wav},
+        name="Podcast episode 12",
+    )
+    assert response.status_code == 201, response.text
+    yield started
+    factory.stop_all()
+
+
+@pytest.fixture
+def page(browser, server: Server, request: pytest.FixtureRequest) -> Iterator[object]:
+    context = browser.new_context(viewport=DESKTOP, accept_downloads=True)
+    context.set_default_timeout(TIMEOUT_MS)
+    tab = context.new_page()
+    problems: list[str] = []
+    tab.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    yield tab
+    context.close()
+    assert not problems, problems
+
+
+def shot(page, name: str, *, full_page: bool = True, locator=None) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    if locator is not None:
+        locator.screenshot(path=path)
+    else:
+        page.screenshot(path=path, full_page=full_page)
+    return path
+
+
+def sign_in(page, server: Server) -> None:
+    page.goto(server.base_url + "/")
+    page.get_by_label("API key").fill(server.api_key)
+    page.get_by_label("API key").press("Enter")
+    page.get_by_role("heading", name="Runs", level=1).wait_for()
+
+
+def wait_for_success(page, fmt: str) -> object:
+    task = page.locator(f'.task-list [data-format="{fmt}"]').first
+    task.locator('[data-status="SUCCESS"]').wait_for()
+    return task
+
+
+def test_sign_in_import_export_and_download(page, server: Server, media: Media, tmp_path: Path):
+    from playwright.sync_api import expect
+
+    # --- sign in, with the keyboard alone
+    page.goto(server.base_url + "/")
+    expect(page).to_have_title("Sign in · altdub")
+    expect(page.get_by_label("API key")).to_be_focused()  # focused on arrival
+    shot(page, "01-sign-in")
+    page.keyboard.type(server.api_key)
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Runs", level=1)).to_be_visible()
+    expect(page.locator(".run-card")).to_have_count(1)
+    expect(page.locator(".run-card").first).to_contain_text("Audio only")
+
+    # --- import a run through the form, the upload slowed so that its progress shows
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Import a run").click()
+    expect(page.get_by_role("heading", name="Import a run")).to_be_focused()
+    page.get_by_label("Name (optional)").fill("Browser test run")
+    expect(page.get_by_label("Source language")).to_have_value("en-us")
+    page.get_by_label("Source file").set_input_files(media.video)
+    page.locator("#dub1-language").select_option("es-es")
+    page.locator("#dub1-dub").set_input_files(media.dub_wav)
+    page.get_by_role("button", name="+ Add another language").click()
+    expect(page.locator("#dub2-language")).to_be_focused()
+    page.locator("#dub2-language").select_option("fr-fr")
+    page.locator("#dub2-dub").set_input_files(media.dub_flac)
+    shot(page, "03-import")
+
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    total = sum(p.stat().st_size for p in (media.video, media.dub_wav, media.dub_flac))
+    cdp.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": max(total // 4, 50_000)},
+    )
+    page.get_by_role("button", name="Import run").click()
+    progress = page.locator("#upload-progress")
+    expect(progress).to_be_visible()
+    page.wait_for_function("() => { const v = document.querySelector('#upload-progress')?.value; return v > 5; }")
+    expect(page.get_by_role("button", name="Cancel upload")).to_be_visible()
+    shot(page, "04-import-uploading")
+    cdp.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
+    )
+
+    # --- the run's page: export as mp3 and as mp4, follow them to SUCCESS
+    page.wait_for_url(re.compile(r"#/runs/\d+$"))
+    run_id = int(page.url.rsplit("/", 1)[1])
+    expect(page.get_by_role("heading", name="Browser test run", level=1)).to_be_visible()
+    thumbnail = page.locator(".run-head .thumb img")
+    expect(thumbnail).to_be_visible()
+    assert thumbnail.evaluate("img => img.naturalWidth") == 320
+    expect(page.get_by_label("Language", exact=True)).to_have_value("es-es")
+
+    page.get_by_label("Format", exact=True).select_option("mp3")
+    expect(page.get_by_label("Audio bitrate")).to_be_visible()
+    expect(page.get_by_label("Add the original-language audio as a second track")).to_be_hidden()
+    page.get_by_role("button", name="Start export").click()
+    mp3_task = page.locator('.task-list [data-format="mp3"]').first
+    expect(mp3_task).to_be_visible()
+
+    page.get_by_label("Language", exact=True).select_option("fr-fr")
+    page.get_by_label("Format", exact=True).select_option("mp4")
+    expect(page.get_by_label("Add the original-language audio as a second track")).to_be_visible()
+    page.get_by_label("Add the original-language audio as a second track").check()
+    page.get_by_role("button", name="Start export").click()
+    mp4_task = page.locator('.task-list [data-format="mp4"]').first
+    expect(mp4_task).to_be_visible()
+    shot(page, "05-export-progress")
+
+    expect(mp3_task.locator('[data-status="SUCCESS"]')).to_be_visible(timeout=TIMEOUT_MS)
+    expect(mp4_task.locator('[data-status="SUCCESS"]')).to_be_visible(timeout=TIMEOUT_MS)
+    expect(mp4_task).to_contain_text("+ original audio")
+    shot(page, "06-export-done")
+
+    # --- download both through the page's links, and check what came
+    downloads = {}
+    for fmt, task in (("mp3", mp3_task), ("mp4", mp4_task)):
+        with page.expect_download() as info:
+            task.get_by_role("link", name="Download").click()
+        download = info.value
+        language = "es-es" if fmt == "mp3" else "fr-fr"
+        assert download.suggested_filename == f"run-{run_id}_{language}.{fmt}"
+        target = tmp_path / download.suggested_filename
+        download.save_as(target)
+        downloads[fmt] = probe(target)
+    mp3, mp4 = downloads["mp3"], downloads["mp4"]
+    assert mp3.format_name == "mp3" and [s.codec for s in mp3.audio] == ["mp3"] and not mp3.video
+    assert abs(mp3.duration - SOURCE_SECONDS) <= 0.05
+    assert "mp4" in mp4.format_name and [s.codec for s in mp4.video] == ["h264"]
+    assert [s.codec for s in mp4.audio] == ["aac", "aac"]  # the dub, then the original
+    assert mp4.audio[0].language == "fre" and mp4.audio[0].default
+    assert abs(mp4.duration - SOURCE_SECONDS) <= 0.05
+
+    # --- past exports: status, size and loudness figures
+    history = page.locator('[data-role="history"] tr')
+    expect(history).to_have_count(2)
+    expect(history.nth(0)).to_have_attribute("data-format", "mp4")  # newest first
+    expect(history.nth(1)).to_have_attribute("data-format", "mp3")
+    for row in (history.nth(0), history.nth(1)):
+        expect(row).to_have_attribute("data-status", "SUCCESS")
+        expect(row.locator('td[data-label="Size"]')).to_have_text(re.compile(r"^\d+(\.\d)? (KB|MB)$"))
+
+    # a loudness-normalised export shows its measured figures
+    page.get_by_label("Language", exact=True).select_option("es-es")
+    page.get_by_label("Format", exact=True).select_option("m4a")
+    page.get_by_label("Loudness").select_option("streaming")
+    page.get_by_role("button", name="Start export").click()
+    expect(page.locator('.task-list [data-format="m4a"] [data-status="SUCCESS"]')).to_be_visible(timeout=TIMEOUT_MS)
+    m4a_row = page.locator('[data-role="history"] tr[data-format="m4a"]')
+    expect(m4a_row).to_have_attribute("data-status", "SUCCESS")
+    expect(m4a_row.locator('td[data-label="Loudness"]')).to_contain_text("LUFS")
+    expect(m4a_row.locator('td[data-label="Loudness"]')).to_contain_text("dBTP")
+    shot(page, "07-history", locator=page.locator('[data-role="history-section"]'))
+    shot(page, "08-run")
+
+    # the same export again is ready at once
+    page.get_by_role("button", name="Start export").click()
+    expect(page.locator(".task-list li").first).to_contain_text("already existed")
+
+    # --- back to the list: both runs, with languages, durations and a thumbnail
+    page.get_by_role("link", name="Runs", exact=True).first.click()
+    cards = page.locator(".run-card")
+    expect(cards).to_have_count(2)
+    expect(cards.first).to_contain_text("Browser test run")
+    expect(cards.first).to_contain_text("Spanish (Spain)")
+    expect(cards.first).to_contain_text("French (France)")
+    expect(cards.first).to_contain_text("0:04")
+    expect(cards.first.locator(".thumb img")).to_be_visible()
+    shot(page, "02-runs")
+
+
+def test_failures_are_shown_in_the_page(page, server: Server, media: Media):
+    from playwright.sync_api import expect
+
+    # a bad key at sign-in
+    page.goto(server.base_url + "/")
+    page.get_by_label("API key").fill("altdub_this-is-not-a-key")
+    page.get_by_role("button", name="Sign in").click()
+    alert = page.get_by_role("alert").first
+    expect(alert).to_contain_text("The API key was refused: Invalid or revoked API key")
+    expect(page.get_by_label("API key")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#api-key-error")).to_have_text("This key is unknown or revoked.")
+    shot(page, "09-sign-in-error")
+
+    # a dub whose length differs from the source's (the service's 422, beside the field)
+    sign_in(page, server)
+    page.goto(server.base_url + "/#/import")
+    page.get_by_label("Source file").set_input_files(media.video)
+    page.locator("#dub1-language").select_option("de-de")
+    page.locator("#dub1-dub").set_input_files(media.dub_too_short)
+    page.get_by_role("button", name="Import run").click()
+    alert = page.locator('[data-role="alert"]')
+    expect(alert).to_be_visible()
+    expect(alert).to_contain_text("The service did not accept this request")
+    expect(alert).to_contain_text("Dubbed mix (German (Germany))")
+    expect(alert).to_contain_text("more than the 2 % allowed")
+    expect(page.locator("#dub1-dub")).to_have_attribute("aria-invalid", "true")
+    expect(alert).to_be_focused()
+    shot(page, "10-import-error")
+
+    # the form's own checks: a missing dub file and language
+    page.goto(server.base_url + "/#/runs")
+    page.goto(server.base_url + "/#/import")
+    page.get_by_role("button", name="Import run").click()
+    expect(page.locator('[data-role="alert"]')).to_contain_text("Please correct the marked fields")
+    expect(page.locator("#dub1-language-error")).to_have_text("Choose the language of this dub.")
+
+    # an option the format cannot take (the service's 422, beside the field)
+    page.goto(server.base_url + "/#/runs")
+    page.locator(".run-card", has_text="Podcast episode 12").get_by_role(
+        "link", name="Podcast episode 12", exact=True
+    ).click()
+    expect(page.get_by_role("heading", name="Podcast episode 12", level=1)).to_be_visible()
+    expect(page.locator(".run-head .thumb")).to_contain_text("Audio only")
+    # an audio-only run offers no video format
+    assert page.locator('#export-format option[value="mp4"]').is_disabled()
+    expect(page.get_by_text("This run has no video, so video formats are not offered.")).to_be_visible()
+    page.get_by_label("Format", exact=True).select_option("mp3")
+    page.get_by_label("Sample rate").select_option("96000")
+    page.get_by_role("button", name="Start export").click()
+    export_alert = page.locator('[data-role="export-alert"]')
+    expect(export_alert).to_contain_text("Sample rate: mp3 cannot carry more than 48000 Hz")
+    expect(page.get_by_label("Sample rate")).to_have_attribute("aria-invalid", "true")
+    shot(page, "11-export-error")
+
+    # an unknown run
+    page.goto(server.base_url + "/#/runs/999999")
+    expect(page.locator('[data-role="alert"]')).to_contain_text("Not found: run not found")
+
+    # a key revoked while signed in: back to the sign-in page, saying why
+    page.evaluate("sessionStorage.setItem('altdub.apiKey', 'altdub_revoked-meanwhile')")
+    page.reload()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    expect(page.get_by_role("alert").first).to_contain_text("refused")
+
+
+def test_readable_on_a_phone(browser, server: Server):
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    try:
+        sign_in(page, server)
+        expect(page.locator(".run-card").first).to_be_visible()
+        shot(page, "12-phone-runs")
+        page.locator(".run-card").first.get_by_role("link", name="Export").click()
+        expect(page.get_by_role("button", name="Start export")).to_be_visible()
+        shot(page, "13-phone-run")
+        page.goto(server.base_url + "/#/import")
+        expect(page.get_by_role("button", name="Import run")).to_be_visible()
+        shot(page, "14-phone-import")
+        for route in ("#/runs", "#/import"):
+            page.goto(f"{server.base_url}/{route}")
+            page.get_by_role("heading", level=1).wait_for()
+            overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+            assert overflow <= 0, f"{route} scrolls sideways by {overflow} px on a phone"
+    finally:
+        context.close()
