@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -12,16 +15,26 @@ from altdub.config import Settings
 if TYPE_CHECKING:
     from altdub.service.context import Context
 
-app = typer.Typer(help="altdub: deliver dubbed media in the format asked for.", no_args_is_help=True)
-keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
-db_app = typer.Typer(help="Manage the database.", no_args_is_help=True)
-runs_app = typer.Typer(help="Work with runs on a server.", no_args_is_help=True)
-workspaces_app = typer.Typer(help="Workspaces and their export quotas.", no_args_is_help=True)
+app = typer.Typer(
+    help="altdub: deliver dubbed media in the format asked for.\n\nExample: altdub serve", no_args_is_help=True
+)
+keys_app = typer.Typer(help="Manage API keys.\n\nExample: altdub keys create --workspace acme", no_args_is_help=True)
+db_app = typer.Typer(help="Manage the database.\n\nExample: altdub db upgrade", no_args_is_help=True)
+runs_app = typer.Typer(
+    help="Work with runs on a server.\n\nExample: altdub runs import --source film.mp4 --source-language en-us "
+    "--dub es-es=es.wav",
+    no_args_is_help=True,
+)
+workspaces_app = typer.Typer(
+    help="Workspaces and their export quotas.\n\nExample: altdub workspaces quota acme --minutes 600",
+    no_args_is_help=True,
+)
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 app.add_typer(runs_app, name="runs")
 app.add_typer(workspaces_app, name="workspaces")
 
+DEFAULT_URL = "http://127.0.0.1:8000"  # where `altdub serve` listens by default
 UrlOpt = Annotated[str, typer.Option("--url", envvar="ALTDUB_URL", help="Server URL.")]
 KeyOpt = Annotated[str, typer.Option("--api-key", envvar="ALTDUB_API_KEY", help="API key.")]
 
@@ -63,7 +76,8 @@ def serve(
             )
     if settings.broker_url:
         typer.echo("Conversions run in `altdub worker` processes (ALTDUB_BROKER_URL is set).")
-    typer.echo(f"API docs: {base}/docs")
+    typer.echo(f"Dashboard: {base}/  (sign in with an API key)")
+    typer.echo(f"API docs: {base}/docs")  # the last line before uvicorn's: the e2e tests wait for it
     uvicorn.run(create_app(settings, workers=not no_workers), host=host, port=port, log_level="info")
 
 
@@ -183,6 +197,82 @@ def db_upgrade() -> None:
     typer.echo("database is up to date")
 
 
+@contextmanager
+def _client_errors(url: str) -> Iterator[None]:
+    """The server's refusal, or why it could not be reached, on stderr and exit status 1."""
+    import httpx
+
+    from altdub.client import ClientError
+
+    try:
+        yield
+    except ClientError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except httpx.HTTPError as exc:
+        typer.echo(f"error: cannot talk to {url}: {exc.__class__.__name__}: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+@contextmanager
+def _byte_bar(label: str) -> Iterator[Callable[[int, int | None], None]]:
+    """A progress callback ``(bytes_done, total)`` drawing a bar of bytes on stderr.
+
+    The bar opens at the first report, when the total (Content-Length) is known, and closes when
+    the last byte is through. On a terminal it redraws in place; when stderr is not a terminal (a
+    pipe, a log, a test) click prints the label, with the total size, once, and one more line says
+    when the transfer is done.
+    """
+    state: dict[str, Any] = {"bar": None, "shown": 0, "closed": False}
+
+    def close(done: int) -> None:
+        state["closed"] = True
+        if state["bar"]:
+            state["bar"].__exit__(None, None, None)
+        if not sys.stderr.isatty():
+            typer.echo(f"{label}: {_size(done)} done", err=True)
+
+    def report(done: int, total: int | None) -> None:
+        if state["closed"]:
+            return
+        if state["bar"] is None:
+            if total is None:  # no length: no bar, just say what is happening
+                typer.echo(f"{label} …", err=True)
+                state["bar"] = False
+                return
+            state["bar"] = typer.progressbar(
+                length=total,
+                label=f"{label} ({_size(total)})",
+                file=sys.stderr,
+                item_show_func=lambda n: None if n is None else f"{_size(n)} of {_size(total)}",
+            ).__enter__()
+        bar = state["bar"]
+        if not bar:
+            return
+        step = done - state["shown"]
+        if step > 0 and (step * 200 >= bar.length or done >= bar.length):  # redraw every 0.5 %
+            bar.current_item = done  # shown by item_show_func
+            bar.update(step)
+            state["shown"] = done
+        if done >= bar.length:
+            close(done)
+
+    try:
+        yield report
+    finally:
+        if state["bar"] and not state["closed"]:  # failed half-way, or ended without a length
+            state["closed"] = True
+            state["bar"].__exit__(None, None, None)
+
+
 def _pairs(values: list[str], option: str) -> dict[str, Path]:
     result = {}
     for value in values:
@@ -195,21 +285,21 @@ def _pairs(values: list[str], option: str) -> dict[str, Path]:
 
 @runs_app.command("import")
 def runs_import(
-    url: UrlOpt,
     api_key: KeyOpt,
     source_language: Annotated[str, typer.Option(help="Language id or short_name of the source.")],
     dub: Annotated[list[str], typer.Option(help="LANGUAGE=FILE, once per dubbed language.")],
+    url: UrlOpt = DEFAULT_URL,
     source: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="Original media.")] = None,
     voice: Annotated[list[str] | None, typer.Option(help="LANGUAGE=FILE speech-only stem.")] = None,
     background: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="M&E stem.")] = None,
     transcript: Annotated[list[str] | None, typer.Option(help="LANGUAGE=FILE: SRT, WebVTT or JSON segments.")] = None,
     name: Annotated[str | None, typer.Option(help="A name for the run.")] = None,
 ) -> None:
-    """Upload a run to a server.
+    """Upload a run to a server (progress on stderr); prints `run ID: LANGUAGES`.
 
     Example: altdub runs import --source film.mp4 --source-language en-us --dub es-es=es.wav
     """
-    from altdub.client import AltdubClient, ClientError
+    from altdub.client import AltdubClient
 
     files: dict[str, Path] = {f"dub_{k}": v for k, v in _pairs(dub, "--dub").items()}
     files |= {f"voice_{k}": v for k, v in _pairs(voice or [], "--voice").items()}
@@ -219,12 +309,9 @@ def runs_import(
     if background:
         files["background"] = background
     fields = {"source_language": source_language} | ({"name": name} if name else {})
-    try:
-        with AltdubClient(url, api_key) as client:
-            run = client.import_run(fields, files)
-    except ClientError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    label = f"uploading {len(files)} file{'s' * (len(files) != 1)}"
+    with _client_errors(url), AltdubClient(url, api_key) as client, _byte_bar(label) as progress:
+        run = client.import_run(fields, files, on_progress=progress)
     typer.echo(f"run {run['run_id']}: {', '.join(lang['short_name'] for lang in run['languages'])}")
 
 
@@ -235,8 +322,8 @@ def export(
     output_format: Annotated[
         str, typer.Argument(metavar="FORMAT", help="flac, wav, mp3, aac, m4a, mp4, mov, mkv, mxf")
     ],
-    url: UrlOpt,
     api_key: KeyOpt,
+    url: UrlOpt = DEFAULT_URL,
     audio_bitrate: Annotated[str | None, typer.Option(help="e.g. 128k (mp3, aac, m4a, mp4, mov).")] = None,
     sample_rate: Annotated[int | None, typer.Option(help="22050, 44100, 48000 or 96000.")] = None,
     channels: Annotated[int | None, typer.Option(help="1, 2 or 6.")] = None,
@@ -253,9 +340,13 @@ def export(
 ) -> None:
     """Request an export from a server, with the options of the API.
 
+    Without --wait or -o, prints the task id, or the URL when the export exists.
+
+    With --wait, prints the URL when done; with -o, downloads the file. Progress bars go to stderr.
+
     Example: altdub export 1 es-es mp4 --loudness ebu_r128 --include-original-audio --wait -o dub.mp4
     """
-    from altdub.client import AltdubClient, ClientError
+    from altdub.client import AltdubClient
 
     given = {
         "audio_bitrate": audio_bitrate,
@@ -267,27 +358,24 @@ def export(
         "subtitles": subtitles,
     }
     options = {key: value for key, value in given.items() if value is not None}
-    try:
-        with AltdubClient(url, api_key) as client:
-            answer = client.request_export(run_id, language, output_format, options)
-            output_url = answer.get("output_url")
-            if output_url is None and not (wait or output):
-                typer.echo(f"task {answer['task_id']}")
-                return
-            if output_url is None:
-                with typer.progressbar(length=100, label="converting") as bar:
-                    done = [0]
+    with _client_errors(url), AltdubClient(url, api_key) as client:
+        answer = client.request_export(run_id, language, output_format, options)
+        output_url = answer.get("output_url")
+        if output_url is None and not (wait or output):
+            typer.echo(f"task {answer['task_id']}")
+            return
+        if output_url is None:
+            with typer.progressbar(length=100, label="converting", file=sys.stderr) as bar:
+                done = [0]
 
-                    def advance(progress: int) -> None:
-                        bar.update(max(0, progress - done[0]))
-                        done[0] = max(done[0], progress)
+                def advance(progress: int) -> None:
+                    bar.update(max(0, progress - done[0]))
+                    done[0] = max(done[0], progress)
 
-                    output_url = client.wait(answer["task_id"], on_progress=advance)
-            if output is None:
-                typer.echo(output_url)
-                return
-            size = client.download(output_url, output)
-    except ClientError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+                output_url = client.wait(answer["task_id"], on_progress=advance)
+        if output is None:
+            typer.echo(output_url)
+            return
+        with _byte_bar(f"downloading {output.name}") as progress:
+            size = client.download(output_url, output, on_progress=progress)
     typer.echo(f"saved {output} ({size} bytes)")

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+ByteProgress = Callable[[int, int | None], None]
+"""Called as ``(bytes_so_far, total_bytes_or_None)`` as a transfer advances."""
 
 
 class ClientError(Exception):
@@ -39,11 +43,17 @@ class AltdubClient:
             raise ClientError(_reason(response))
         return response.json()
 
-    def import_run(self, fields: dict[str, str], files: dict[str, Path]) -> dict[str, Any]:
-        """Upload a run; files are streamed from disk."""
+    def import_run(
+        self, fields: dict[str, str], files: dict[str, Path], on_progress: ByteProgress | None = None
+    ) -> dict[str, Any]:
+        """Upload a run; files are streamed from disk, ``on_progress`` sees the bytes sent."""
         with ExitStack() as stack:
             parts = {name: (path.name, stack.enter_context(path.open("rb"))) for name, path in files.items()}
-            response = self._http.post("/runs", data=fields, files=parts, timeout=None)
+            request = self._http.build_request("POST", "/runs", data=fields, files=parts, timeout=None)
+            if on_progress is not None:
+                length = request.headers.get("content-length")
+                request.stream = _CountingStream(request.stream, int(length) if length else None, on_progress)
+            response = self._http.send(request)
         return self._json(response)
 
     def request_export(
@@ -68,14 +78,48 @@ class AltdubClient:
                 raise ClientError(f"task {task_id} ended {status['status']}: {reason}: {status.get('message')}")
             time.sleep(interval)
 
-    def download(self, url: str, destination: Path) -> int:
-        """Stream the file to ``destination`` (written under a temporary name, then renamed)."""
+    def download(self, url: str, destination: Path, on_progress: ByteProgress | None = None) -> int:
+        """Stream the file to ``destination`` (written under a temporary name, then renamed).
+
+        ``on_progress`` sees the bytes written and the total from Content-Length (None without one).
+        A failed or short download leaves nothing behind.
+        """
         partial = destination.with_name(destination.name + ".part")
-        with httpx.stream("GET", url, timeout=None) as response:
-            if response.status_code >= 400:
-                raise ClientError(f"download failed: HTTP {response.status_code}")
-            with partial.open("wb") as fh:
-                for chunk in response.iter_bytes(1 << 20):
-                    fh.write(chunk)
-        partial.replace(destination)
+        try:
+            with httpx.stream("GET", url, timeout=httpx.Timeout(60.0, read=None)) as response:
+                if response.status_code >= 400:
+                    raise ClientError(f"download failed: HTTP {response.status_code}")
+                length = response.headers.get("content-length")
+                total = int(length) if length and length.isdigit() else None
+                if on_progress:
+                    on_progress(0, total)
+                with partial.open("wb") as fh:
+                    for chunk in response.iter_bytes(1 << 20):
+                        fh.write(chunk)
+                        if on_progress:  # bytes as sent (Content-Length counts them before any decoding)
+                            on_progress(response.num_bytes_downloaded, total)
+                received = response.num_bytes_downloaded
+            if total is not None and received != total:
+                raise ClientError(f"download incomplete: {received} of {total} bytes")
+            partial.replace(destination)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
         return destination.stat().st_size
+
+
+class _CountingStream(httpx.SyncByteStream):
+    """A request body passed through chunk by chunk, reporting the bytes handed to the connection."""
+
+    def __init__(self, stream: Any, total: int | None, on_progress: ByteProgress) -> None:
+        self._stream = stream
+        self._total = total
+        self._on_progress = on_progress
+
+    def __iter__(self) -> Iterator[bytes]:
+        sent = 0
+        self._on_progress(0, self._total)
+        for chunk in self._stream:
+            yield chunk
+            sent += len(chunk)
+            self._on_progress(sent, self._total)

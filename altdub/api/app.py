@@ -20,12 +20,16 @@ from altdub.jobs.inprocess import InProcessExecutor
 from altdub.service.context import Context, build_context, remove_stale_scratch
 from altdub.service.errors import InvalidInput, NotFound, TooLarge
 from altdub.service.exports import release_pending_tasks, run_export_task
+from altdub.service.runs import remove_unfinished_imports
 
 log = logging.getLogger(__name__)
 
 
 def _start_workers(context: Context) -> None:
     context.executor = InProcessExecutor(partial(run_export_task, context), context.settings.workers)
+    removed = remove_unfinished_imports(context)  # embedded mode: this process is the only one
+    if removed:
+        log.warning("removed %d import(s) cut short by a crash", removed)
     pending = release_pending_tasks(context)  # left unfinished by a process that died: run them again
     if pending:
         log.warning("resuming %d unfinished task(s)", len(pending))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, Security
+from fastapi import Depends, HTTPException, Path, Request, Security
 from fastapi.security import APIKeyHeader
 from sqlalchemy.orm import Session
 
@@ -56,6 +56,8 @@ def public_base_url(request: Request) -> str:
     return str(request.base_url)
 
 
+MAX_ID = 2**63 - 1  # the database's integer range: larger ids exist nowhere
+RunId = Annotated[int, Path(ge=1, le=MAX_ID, description="The run's id.")]
 ContextDep = Annotated[Context, Depends(get_context)]
 ApiKeyDep = Annotated[str | None, Security(api_key_header)]
 SessionDep = Annotated[Session, Depends(get_session)]

@@ -12,6 +12,7 @@ can land several LU short of the target on peaky material.)
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -40,8 +41,21 @@ class LoudnessFigures:
         return asdict(self)
 
 
-def _meter(path: Path, graph: str) -> LoudnessFigures:
-    log = run_ffmpeg(["-i", file_arg(path), "-filter_complex", graph, "-f", "null", "-"], loglevel="info")
+@dataclass(frozen=True)
+class Limits:
+    """How long one measurement may run, and what stops it early (the task's own limits)."""
+
+    time_limit: float | None = None
+    cancel: threading.Event | None = None
+
+
+def _meter(path: Path, graph: str, limits: Limits) -> LoudnessFigures:
+    log = run_ffmpeg(
+        ["-i", file_arg(path), "-filter_complex", graph, "-f", "null", "-"],
+        loglevel="info",
+        time_limit=limits.time_limit,
+        cancel=limits.cancel,
+    )
     summary = log[log.rfind("Summary:") :]
     values = {}
     for name, pattern in _SUMMARY.items():
@@ -52,18 +66,18 @@ def _meter(path: Path, graph: str) -> LoudnessFigures:
     return LoudnessFigures(**values)
 
 
-def measure(path: Path, audio_streams: list[int]) -> LoudnessFigures:
+def measure(path: Path, audio_streams: list[int], limits: Limits = Limits()) -> LoudnessFigures:
     """Integrated loudness, true peak and range of the given audio streams played together."""
     meter = "ebur128=peak=true:framelog=quiet"
     if len(audio_streams) == 1:
-        return _meter(path, f"[0:{audio_streams[0]}]{meter}")
+        return _meter(path, f"[0:{audio_streams[0]}]{meter}", limits)
     inputs = "".join(f"[0:{i}]" for i in audio_streams)  # broadcast MXF: one mono track per channel
-    return _meter(path, f"{inputs}amerge=inputs={len(audio_streams)},{meter}")
+    return _meter(path, f"{inputs}amerge=inputs={len(audio_streams)},{meter}", limits)
 
 
-def _measure_chain(path: Path, stream: str, chain: str) -> LoudnessFigures:
+def _measure_chain(path: Path, stream: str, chain: str, limits: Limits) -> LoudnessFigures:
     filters = ",".join(f for f in (chain, "ebur128=peak=true:framelog=quiet") if f)
-    return _meter(path, f"[{stream}]{filters}")
+    return _meter(path, f"[{stream}]{filters}", limits)
 
 
 @dataclass(frozen=True)
@@ -90,10 +104,16 @@ class Normalisation:
 
 
 def plan_normalisation(
-    path: Path, stream: str, pre_filters: str, target: LoudnessTarget, ceiling: float, sample_rate: int
+    path: Path,
+    stream: str,
+    pre_filters: str,
+    target: LoudnessTarget,
+    ceiling: float,
+    sample_rate: int,
+    limits: Limits = Limits(),
 ) -> Normalisation:
     """What brings ``stream`` (after ``pre_filters``) to ``target`` with its true peak under ``ceiling``."""
-    first = _measure_chain(path, stream, pre_filters)
+    first = _measure_chain(path, stream, pre_filters, limits)
     if first.integrated < _SILENCE:
         raise FFmpegError("the audio is silent: its loudness cannot be normalised")
     plan = Normalisation(target.integrated - first.integrated, ceiling, sample_rate, limited=False)
@@ -103,7 +123,7 @@ def plan_normalisation(
     plan = replace(plan, limited=True)
     tried: list[tuple[float, float]] = []
     for _ in range(_CORRECTIONS):
-        check = _measure_chain(path, stream, f"{pre_filters},{plan.filter()}")
+        check = _measure_chain(path, stream, f"{pre_filters},{plan.filter()}", limits)
         tried.append((plan.gain, check.integrated))
         if abs(target.integrated - check.integrated) <= ON_TARGET:
             break

@@ -8,9 +8,11 @@ from typing import Any
 
 import av
 
-# Containers with no duration in their headers (FFmpeg estimates it from the bitrate): count packets.
-# MP3 is not among them: FFmpeg reads its Xing/Info/VBRI header, and CBR estimates are exact.
-_ESTIMATED_DURATION_FORMATS = {"aac", "ac3", "eac3", "mpeg", "mpegts"}
+# Audio containers whose duration comes from a header a file can lie in (FLAC STREAMINFO, MP3 Xing)
+# or from a bitrate estimate (ADTS, AC-3, MPEG): count their packets instead.
+_ESTIMATED_DURATION_FORMATS = {"aac", "mp3", "flac", "ac3", "eac3", "mpeg", "mpegts"}
+_HEADER_DURATION_FORMATS = {"flac", "mp3"}  # their duration is a header's claim, not an estimate
+_TAIL_SECONDS = 1.0  # a file must hold packets this close to the end its header claims
 
 
 class ProbeError(Exception):
@@ -117,6 +119,25 @@ def _packet_duration(container: av.container.InputContainer, stream_index: int) 
     return end
 
 
+def _check_tail(container: av.container.InputContainer, streams: list[StreamInfo], duration: float) -> None:
+    """Raise ProbeError when the file ends before its header says (a truncated MP4 with its index first)."""
+    main = next((s for s in streams if s.kind == "video" and not s.attached_picture), None) or next(
+        (s for s in streams if s.kind == "audio"), None
+    )
+    if main is None or duration <= 2 * _TAIL_SECONDS:
+        return
+    stream = container.streams[main.index]
+    target = duration - _TAIL_SECONDS
+    try:
+        container.seek(int(target / stream.time_base), stream=stream, backward=True)
+        for packet in container.demux(stream):
+            if packet.pts is not None and float(packet.pts * stream.time_base) >= target - 2 * _TAIL_SECONDS:
+                return
+    except av.FFmpegError:
+        pass
+    raise ProbeError(f"the file is cut short: it holds no media near the {duration:.3f} s its header announces")
+
+
 def probe(path: Path | str) -> MediaInfo:
     """Describe a file; raises ProbeError when it is not readable media."""
     try:
@@ -130,7 +151,11 @@ def probe(path: Path | str) -> MediaInfo:
                 duration = max((s.duration or 0.0) for s in streams) if streams else 0.0
             audio = [s for s in streams if s.kind == "audio"]
             if audio and format_name.split(",")[0] in _ESTIMATED_DURATION_FORMATS:
-                duration = _packet_duration(container, audio[0].index)
+                claimed, duration = duration, _packet_duration(container, audio[0].index)
+                if format_name in _HEADER_DURATION_FORMATS and claimed > duration * 1.02 + _TAIL_SECONDS:
+                    raise ProbeError(f"its header claims {claimed:.3f} s but the file holds {duration:.3f} s")
+            else:
+                _check_tail(container, streams, duration)
     except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
         raise ProbeError(str(exc) or exc.__class__.__name__) from exc
     if not streams:

@@ -25,7 +25,7 @@ from altdub.db.models import LIVE_STATUSES, ApiKey, ExportTask, FileRole, Run, R
 from altdub.media.ffmpeg import FFmpegCancelled, FFmpegError, FFmpegTimeout, run_ffmpeg
 from altdub.media.formats import FORMATS, AudioTrack, ExportInputs, build_plan, pre_loudness_chain
 from altdub.media.loudness import ON_TARGET as LOUDNESS_ON_TARGET
-from altdub.media.loudness import LoudnessFigures, Normalisation, plan_normalisation
+from altdub.media.loudness import Limits, LoudnessFigures, Normalisation, plan_normalisation
 from altdub.media.loudness import measure as measure_loudness
 from altdub.media.options import ExportOptions, OptionError, resolve_options
 from altdub.media.probe import MediaInfo, ProbeError, probe
@@ -437,6 +437,13 @@ def _convert_and_publish(ctx: Context, task: ExportTask, run: Run, scratch: Path
         with ExitStack() as stack:
             stem_path = stack.enter_context(ctx.storage.local_copy(stem.storage_key))
             source_path = stack.enter_context(ctx.storage.local_copy(source.storage_key)) if source else None
+            for stored, path in ((stem, stem_path), (source, source_path)):
+                if stored is not None and path is not None and path.stat().st_size != stored.size:
+                    raise _TaskFailed(
+                        f"the stored {stored.role} changed since it was imported "
+                        f"({path.stat().st_size} bytes instead of {stored.size})",
+                        "INVALID_SOURCE_DATA",
+                    )
             inputs = _export_inputs(run, language, options, stem, stem_path, source, source_path, scratch)
             figures = _convert(ctx, task, options, inputs, output)
     except StorageError as exc:
@@ -495,7 +502,7 @@ _ENCODES = 2  # a normalised export is encoded again, once, when the encoder mov
 
 
 def _plan_normalisation(
-    track: AudioTrack, options: ExportOptions, duration: float, output_format: str
+    track: AudioTrack, options: ExportOptions, duration: float, output_format: str, limits: Limits
 ) -> Normalisation:
     """The gain (and limiter) that a measurement of the track calls for."""
     target = options.loudness_target
@@ -504,7 +511,11 @@ def _plan_normalisation(
     ceiling = target.true_peak - (1.0 if output_format in _LOSSY else 0.1)
     chain = pre_loudness_chain(track, options, duration)
     try:
-        return plan_normalisation(track.path, f"0:{track.stream.index}", chain, target, ceiling, options.sample_rate)
+        return plan_normalisation(
+            track.path, f"0:{track.stream.index}", chain, target, ceiling, options.sample_rate, limits
+        )
+    except (FFmpegCancelled, FFmpegTimeout):
+        raise
     except FFmpegError as exc:
         raise _TaskFailed(f"loudness measurement failed: {exc}") from exc
 
@@ -517,7 +528,11 @@ def _convert(
     plans: list[Normalisation] = []
     if target is not None:
         tracks = [inputs.audio] + ([inputs.original] if options.include_original_audio and inputs.original else [])
-        plans = [_plan_normalisation(t, options, inputs.duration, task.output_format) for t in tracks]
+        limits = Limits(ctx.settings.task_time_limit, ctx.stopping)
+        try:
+            plans = [_plan_normalisation(t, options, inputs.duration, task.output_format, limits) for t in tracks]
+        except FFmpegTimeout as exc:
+            raise _TaskFailed(str(exc), "TIMEOUT", TaskStatus.TIMEOUT) from exc
     per_track = _tracks_per_programme(task.output_format, options)
     attempt = 0
     while True:
@@ -531,10 +546,14 @@ def _convert(
         if target is None:
             return None
         streams = [s.index for s in info.audio]
+        programmes = [streams[i * per_track : (i + 1) * per_track] for i in range(len(plans))]
+        limits = Limits(ctx.settings.task_time_limit, ctx.stopping)
         try:
-            figures = [
-                measure_loudness(output, streams[i * per_track : (i + 1) * per_track]) for i in range(len(plans))
-            ]
+            figures = [measure_loudness(output, programme, limits) for programme in programmes]
+        except FFmpegTimeout as exc:
+            raise _TaskFailed(str(exc), "TIMEOUT", TaskStatus.TIMEOUT) from exc
+        except FFmpegCancelled:
+            raise
         except FFmpegError as exc:
             raise _TaskFailed(f"output loudness unreadable: {exc}") from exc
         misses = [target.integrated - f.integrated for f in figures]

@@ -220,3 +220,22 @@ def delete_run(session: Session, storage: Storage, workspace_id: int, run_id: in
     session.commit()
     storage.delete_prefix(prefix)
     storage.delete_prefix(exports_prefix(workspace_id, run_id))
+
+
+def remove_unfinished_imports(ctx: Context) -> int:
+    """Delete stored run folders that no run refers to: imports a crash cut short. Returns how many.
+
+    An import stores its files before it commits its run (so that nothing is visible before
+    everything is stored); a process killed in between leaves the files behind. Only for a
+    single process at start: a concurrent import in another process would look unfinished.
+    """
+    with ctx.sessions() as session:
+        known = set(session.scalars(select(Run.storage_prefix)))
+        workspaces = [w for w in ctx.storage.children("") if w.startswith("w") and w.endswith("/")]
+    removed = 0
+    for workspace in workspaces:
+        for folder in ctx.storage.children(f"{workspace}runs/"):
+            if folder.endswith("/") and folder not in known:
+                ctx.storage.delete_prefix(folder)
+                removed += 1
+    return removed

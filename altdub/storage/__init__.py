@@ -27,6 +27,9 @@ class Storage(Protocol):
     def delete_prefix(self, prefix: str) -> None:
         """Remove every object whose key starts with ``prefix``."""
 
+    def children(self, prefix: str) -> list[str]:
+        """The keys one level below ``prefix`` (``a/b/`` for objects ``a/b/…``), folders ending in ``/``."""
+
     def signed_url(self, key: str, *, filename: str, content_type: str, base_url: str) -> str:
         """A URL that downloads ``key`` as ``filename`` of ``content_type`` until it expires."""
 

@@ -61,6 +61,12 @@ class LocalStorage:
         else:
             target.unlink(missing_ok=True)
 
+    def children(self, prefix: str) -> list[str]:
+        folder = self.path_for(prefix.rstrip("/")) if prefix else self.root
+        if not folder.is_dir():
+            return []
+        return [f"{prefix}{entry.name}" + ("/" if entry.is_dir() else "") for entry in folder.iterdir()]
+
     def signed_url(self, key: str, *, filename: str, content_type: str, base_url: str) -> str:
         """``/files/<key>`` signed with an expiry; the route serves ``content_type`` from the filename."""
         query = urlencode(self.signer.sign(key, filename))

@@ -71,6 +71,14 @@ class S3Storage:
             if objects:
                 self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True})
 
+    def children(self, prefix: str) -> list[str]:
+        found: list[str] = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix, Delimiter="/"):
+            found += [p["Prefix"].removeprefix(self.prefix) for p in page.get("CommonPrefixes", [])]
+            found += [o["Key"].removeprefix(self.prefix) for o in page.get("Contents", [])]
+        return found
+
     def signed_url(self, key: str, *, filename: str, content_type: str, base_url: str) -> str:
         """The bucket's presigned GET; ``base_url`` is unused (the bucket serves the file)."""
         return self.client.generate_presigned_url(

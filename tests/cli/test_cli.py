@@ -263,3 +263,161 @@ def test_export_options_and_transcript_from_the_command_line(server: Server, med
     refused = altdub("export", run.group(1), "es-es", "flac", "--audio-bitrate", "128k", cwd=tmp_path, **env)
     assert refused.returncode != 0
     assert "422" in refused.stderr and "audio_bitrate" in refused.stderr
+
+
+# --- every command's help has an example; progress bars on stderr ---------------------------------
+
+ALL_COMMANDS = [
+    [],
+    ["serve"],
+    ["worker"],
+    ["keys"],
+    ["keys", "create"],
+    ["keys", "list"],
+    ["keys", "revoke"],
+    ["db"],
+    ["db", "upgrade"],
+    ["runs"],
+    ["runs", "import"],
+    ["export"],
+    ["workspaces"],
+    ["workspaces", "list"],
+    ["workspaces", "quota"],
+]
+
+
+@pytest.mark.parametrize("command", ALL_COMMANDS, ids=lambda c: " ".join(c) or "altdub")
+def test_help_has_an_example(command: list[str], tmp_path: Path) -> None:
+    result = ok(altdub(*command, "--help", cwd=tmp_path))
+    text = result.stdout
+    assert "Example: altdub" in text or ("Example:" in text and " altdub " in text.split("Example:", 1)[1]), text
+    assert not (tmp_path / "altdub-data").exists(), "--help must not create a data directory"
+
+
+def _pty_run(args: list[str], cwd: Path, **env: str) -> tuple[subprocess.CompletedProcess[str], str]:
+    """Run ``altdub ARGS`` with stderr on a pseudo-terminal (as in a shell); returns what the terminal showed."""
+    import os
+    import pty
+    import threading
+
+    master, slave = pty.openpty()
+    shown: list[bytes] = []
+
+    def read() -> None:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child closed its end
+                return
+            if not data:
+                return
+            shown.append(data)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        result = subprocess.run(
+            [str(ALTDUB), *args],
+            env=clean_env(COLUMNS="120", **env),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=slave,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(slave)
+        reader.join(timeout=10)
+        os.close(master)
+    return result, b"".join(shown).decode("utf-8", "replace")
+
+
+@pytest.mark.e2e
+def test_export_download_progress_in_a_pipe(server: Server, run_id: int, tmp_path: Path) -> None:
+    """Not a terminal: the bars print their labels (with the size) once, stdout keeps only the result."""
+    out = tmp_path / "progress.wav"
+    result = ok(
+        altdub(
+            "export", str(run_id), "es-es", "wav", "--sample-rate", "44100", "-o", str(out),
+            "--url", server.base_url, "--api-key", server.api_key, cwd=tmp_path,
+        )
+    )  # fmt: skip
+    size = out.stat().st_size
+    assert result.stdout.strip() == f"saved {out} ({size} bytes)", result.stdout
+    lines = result.stderr.splitlines()
+    assert "converting" in lines, result.stderr
+    assert any(re.fullmatch(r"downloading progress\.wav \(\d+(\.\d)? [kM]B\)", line) for line in lines), lines
+    assert any(re.fullmatch(r"downloading progress\.wav: \d+(\.\d)? [kM]B done", line) for line in lines), lines
+    assert "\x1b" not in result.stderr and "\r" not in result.stderr, "no terminal control codes in a pipe"
+    assert info_ok(out)
+
+    # --wait without -o: stdout is the URL alone (the bar went to stderr).
+    waited = ok(
+        altdub(
+            "export", str(run_id), "es-es", "wav", "--sample-rate", "22050", "--wait",
+            "--url", server.base_url, "--api-key", server.api_key, cwd=tmp_path,
+        )
+    )  # fmt: skip
+    assert re.fullmatch(rf"{re.escape(server.base_url)}/files/\S+", waited.stdout.strip()), waited.stdout
+    assert "converting" in waited.stderr
+
+
+def info_ok(path: Path) -> bool:
+    info = probe(path)
+    return bool(info.audio) and abs(info.duration - SOURCE_SECONDS) <= DURATION_TOLERANCE
+
+
+@pytest.mark.e2e
+def test_runs_import_upload_progress_in_a_pipe(server: Server, media, tmp_path: Path) -> None:
+    result = ok(
+        altdub(
+            "runs", "import", "--url", server.base_url, "--api-key", server.api_key,
+            "--source", str(media.video), "--source-language", "en-us", "--dub", f"es-es={media.dub_wav}",
+            cwd=tmp_path,
+        )
+    )  # fmt: skip
+    assert re.fullmatch(r"run \d+: es-es", result.stdout.strip()), result.stdout
+    total = media.video.stat().st_size + media.dub_wav.stat().st_size
+    lines = result.stderr.splitlines()
+    label = next((line for line in lines if line.startswith("uploading 2 files (")), None)
+    assert label is not None, result.stderr
+    shown = re.fullmatch(r"uploading 2 files \((\d+(?:\.\d)?) ([kM])B\)", label)
+    assert shown, label
+    megabytes = float(shown.group(1)) * (1e-3 if shown.group(2) == "k" else 1)
+    assert abs(megabytes - total / 1e6) < 0.1, (label, total)  # the body: the files plus a few headers
+    assert any(line.startswith("uploading 2 files: ") and line.endswith(" done") for line in lines), lines
+
+
+@pytest.mark.e2e
+def test_progress_bars_on_a_terminal(server: Server, media, tmp_path: Path) -> None:
+    """On a terminal: upload and download bars that fill up to 100 %, sizes shown as they grow."""
+    env = {"ALTDUB_URL": server.base_url, "ALTDUB_API_KEY": server.api_key}
+    imported, shown = _pty_run(
+        ["runs", "import", "--source", str(media.video), "--source-language", "en-us",
+         "--dub", f"fr-fr={media.dub_flac}"],
+        tmp_path, **env,
+    )  # fmt: skip
+    assert imported.returncode == 0, shown
+    match = re.fullmatch(r"run (\d+): fr-fr", imported.stdout.strip())
+    assert match, imported.stdout
+    assert "uploading 2 files (" in shown and "100%" in shown, shown
+    assert re.search(r"\d+(\.\d)? [kM]B of \d+(\.\d)? [kM]B", shown), shown
+
+    out = tmp_path / "tty.flac"
+    exported, shown = _pty_run(["export", match.group(1), "fr-fr", "flac", "-o", str(out)], tmp_path, **env)
+    assert exported.returncode == 0, shown
+    assert exported.stdout.strip() == f"saved {out} ({out.stat().st_size} bytes)"
+    assert "converting" in shown and "downloading tty.flac (" in shown, shown
+    assert shown.count("100%") >= 2, shown  # the conversion bar and the download bar both completed
+    assert info_ok(out)
+
+
+def test_unreachable_server_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+    from tests.e2e.conftest import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    result = altdub("export", "1", "es-es", "mp3", "--wait", "--url", url, "--api-key", "altdub_x", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith(f"error: cannot talk to {url}: ConnectError"), result.stderr
+    assert "Traceback" not in result.stderr

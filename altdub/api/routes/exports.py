@@ -5,9 +5,11 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from altdub.api.deps import (
+    MAX_ID,
     ApiKeyDep,
     BaseUrlDep,
     ContextDep,
+    RunId,
     SessionDep,
     WorkspaceDep,
     public_base_url,
@@ -27,7 +29,7 @@ router = APIRouter(tags=["dub"])
     responses={404: {"description": "Unknown run, or the language is not in the run."}},
 )
 async def get_dubbed_output_in_alt_format(
-    run_id: int, language: str, body: ExportRequest, request: Request, api_key: ApiKeyDep
+    run_id: RunId, language: str, body: ExportRequest, request: Request, api_key: ApiKeyDep
 ) -> Response:
     """The dubbed output of a run in another format: its URL when it exists, else a task to poll.
 
@@ -76,7 +78,7 @@ def get_dubbed_output_in_alt_format_status(
     session: SessionDep,
     workspace: WorkspaceDep,
     base_url: BaseUrlDep,
-    run_id: Annotated[int | None, Query()] = None,
+    run_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
 ) -> TaskStatusOut:
     """The state of an export task; ``output_url`` appears on SUCCESS."""
     task = exports.get_task(session, workspace.id, task_id, run_id)

@@ -2,7 +2,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 
-from altdub.api.deps import BaseUrlDep, ContextDep, SessionDep, WorkspaceDep
+from altdub.api.deps import BaseUrlDep, ContextDep, RunId, SessionDep, WorkspaceDep
 from altdub.service import results
 
 router = APIRouter(tags=["dub"])
@@ -10,7 +10,7 @@ router = APIRouter(tags=["dub"])
 
 @router.get("/transcript/{run_id}/{language}", responses={404: {"description": "Unknown run or no transcript."}})
 def get_dubbed_run_transcript(
-    run_id: int,
+    run_id: RunId,
     language: str,
     context: ContextDep,
     session: SessionDep,
@@ -28,7 +28,7 @@ def get_dubbed_run_transcript(
 
 @router.get("/dub-result/{run_id}", responses={404: {"description": "Unknown run."}})
 def get_dubbed_run_info(
-    run_id: int, context: ContextDep, session: SessionDep, workspace: WorkspaceDep, base_url: BaseUrlDep
+    run_id: RunId, context: ContextDep, session: SessionDep, workspace: WorkspaceDep, base_url: BaseUrlDep
 ) -> dict[str, Any]:
     """Per language: ``audio_url`` (the dub), ``video_url`` (its mp4 export, once made, else null), ``transcript``."""
     return results.dub_result(context, session, workspace.id, run_id, base_url)

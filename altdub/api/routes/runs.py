@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
-from altdub.api.deps import ContextDep, SessionDep, WorkspaceDep
+from altdub.api.deps import ContextDep, RunId, SessionDep, WorkspaceDep
 from altdub.api.schemas import RunOut, RunPage
 from altdub.api.uploads import read_multipart
 from altdub.service import runs
@@ -24,12 +24,25 @@ _IMPORT_FORM = {
                     "properties": {
                         "source": {"type": "string", "format": "binary", "description": "Original media."},
                         "source_language": {"type": "string", "description": "Language id or short_name."},
-                        "name": {"type": "string"},
-                        "background": {"type": "string", "format": "binary"},
+                        "name": {"type": "string", "description": "A name for the run (default: the file's)."},
+                        "background": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "Music-and-effects stem, for exports with stem=background.",
+                        },
                     },
                     "patternProperties": {
-                        "^dub_.+$": {"type": "string", "format": "binary"},
-                        "^voice_.+$": {"type": "string", "format": "binary"},
+                        "^dub_.+$": {"type": "string", "format": "binary", "description": "The dubbed mix."},
+                        "^voice_.+$": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "Speech-only stem of that language, for stem=voice.",
+                        },
+                        "^transcript_.+$": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "SRT, WebVTT or JSON [{start, end, text, speaker}], as a file or text.",
+                        },
                     },
                     "description": "One dub_<language> file per target language (dub_54 or dub_es-es).",
                 }
@@ -69,7 +82,7 @@ async def import_run(request: Request, context: ContextDep, workspace: Workspace
 def list_runs(
     session: SessionDep,
     workspace: WorkspaceDep,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     page_size: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> RunPage:
     """The workspace's runs, newest first."""
@@ -78,14 +91,14 @@ def list_runs(
 
 
 @router.get("/runs/{run_id}", response_model=RunOut, responses={404: {"description": "Unknown run."}})
-def get_run(run_id: int, session: SessionDep, workspace: WorkspaceDep) -> RunOut:
+def get_run(run_id: RunId, session: SessionDep, workspace: WorkspaceDep) -> RunOut:
     return RunOut.of(runs.get_run(session, workspace.id, run_id))
 
 
 @router.delete(
     "/runs/{run_id}", status_code=status.HTTP_204_NO_CONTENT, responses={404: {"description": "Unknown run."}}
 )
-def delete_run(run_id: int, context: ContextDep, session: SessionDep, workspace: WorkspaceDep) -> Response:
+def delete_run(run_id: RunId, context: ContextDep, session: SessionDep, workspace: WorkspaceDep) -> Response:
     """Delete the run, its exports and all their files."""
     runs.delete_run(session, context.storage, workspace.id, run_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.types import Scope
 
-from altdub.api.deps import BaseUrlDep, ContextDep, SessionDep, WorkspaceDep
+from altdub.api.deps import BaseUrlDep, ContextDep, RunId, SessionDep, WorkspaceDep
 from altdub.db.models import TaskStatus
 from altdub.service import history
 
@@ -69,7 +69,7 @@ def dashboard() -> HTMLResponse:
     responses={404: {"description": "Unknown run."}},
 )
 def list_run_exports(
-    run_id: int,
+    run_id: RunId,
     context: ContextDep,
     session: SessionDep,
     workspace: WorkspaceDep,
@@ -90,7 +90,7 @@ def list_run_exports(
         404: {"description": "Unknown run, or a run without video."},
     },
 )
-def run_thumbnail(run_id: int, context: ContextDep, session: SessionDep, workspace: WorkspaceDep) -> Response:
+def run_thumbnail(run_id: RunId, context: ContextDep, session: SessionDep, workspace: WorkspaceDep) -> Response:
     """A small still of the run's video, made on first request and kept with the run."""
     data = history.run_thumbnail(context, session, workspace.id, run_id)
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
