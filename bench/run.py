@@ -148,7 +148,8 @@ def altdub_server(data_dir: Path, **env: str) -> Iterator[Server]:
     """``altdub serve`` as a user runs it (uvicorn, one process, in-process workers)."""
     shutil.rmtree(data_dir, ignore_errors=True)
     port = free_port()
-    environment = os.environ | {"ALTDUB_DATA_DIR": str(data_dir), "ALTDUB_CREATE_DEMO": "false"} | env
+    environment = os.environ | {"ALTDUB_DATA_DIR": str(data_dir), "ALTDUB_CREATE_DEMO": "false"}
+    environment |= {"ALTDUB_MAX_UPLOAD_BYTES": str(64 * 1024**3)} | env  # the 60-minute source is 6 GB
     process = subprocess.Popen(
         [str(ALTDUB), "serve", "--port", str(port)], env=environment, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True,

@@ -21,15 +21,20 @@ from altdub.service.context import Context, build_context, remove_stale_scratch
 from altdub.service.errors import InvalidInput, NotFound, TooLarge
 from altdub.service.exports import release_pending_tasks, run_export_task
 from altdub.service.runs import remove_unfinished_imports
+from altdub.storage import StorageError
 
 log = logging.getLogger(__name__)
 
 
 def _start_workers(context: Context) -> None:
     context.executor = InProcessExecutor(partial(run_export_task, context), context.settings.workers)
-    removed = remove_unfinished_imports(context)  # embedded mode: this process is the only one
-    if removed:
-        log.warning("removed %d import(s) cut short by a crash", removed)
+    try:
+        removed = remove_unfinished_imports(context)  # embedded mode: this process is the only one
+    except StorageError as exc:  # readiness reports the storage; serving must not depend on the sweep
+        log.warning("could not look for imports cut short by a crash: %s", exc)
+    else:
+        if removed:
+            log.warning("removed %d import(s) cut short by a crash", removed)
     pending = release_pending_tasks(context)  # left unfinished by a process that died: run them again
     if pending:
         log.warning("resuming %d unfinished task(s)", len(pending))

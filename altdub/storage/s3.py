@@ -74,9 +74,12 @@ class S3Storage:
     def children(self, prefix: str) -> list[str]:
         found: list[str] = []
         paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix, Delimiter="/"):
-            found += [p["Prefix"].removeprefix(self.prefix) for p in page.get("CommonPrefixes", [])]
-            found += [o["Key"].removeprefix(self.prefix) for o in page.get("Contents", [])]
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix, Delimiter="/"):
+                found += [p["Prefix"].removeprefix(self.prefix) for p in page.get("CommonPrefixes", [])]
+                found += [o["Key"].removeprefix(self.prefix) for o in page.get("Contents", [])]
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"cannot list {prefix!r}: {exc}") from exc
         return found
 
     def signed_url(self, key: str, *, filename: str, content_type: str, base_url: str) -> str:
