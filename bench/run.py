@@ -31,6 +31,7 @@ from pathlib import Path
 
 import httpx
 
+from altdub.api.app import EVENT_LOOP
 from altdub.media.ffmpeg import ffmpeg_executable, file_arg, run_ffmpeg
 from altdub.media.formats import FORMATS, AudioTrack, ExportInputs, build_plan
 from altdub.media.options import resolve_options
@@ -174,6 +175,7 @@ def uvicorn_app(app: str, *, factory: bool = False, env: dict[str, str] | None =
     """An ASGI app under uvicorn, one process, no access log: the same way for altdub and the bare app."""
     port = free_port()
     args = [str(UVICORN), app, "--port", str(port), "--no-access-log", "--log-level", "warning"]
+    args += ["--loop", EVENT_LOOP]  # altdub serve's loop, for both apps
     process = subprocess.Popen(
         [*args, *(["--factory"] if factory else [])], env=os.environ | (env or {}), cwd=ROOT.parent
     )

@@ -25,6 +25,11 @@ from altdub.storage import StorageError
 
 log = logging.getLogger(__name__)
 
+# The event loop uvicorn serves with. Not uvloop: under saturation uvloop served some connections
+# 10-20x later than others (p99 540 ms against 34 ms with asyncio's loop, at the same throughput,
+# for a handler doing 0.3 ms of work on the loop; bench/REPORT.md, target 3).
+EVENT_LOOP = "asyncio"
+
 
 def _start_workers(context: Context) -> None:
     context.executor = InProcessExecutor(partial(run_export_task, context), context.settings.workers)
