@@ -12,6 +12,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -34,6 +35,35 @@ class FFmpegCancelled(FFmpegError):
     """FFmpeg was killed because the process is shutting down."""
 
 
+@dataclass(frozen=True)
+class FFmpegRun:
+    """What a finished FFmpeg run left: its log, and how much media it wrote by its own count."""
+
+    log: str
+    written_seconds: float | None  # the output's end time, from FFmpeg's last progress report
+
+
+class _ProgressReader(threading.Thread):
+    """Reads FFmpeg's ``-progress`` report: passes the fraction done on, keeps the last time written."""
+
+    def __init__(self, stream: object, duration: float | None, on_progress: Callable[[float], None] | None) -> None:
+        super().__init__(daemon=True)
+        self._stream, self._duration, self._on_progress = stream, duration, on_progress
+        self.written_seconds: float | None = None
+
+    def run(self) -> None:
+        for raw in self._stream:  # type: ignore[attr-defined]
+            line = raw.decode("ascii", "replace").strip()
+            if not line.startswith("out_time_us="):
+                continue
+            value = line.partition("=")[2]
+            if not value.isdigit():  # "N/A" before the first packet
+                continue
+            self.written_seconds = int(value) / 1e6
+            if self._on_progress and self._duration:
+                self._on_progress(min(1.0, self.written_seconds / self._duration))
+
+
 @cache
 def ffmpeg_executable() -> str:
     """The FFmpeg shipped by imageio-ffmpeg (``IMAGEIO_FFMPEG_EXE`` overrides it)."""
@@ -45,15 +75,6 @@ def file_arg(path: Path) -> str:
     return f"file:{Path(path).resolve()}"
 
 
-def _read_progress(stream: object, duration: float | None, on_progress: Callable[[float], None] | None) -> None:
-    for raw in stream:  # type: ignore[attr-defined]
-        line = raw.decode("ascii", "replace").strip()
-        if on_progress and duration and line.startswith("out_time_us="):
-            value = line.partition("=")[2]
-            if value.isdigit():
-                on_progress(min(1.0, int(value) / 1e6 / duration))
-
-
 def run_ffmpeg(
     args: Sequence[str],
     *,
@@ -62,8 +83,8 @@ def run_ffmpeg(
     time_limit: float | None = None,
     cancel: threading.Event | None = None,
     loglevel: str = "error",
-) -> str:
-    """Run ``ffmpeg ARGS``; call ``on_progress(fraction)`` as it goes; return what it logged.
+) -> FFmpegRun:
+    """Run ``ffmpeg ARGS``; call ``on_progress(fraction)`` as it goes; return what it logged and wrote.
 
     FFmpeg is killed at ``time_limit`` seconds (FFmpegTimeout) or when ``cancel`` is set
     (FFmpegCancelled).
@@ -79,7 +100,7 @@ def run_ffmpeg(
             start_new_session=True,
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
-        reader = threading.Thread(target=_read_progress, args=(proc.stdout, duration, on_progress), daemon=True)
+        reader = _ProgressReader(proc.stdout, duration, on_progress)
         reader.start()
         deadline = time.monotonic() + time_limit if time_limit else None
         try:
@@ -102,7 +123,7 @@ def run_ffmpeg(
             tail = stderr.read().decode("utf-8", "replace").strip()
             raise FFmpegError(tail.splitlines()[-1] if tail else f"ffmpeg exited with status {returncode}")
         stderr.seek(0)
-        return stderr.read(_MAX_LOG).decode("utf-8", "replace")
+        return FFmpegRun(stderr.read(_MAX_LOG).decode("utf-8", "replace"), reader.written_seconds)
 
 
 def _die_with_parent() -> None:

@@ -55,7 +55,7 @@ def _meter(path: Path, graph: str, limits: Limits) -> LoudnessFigures:
         loglevel="info",
         time_limit=limits.time_limit,
         cancel=limits.cancel,
-    )
+    ).log
     summary = log[log.rfind("Summary:") :]
     values = {}
     for name, pattern in _SUMMARY.items():

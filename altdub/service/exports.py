@@ -28,7 +28,7 @@ from altdub.media.loudness import ON_TARGET as LOUDNESS_ON_TARGET
 from altdub.media.loudness import Limits, LoudnessFigures, Normalisation, plan_normalisation
 from altdub.media.loudness import measure as measure_loudness
 from altdub.media.options import ExportOptions, OptionError, resolve_options
-from altdub.media.probe import MediaInfo, ProbeError, probe
+from altdub.media.probe import MediaInfo, ProbeError, probe_output
 from altdub.media.transcripts import Segment, write_subrip
 from altdub.service.context import Context
 from altdub.service.errors import InvalidInput, NotFound
@@ -541,8 +541,8 @@ def _convert(
             inputs = replace(inputs, audio=replace(inputs.audio, loudnorm=plans[0].filter()))
             if len(plans) > 1 and inputs.original is not None:
                 inputs = replace(inputs, original=replace(inputs.original, loudnorm=plans[1].filter()))
-        _encode(ctx, task, options, inputs, output)
-        info = _verify(task.output_format, output, inputs, options)
+        written = _encode(ctx, task, options, inputs, output)
+        info = _verify(task.output_format, output, written, inputs, options)
         if target is None:
             return None
         streams = [s.index for s in info.audio]
@@ -562,19 +562,20 @@ def _convert(
         plans = [plan.corrected(miss) for plan, miss in zip(plans, misses, strict=True)]
 
 
-def _encode(ctx: Context, task: ExportTask, options: ExportOptions, inputs: ExportInputs, output: Path) -> None:
+def _encode(ctx: Context, task: ExportTask, options: ExportOptions, inputs: ExportInputs, output: Path) -> float | None:
+    """Run the plan; returns the seconds of media FFmpeg says it wrote."""
     try:
         plan = build_plan(task.output_format, inputs, options, output)
     except ValueError as exc:
         raise _TaskFailed(str(exc), "MISMATCHED_SOURCE_CODEC") from exc
     try:
-        run_ffmpeg(
+        return run_ffmpeg(
             plan.args,
             duration=inputs.duration,
             on_progress=_ProgressWriter(ctx, task.id),
             time_limit=ctx.settings.task_time_limit,
             cancel=ctx.stopping,
-        )
+        ).written_seconds
     except FFmpegCancelled:
         raise
     except FFmpegTimeout as exc:
@@ -588,10 +589,12 @@ def _tracks_per_programme(output_format: str, options: ExportOptions) -> int:
     return options.channels if output_format == "mxf" else 1
 
 
-def _verify(output_format: str, output: Path, inputs: ExportInputs, options: ExportOptions) -> MediaInfo:
+def _verify(
+    output_format: str, output: Path, written_seconds: float | None, inputs: ExportInputs, options: ExportOptions
+) -> MediaInfo:
     """Check the file before it is published: readable, the right streams, the right length."""
     try:
-        info = probe(output)
+        info = probe_output(output, written_seconds)
     except ProbeError as exc:
         raise _TaskFailed(f"output is unreadable: {exc}") from exc
     expected_audio = _tracks_per_programme(output_format, options) * (2 if options.include_original_audio else 1)
