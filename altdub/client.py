@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -62,13 +61,17 @@ class AltdubClient:
         body = {"output_format": output_format, **(options or {})}
         return self._json(self._http.post(f"/dub-alt-format/{run_id}/{language}", json=body))
 
-    def task_status(self, task_id: str) -> dict[str, Any]:
-        return self._json(self._http.get(f"/dub-alt-format/{task_id}"))
+    def task_status(self, task_id: str, wait: float = 0) -> dict[str, Any]:
+        """The task's state; with ``wait``, the server answers when the task ends or after that many seconds."""
+        return self._json(self._http.get(f"/dub-alt-format/{task_id}", params={"wait": wait} if wait else None))
 
     def wait(self, task_id: str, interval: float = 1.0, on_progress: Any = None) -> str:
-        """Poll until the task ends; returns the output URL or raises ClientError with the reason."""
+        """Wait for the task to end (long polling: progress every ``interval`` s, the end at once).
+
+        Returns the output URL or raises ClientError with the reason.
+        """
         while True:
-            status = self.task_status(task_id)
+            status = self.task_status(task_id, wait=interval)
             if on_progress:
                 on_progress(status.get("progress", 0))
             if status["status"] == "SUCCESS":
@@ -76,7 +79,6 @@ class AltdubClient:
             if status["status"] != "PENDING":
                 reason = status.get("exception_reason") or status["status"]
                 raise ClientError(f"task {task_id} ended {status['status']}: {reason}: {status.get('message')}")
-            time.sleep(interval)
 
     def download(self, url: str, destination: Path, on_progress: ByteProgress | None = None) -> int:
         """Stream the file to ``destination`` (written under a temporary name, then renamed).

@@ -17,6 +17,7 @@ from altdub.db.migrate import upgrade
 from altdub.db.session import make_engine, make_sessionmaker
 from altdub.jobs import Executor
 from altdub.media.formats import content_type_for
+from altdub.service.waiting import TaskEvents
 from altdub.storage import Storage, open_storage
 
 
@@ -56,6 +57,7 @@ class Context:
     executor: Executor | None = field(default=None)
     stopping: threading.Event = field(default_factory=threading.Event)  # set at shutdown: conversions stop
     identities: IdentityCache = field(default_factory=IdentityCache)
+    task_events: TaskEvents = field(default_factory=TaskEvents)  # wakes requests waiting for a task
 
     def download_url(self, key: str, filename: str, base_url: str) -> str:
         """A fresh signed URL that downloads ``key`` as ``filename``."""

@@ -336,7 +336,8 @@ class _ProgressWriter:
 def _finish(ctx: Context, task_id: str, **values: Any) -> bool:
     """Record a final state if the task is still pending; False when it is gone or already final.
 
-    A task that failed gives its minutes back to the workspace's quota.
+    A task that failed gives its minutes back to the workspace's quota. Requests waiting for the
+    task are woken once the state is committed.
     """
     with ctx.sessions.begin() as session:
         result = session.execute(
@@ -354,7 +355,8 @@ def _finish(ctx: Context, task_id: str, **values: Any) -> bool:
                 .where(Workspace.id == task.workspace_id)
                 .values(used_minutes=Workspace.used_minutes - task.minutes)
             )
-        return True
+    ctx.task_events.notify(task_id)
+    return True
 
 
 def run_export_task(ctx: Context, task_id: str) -> None:

@@ -1,3 +1,4 @@
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -7,11 +8,7 @@ from starlette.concurrency import run_in_threadpool
 from altdub.api.deps import (
     MAX_ID,
     ApiKeyDep,
-    BaseUrlDep,
-    ContextDep,
     RunId,
-    SessionDep,
-    WorkspaceDep,
     public_base_url,
     require_workspace,
 )
@@ -66,29 +63,62 @@ def _request_export(
         )
 
 
+MAX_WAIT_SECONDS = 30.0
+RECHECK_SECONDS = 0.25  # how often a waiting request reads the task again (workers in other processes)
+
+
 @router.get(
     "/dub-alt-format/{task_id}",
     response_model=TaskStatusOut,
     response_model_exclude_unset=True,
     responses={404: {"description": "Unknown task."}},
 )
-def get_dubbed_output_in_alt_format_status(
+async def get_dubbed_output_in_alt_format_status(
     task_id: str,
-    context: ContextDep,
-    session: SessionDep,
-    workspace: WorkspaceDep,
-    base_url: BaseUrlDep,
+    request: Request,
+    api_key: ApiKeyDep,
     run_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    wait: Annotated[
+        float,
+        Query(
+            ge=0,
+            le=MAX_WAIT_SECONDS,
+            description="Long polling: answer as soon as the task leaves PENDING, or after this many "
+            "seconds at most. 0 (the default) answers at once.",
+        ),
+    ] = 0,
 ) -> TaskStatusOut:
-    """The state of an export task; ``output_url`` appears on SUCCESS."""
-    task = exports.get_task(session, workspace.id, task_id, run_id)
-    answer = TaskStatusOut(
-        status=TaskStatus(task.status),
-        run_id=task.run_id,
-        exception_reason=task.exception_reason,
-        message=task.message,
-        progress=task.progress,
-    )
-    if task.status == TaskStatus.SUCCESS:
-        answer.output_url = exports.signed_url(context, task, base_url)
-    return answer
+    """The state of an export task; ``output_url`` appears on SUCCESS.
+
+    With ``wait``, a PENDING task is answered when it ends (at once when a worker of this process
+    ends it; within a quarter of a second for a worker elsewhere) or when the wait is over.
+    """
+    context: Context = request.app.state.context
+    base_url = public_base_url(request)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    with context.task_events.watch(task_id) as waiter:
+        while True:
+            answer = await run_in_threadpool(_task_status, context, api_key, task_id, run_id, base_url)
+            remaining = deadline - loop.time()
+            if answer.status != TaskStatus.PENDING or remaining <= 0:
+                return answer
+            await waiter.wait(min(remaining, RECHECK_SECONDS))
+
+
+def _task_status(
+    context: Context, api_key: str | None, task_id: str, run_id: int | None, base_url: str
+) -> TaskStatusOut:
+    with context.sessions() as session:
+        workspace = require_workspace(session, api_key)
+        task = exports.get_task(session, workspace.id, task_id, run_id)
+        answer = TaskStatusOut(
+            status=TaskStatus(task.status),
+            run_id=task.run_id,
+            exception_reason=task.exception_reason,
+            message=task.message,
+            progress=task.progress,
+        )
+        if task.status == TaskStatus.SUCCESS:
+            answer.output_url = exports.signed_url(context, task, base_url)
+        return answer

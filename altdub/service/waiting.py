@@ -1,0 +1,59 @@
+"""Wake requests that wait for a task (long polling) as soon as a worker of this process ends it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Iterator
+
+
+class TaskWaiter:
+    """One waiting request: woken by ``TaskEvents.notify`` from any thread."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._event = asyncio.Event()
+
+    def wake(self) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting any more
+            self._loop.call_soon_threadsafe(self._event.set)
+
+    async def wait(self, timeout: float) -> None:
+        """Return when woken or after ``timeout`` seconds, whichever is first."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), timeout)
+        self._event.clear()
+
+
+class TaskEvents:
+    """Which requests wait for which task.
+
+    Only the workers of this process notify (the embedded mode); a waiter also reads the task
+    again every few tenths of a second, which is how it learns of workers in other processes.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiters: dict[str, set[TaskWaiter]] = {}
+
+    @contextlib.contextmanager
+    def watch(self, task_id: str) -> Iterator[TaskWaiter]:
+        """Register before reading the task, so that an end between the read and the wait is not missed."""
+        waiter = TaskWaiter(asyncio.get_running_loop())
+        with self._lock:
+            self._waiters.setdefault(task_id, set()).add(waiter)
+        try:
+            yield waiter
+        finally:
+            with self._lock:
+                waiters = self._waiters.get(task_id, set())
+                waiters.discard(waiter)
+                if not waiters:
+                    self._waiters.pop(task_id, None)
+
+    def notify(self, task_id: str) -> None:
+        with self._lock:
+            waiters = list(self._waiters.get(task_id, ()))
+        for waiter in waiters:
+            waiter.wake()
