@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -44,7 +45,12 @@ class FFmpegRun:
 
 
 class _ProgressReader(threading.Thread):
-    """Reads FFmpeg's ``-progress`` report: passes the fraction done on, keeps the last time written."""
+    """Reads FFmpeg's ``-progress`` report: passes the fraction done on, keeps the last time written.
+
+    The report comes in blocks of ``key=value`` lines, each ending ``progress=continue`` or, the
+    last, ``progress=end``. The last is not passed on: the run is over, and a caller that records
+    progress (a database write) would only hold up the end of the task.
+    """
 
     def __init__(self, stream: object, duration: float | None, on_progress: Callable[[float], None] | None) -> None:
         super().__init__(daemon=True)
@@ -53,15 +59,15 @@ class _ProgressReader(threading.Thread):
 
     def run(self) -> None:
         for raw in self._stream:  # type: ignore[attr-defined]
-            line = raw.decode("ascii", "replace").strip()
-            if not line.startswith("out_time_us="):
-                continue
-            value = line.partition("=")[2]
-            if not value.isdigit():  # "N/A" before the first packet
-                continue
-            self.written_seconds = int(value) / 1e6
-            if self._on_progress and self._duration:
-                self._on_progress(min(1.0, self.written_seconds / self._duration))
+            key, _, value = raw.decode("ascii", "replace").strip().partition("=")
+            if key == "out_time_us" and value.isdigit():  # "N/A" before the first packet
+                self.written_seconds = int(value) / 1e6
+            elif key == "progress" and value == "continue" and self.written_seconds is not None:
+                self._report(self.written_seconds)
+
+    def _report(self, seconds: float) -> None:
+        if self._on_progress and self._duration:
+            self._on_progress(min(1.0, seconds / self._duration))
 
 
 @cache
@@ -132,15 +138,58 @@ def _die_with_parent() -> None:
 
 
 def _wait(proc: subprocess.Popen[bytes], deadline: float | None, cancel: threading.Event | None) -> int:
-    while True:
-        try:
+    """FFmpeg's exit status, seen the moment it exits; checks ``cancel`` and ``deadline`` as it waits."""
+    exited = _exit_watch(proc)
+    try:
+        while True:
             step = _POLL_SECONDS if deadline is None else max(0.0, min(_POLL_SECONDS, deadline - time.monotonic()))
-            return proc.wait(timeout=step)
-        except subprocess.TimeoutExpired:
+            if exited(step):
+                return proc.wait()
             if cancel is not None and cancel.is_set():
-                raise FFmpegCancelled("cancelled: the service is shutting down") from None
+                raise FFmpegCancelled("cancelled: the service is shutting down")
             if deadline is not None and time.monotonic() >= deadline:
-                raise
+                raise subprocess.TimeoutExpired(proc.args, step)
+    finally:
+        exited.close()
+
+
+class _PidfdWatch:
+    """Waits on a pidfd, which becomes readable when the process exits (Linux 5.3+).
+
+    ``Popen.wait(timeout)`` polls in sleeps that grow to 50 ms: as much as a short export's
+    whole overhead budget, spent after FFmpeg has finished.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def __call__(self, timeout: float) -> bool:
+        return bool(select.select([self._fd], [], [], timeout)[0])
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+class _PollingWatch:
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self._proc = proc
+
+    def __call__(self, timeout: float) -> bool:
+        try:
+            self._proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+    def close(self) -> None:
+        pass
+
+
+def _exit_watch(proc: subprocess.Popen[bytes]) -> _PidfdWatch | _PollingWatch:
+    try:
+        return _PidfdWatch(os.pidfd_open(proc.pid))
+    except (AttributeError, OSError):  # not Linux, or an old kernel
+        return _PollingWatch(proc)
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
