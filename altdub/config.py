@@ -31,7 +31,8 @@ class Settings(BaseSettings):
         default=None, ge=0, description="Minutes of exports per workspace (unset: unlimited); per-workspace override."
     )
     fsync: bool = Field(
-        default=False, description="Flush each stored file to disk before publishing it (power-cut durability)."
+        default=False,
+        description="Flush each stored file and each SQLite commit to disk (power-cut durability).",
     )
     create_demo: bool = Field(default=True, description="Make a demo run on the first start.")
 

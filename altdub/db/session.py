@@ -14,8 +14,15 @@ from sqlalchemy.orm import Session, sessionmaker
 POOL = {"pool_size": 40, "max_overflow": 0}
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(url: str, *, durable: bool = False, **kwargs: Any) -> Engine:
+    """An engine for ``url``; for SQLite, ``durable`` makes every commit survive a power cut (an fsync each).
+
+    Without it (the default, like ``ALTDUB_FSYNC``'s for files), SQLite's WAL is synced at checkpoints
+    only: a crash of the process loses nothing, a power cut may lose the last commits. An fsync waits
+    for the disk, and behind an export writing gigabytes it took 150 ms (bench/FINDINGS.md).
+    """
     options = kwargs if "poolclass" in kwargs else POOL | kwargs
+    synchronous = "FULL" if durable else "NORMAL"
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **options)
 
@@ -25,6 +32,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA synchronous={synchronous}")
             cur.close()
 
         return engine

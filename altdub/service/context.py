@@ -70,7 +70,7 @@ def build_context(settings: Settings, *, migrate: bool = True) -> Context:
     url = settings.effective_database_url
     if migrate:
         upgrade(url)
-    engine = make_engine(url)
+    engine = make_engine(url, durable=settings.fsync)
     storage = open_storage(
         settings.effective_storage_url,
         secret=settings.effective_secret_key(),
