@@ -18,7 +18,7 @@ from altdub.config import Settings
 from altdub.jobs.celery import CeleryExecutor, make_celery
 from altdub.jobs.inprocess import InProcessExecutor
 from altdub.service.context import Context, build_context, remove_stale_scratch
-from altdub.service.errors import InvalidInput, NotFound, TooLarge
+from altdub.service.errors import InsufficientStorage, InvalidInput, NotFound, TooLarge
 from altdub.service.exports import release_pending_tasks, run_export_task
 from altdub.service.runs import remove_unfinished_imports
 from altdub.storage import StorageError
@@ -96,5 +96,9 @@ def create_app(settings: Settings | None = None, *, workers: bool = True) -> Fas
     @app.exception_handler(TooLarge)
     async def too_large(_: Request, exc: TooLarge) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=413)
+
+    @app.exception_handler(InsufficientStorage)
+    async def insufficient_storage(_: Request, exc: InsufficientStorage) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=507)
 
     return app

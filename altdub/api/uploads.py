@@ -7,6 +7,7 @@ as soon as it passes the limit, not after it has been written whole.
 
 from __future__ import annotations
 
+import errno
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from typing import BinaryIO
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from altdub.service.errors import InvalidInput, TooLarge
+from altdub.service.errors import InsufficientStorage, InvalidInput, TooLarge
 from altdub.service.runs import IncomingFile
 
 MAX_PARTS = 64
@@ -127,6 +128,12 @@ async def read_multipart(
             parser.write(chunk)
         parser.finalize()
     except (InvalidInput, TooLarge):
+        raise
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise InsufficientStorage(
+                f"the service has no room left to store the upload ({exc.strerror}); nothing was kept, try again later"
+            ) from exc
         raise
     except Exception as exc:  # the parser's own errors: a malformed body
         raise InvalidInput(("body",), f"malformed multipart body: {exc}") from exc

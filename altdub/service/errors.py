@@ -1,4 +1,4 @@
-"""Errors the use-cases raise; the API turns them into 404 / 413 / 422 answers."""
+"""Errors the use-cases raise; the API turns them into 404 / 413 / 422 / 507 answers."""
 
 from __future__ import annotations
 
@@ -19,3 +19,7 @@ class InvalidInput(Exception):
 
 class TooLarge(Exception):
     """An uploaded file went past the size limit."""
+
+
+class InsufficientStorage(Exception):
+    """The service has no room left to keep what was sent (a full disk): the request itself was fine."""

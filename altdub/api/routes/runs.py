@@ -59,6 +59,7 @@ _IMPORT_FORM = {
     openapi_extra=_IMPORT_FORM,
     responses={
         413: {"description": "A file is over the size limit."},
+        507: {"description": "The service has no room left to store the upload (a full disk); nothing was kept."},
         422: {"description": "Invalid field."},
     },
 )
