@@ -243,6 +243,18 @@ def import_run(
             fh.close()
 
 
+def request_export(
+    base_url: str, key: str, run_id: int, output_format: str, *, language: str = "es-es", timeout: float = 30
+) -> httpx.Response:
+    """POST /dub-alt-format/{run_id}/{language} over real HTTP."""
+    return httpx.post(
+        f"{base_url}/dub-alt-format/{run_id}/{language}",
+        headers=auth(key),
+        json={"output_format": output_format},
+        timeout=timeout,
+    )
+
+
 def wait_for_task(base_url: str, key: str, task_id: str, timeout: float = 60) -> dict[str, object]:
     """Poll the task over HTTP until it leaves PENDING; progress must never go down."""
     deadline = time.monotonic() + timeout

@@ -6,7 +6,6 @@ import json
 import time
 from pathlib import Path
 
-import httpx
 import pysubs2
 import pytest
 from camb.client import CambAI
@@ -14,7 +13,7 @@ from camb.core.api_error import ApiError
 from camb.types.dubbing_result import DubbingResult
 
 from altdub.media.probe import probe
-from tests.e2e.conftest import Server, auth, download, import_run, wait_for_task
+from tests.e2e.conftest import Server, download, import_run, request_export, wait_for_task
 
 pytestmark = pytest.mark.e2e
 
@@ -109,9 +108,7 @@ def test_sdk_run_info_video_url_after_mp4_export(
 ) -> None:
     base_url, key = altdub_server.base_url, altdub_server.api_key
     assert key is not None
-    answer = httpx.post(
-        f"{base_url}/dub-alt-format/{run_id}/es-es", headers=auth(key), json={"output_format": "mp4"}, timeout=10
-    )
+    answer = request_export(base_url, key, run_id, "mp4", timeout=10)
     assert answer.status_code == 200, answer.text
     if "task_id" in answer.json():
         status = wait_for_task(base_url, key, answer.json()["task_id"])

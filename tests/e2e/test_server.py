@@ -21,6 +21,7 @@ from tests.e2e.conftest import (
     auth,
     download,
     import_run,
+    request_export,
     wait_for_task,
     wait_until_gone,
 )
@@ -99,12 +100,7 @@ def test_health_endpoints_need_no_key(altdub_server: Server) -> None:
 
 def test_import_export_mp4_download_and_range(altdub_server: Server, es_run: int, tmp_path: Path) -> None:
     base_url, key = altdub_server.base_url, altdub_server.api_key
-    answer = httpx.post(
-        f"{base_url}/dub-alt-format/{es_run}/es-es",
-        headers=auth(key),
-        json={"output_format": "mp4"},
-        timeout=10,
-    )
+    answer = request_export(base_url, key, es_run, "mp4", timeout=10)
     assert answer.status_code == 200, answer.text
     body = answer.json()
     if "output_url" in body:
@@ -116,12 +112,7 @@ def test_import_export_mp4_download_and_range(altdub_server: Server, es_run: int
         assert status["progress"] == 100 and status["run_id"] == es_run
         output_url = status["output_url"]
         # After SUCCESS, the same request answers with the URL.
-        again = httpx.post(
-            f"{base_url}/dub-alt-format/{es_run}/es-es",
-            headers=auth(key),
-            json={"output_format": "mp4"},
-            timeout=10,
-        )
+        again = request_export(base_url, key, es_run, "mp4", timeout=10)
         assert again.status_code == 200 and set(again.json()) == {"output_url"}, again.text
     assert output_url.startswith(f"{base_url}/files/")
 
@@ -169,12 +160,7 @@ def test_concurrent_identical_requests_share_one_task(altdub_server: Server, es_
     base_url, key = altdub_server.base_url, altdub_server.api_key
 
     def post(_: int) -> dict[str, str]:
-        response = httpx.post(
-            f"{base_url}/dub-alt-format/{es_run}/es-es",
-            headers=auth(key),
-            json={"output_format": "wav"},
-            timeout=30,
-        )
+        response = request_export(base_url, key, es_run, "wav", timeout=30)
         assert response.status_code == 200, response.text
         return response.json()
 
@@ -285,12 +271,7 @@ def test_task_survives_a_killed_server(
     assert response.status_code == 201, response.text
     run_id = response.json()["run_id"]
 
-    answer = httpx.post(
-        f"{first.base_url}/dub-alt-format/{run_id}/es-es",
-        headers=auth(key),
-        json={"output_format": "mxf"},
-        timeout=10,
-    )
+    answer = request_export(first.base_url, key, run_id, "mxf", timeout=10)
     assert answer.status_code == 200, answer.text
     task_id = answer.json()["task_id"]
     deadline = time.monotonic() + 20
@@ -319,10 +300,5 @@ def test_task_survives_a_killed_server(
     assert abs(info.duration - 30.0) <= DURATION_TOLERANCE
 
     # The same request now answers the URL; no second conversion is started.
-    again = httpx.post(
-        f"{second.base_url}/dub-alt-format/{run_id}/es-es",
-        headers=auth(key),
-        json={"output_format": "mxf"},
-        timeout=10,
-    )
+    again = request_export(second.base_url, key, run_id, "mxf", timeout=10)
     assert again.status_code == 200 and set(again.json()) == {"output_url"}, again.text

@@ -26,7 +26,7 @@ import pytest
 from altdub.media.ffmpeg import file_arg, run_ffmpeg
 from altdub.media.probe import probe
 from altdub.media.synth import make_tone, make_video
-from tests.e2e.conftest import Server, ServerFactory, auth
+from tests.e2e.conftest import Server, ServerFactory, auth, request_export
 from tests.reliability.conftest import DURATION_TOLERANCE, REASONS, files_under, wait_task
 
 pytestmark = pytest.mark.e2e
@@ -207,12 +207,7 @@ def run_names(server: Server) -> set[str]:
 
 
 def export(server: Server, run_id: int, output_format: str) -> dict[str, Any]:
-    response = httpx.post(
-        f"{server.base_url}/dub-alt-format/{run_id}/es-es",
-        headers=auth(server.api_key),
-        json={"output_format": output_format},
-        timeout=30,
-    )
+    response = request_export(server.base_url, server.api_key, run_id, output_format, timeout=30)
     assert response.status_code == 200, response.text
     if "output_url" in response.json():
         return {"status": "SUCCESS", **response.json()}

@@ -23,7 +23,15 @@ import pytest
 
 from altdub.media.probe import probe
 from altdub.media.synth import make_tone, make_video
-from tests.e2e.conftest import Server, auth, download, import_run, wait_for_task, wait_until_gone
+from tests.e2e.conftest import (
+    Server,
+    auth,
+    download,
+    import_run,
+    request_export,
+    wait_for_task,
+    wait_until_gone,
+)
 from tests.scaleout.conftest import Databases, Processes, S3Server, ScaleOut, new_prefix, pg_connect
 
 pytestmark = [pytest.mark.scaleout, pytest.mark.e2e]
@@ -127,12 +135,7 @@ def test_fifty_identical_requests_over_two_apis_make_one_conversion(cluster: Clu
     def post(i: int) -> tuple[int, dict[str, str]]:
         api = cluster.apis[i % 2]
         barrier.wait()
-        response = httpx.post(
-            f"{api.base_url}/dub-alt-format/{run_id}/es-es",
-            headers=auth(key),
-            json={"output_format": "mkv"},
-            timeout=60,
-        )
+        response = request_export(api.base_url, key, run_id, "mkv", timeout=60)
         assert response.status_code == 200, f"API {i % 2 + 1}: {response.status_code} {response.text}"
         return i % 2, response.json()
 
@@ -199,12 +202,7 @@ def test_a_worker_killed_mid_conversion_loses_nothing(cluster: Cluster, tmp_path
     assert response.status_code == 201, response.text
     run_id = response.json()["run_id"]
 
-    answer = httpx.post(
-        f"{cluster.apis[0].base_url}/dub-alt-format/{run_id}/es-es",
-        headers=auth(key),
-        json={"output_format": "mxf"},
-        timeout=30,
-    ).json()
+    answer = request_export(cluster.apis[0].base_url, key, run_id, "mxf", timeout=30).json()
     task_id = answer["task_id"]
 
     # Wait for a worker to start FFmpeg on it, then kill that worker as a machine crash would.
