@@ -243,6 +243,13 @@ def import_run(
             fh.close()
 
 
+def import_run_id(base_url: str, key: str, files: Mapping[str, Path], **fields: str) -> int:
+    """Import a run over real HTTP (it must succeed); its id."""
+    response = import_run(base_url, key, files, **fields)
+    assert response.status_code == 201, response.text
+    return response.json()["run_id"]
+
+
 def request_export(
     base_url: str, key: str, run_id: int, output_format: str, *, language: str = "es-es", timeout: float = 30
 ) -> httpx.Response:

@@ -21,6 +21,7 @@ from tests.e2e.conftest import (
     auth,
     download,
     import_run,
+    import_run_id,
     request_export,
     wait_for_task,
     wait_until_gone,
@@ -267,9 +268,7 @@ def test_task_survives_a_killed_server(
     key = first.api_key
     assert key
     video, dub = long_media
-    response = import_run(first.base_url, key, {"source": video, "dub_es-es": dub})
-    assert response.status_code == 201, response.text
-    run_id = response.json()["run_id"]
+    run_id = import_run_id(first.base_url, key, {"source": video, "dub_es-es": dub})
 
     answer = request_export(first.base_url, key, run_id, "mxf", timeout=10)
     assert answer.status_code == 200, answer.text

@@ -26,7 +26,7 @@ import pytest
 from altdub.media.ffmpeg import file_arg, run_ffmpeg
 from altdub.media.probe import probe
 from altdub.media.synth import make_tone
-from tests.e2e.conftest import ServerFactory, auth, import_run, wait_until_gone
+from tests.e2e.conftest import ServerFactory, auth, import_run, import_run_id, wait_until_gone
 from tests.reliability.conftest import (
     DURATION_TOLERANCE,
     count_rows,
@@ -170,9 +170,7 @@ def test_conversion_killed_mid_way_resumes_and_never_exposes_a_partial_file(
     key = first.api_key
     assert key
     video, dub = long_media
-    imported = import_run(first.base_url, key, {"source": video, "dub_es-es": dub})
-    assert imported.status_code == 201, imported.text
-    run_id = imported.json()["run_id"]
+    run_id = import_run_id(first.base_url, key, {"source": video, "dub_es-es": dub})
     body = {"output_format": "mp4"}
     task_id = request_export(first.base_url, key, run_id, body)
 
@@ -485,9 +483,7 @@ def test_hung_conversion_is_killed_at_the_time_limit(
     server = servers(data_dir, env=env)
     key = server.api_key
     assert key
-    imported = import_run(server.base_url, key, {"source": media.audio_source, "dub_es-es": media.dub_wav})
-    assert imported.status_code == 201, imported.text
-    run_id = imported.json()["run_id"]
+    run_id = import_run_id(server.base_url, key, {"source": media.audio_source, "dub_es-es": media.dub_wav})
 
     def hung_pids() -> list[int]:
         return [int(line) for line in pid_file.read_text().split()]

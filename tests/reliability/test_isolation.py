@@ -30,7 +30,7 @@ from altdub.db.session import make_engine, make_sessionmaker, session_scope
 from altdub.service.keys import create_key
 from altdub.storage.signing import URLSigner
 from tests.conftest import auth, export, make_run
-from tests.e2e.conftest import Server, ServerFactory, import_run, request_export, wait_for_task
+from tests.e2e.conftest import Server, ServerFactory, import_run_id, request_export, wait_for_task
 
 IDS = {"run_id", "task_id", "language"}
 MISSING_RUN = 987654
@@ -231,9 +231,7 @@ def signed(tmp_path_factory: pytest.TempPathFactory, media) -> Iterator[Signed]:
         engine.dispose()
         urls = []
         for key in (first_key, second_key):
-            response = import_run(server.base_url, key, {"source": media.audio_source, "dub_es-es": media.dub_wav})
-            assert response.status_code == 201, response.text
-            run_id = response.json()["run_id"]
+            run_id = import_run_id(server.base_url, key, {"source": media.audio_source, "dub_es-es": media.dub_wav})
             answer = request_export(server.base_url, key, run_id, "mp3", timeout=10)
             final = wait_for_task(server.base_url, key, answer.json()["task_id"])
             assert final["status"] == "SUCCESS", final

@@ -27,7 +27,7 @@ from tests.e2e.conftest import (
     Server,
     auth,
     download,
-    import_run,
+    import_run_id,
     request_export,
     wait_for_task,
     wait_until_gone,
@@ -198,9 +198,7 @@ def test_a_worker_killed_mid_conversion_loses_nothing(cluster: Cluster, tmp_path
     key = cluster.api_key
     source = make_video(tmp_path / "long.mp4", LONG_SECONDS, size="640x480")
     dub = make_tone(tmp_path / "long-es.wav", LONG_SECONDS, tone_hz=550)
-    response = import_run(cluster.apis[1].base_url, key, {"source": source, "dub_es-es": dub})
-    assert response.status_code == 201, response.text
-    run_id = response.json()["run_id"]
+    run_id = import_run_id(cluster.apis[1].base_url, key, {"source": source, "dub_es-es": dub})
 
     answer = request_export(cluster.apis[0].base_url, key, run_id, "mxf", timeout=30).json()
     task_id = answer["task_id"]
