@@ -27,6 +27,12 @@ class Settings(BaseSettings):
     task_time_limit: float = Field(default=3600.0, gt=0, description="Seconds before a conversion is killed.")
     url_ttl: int = Field(default=3600, gt=0, description="Lifetime of signed download URLs in seconds.")
     max_upload_bytes: int = Field(default=5 * GIB, gt=0, description="Largest accepted file in an import.")
+    max_video_pixels: int = Field(
+        default=4096 * 4096,
+        gt=0,
+        description="Largest video frame accepted in an import, as width x height: each FFmpeg holds frames of it "
+        "(8192x8192 takes about 1 GiB). The default admits DCI 4K, UHD and 5K, not 8K.",
+    )
     export_quota_minutes: float | None = Field(
         default=None, ge=0, description="Minutes of exports per workspace (unset: unlimited); per-workspace override."
     )

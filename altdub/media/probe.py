@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,31 @@ _NO_DURATION_FORMATS = {"aac", "ac3", "eac3"}  # raw streams: any duration read 
 _TAIL_SECONDS = 1.0  # a file must hold packets this close to the end its header claims
 _OUTPUT_PROBE_BYTES = 32 * 1024
 
+# What a file holds is judged from its audio packets, walked without decoding (see ``_AudioTimeline``).
+# The largest audio packet a codec makes, in samples: FLAC's streamable subset allows 16,384 (Vorbis 8,192,
+# Opus 5,760, ALAC 4,096, AC-3 1,536, MP3 1,152, AAC 1,024); a packet that says it lasts longer is held for this.
+_MAX_AUDIO_PACKET_SAMPLES = 16_384
+# Silence between two audio packets beyond this is a lie about the timeline, not a dropout: broadcast
+# captures lose a second or two of audio; codec delays (AAC priming, MP3 encoder delay) are in-stream.
+_MAX_AUDIO_GAP_SECONDS = 5.0
+# A file may declare this much more than its audio holds: an AAC/MP3 stream's last frame, an audio track
+# that ends a little before the picture, short dropouts of a long capture.
+_HELD_SLACK_RATIO = 0.02
+_HELD_SLACK_SECONDS = 1.0
+_PCM_BITS = re.compile(r"pcm_[a-z]*?(\d+)")
+
+# What the exports can deliver: rates and channel counts past these multiply the cost of every export.
+MAX_SAMPLE_RATE = 384_000  # the highest rate in professional use (DXD's 352.8 kHz, 384 kHz); FLAC and WAV carry it
+MAX_CHANNELS = 24  # 22.2, FFmpeg's largest named layout (MXF exports one mono track per channel)
+MAX_FRAME_RATE = 300.0  # past phones' 240 fps slow motion; MXF re-encodes at the source's rate
+
 
 class ProbeError(Exception):
     """The file is not media that FFmpeg can read."""
+
+
+class MediaRefused(ProbeError):
+    """The file is readable media, but lies about its length or goes past a limit; the message says which."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +94,8 @@ class MediaInfo:
 
 def _stream_info(stream: av.stream.Stream) -> StreamInfo:
     ctx = stream.codec_context
+    if ctx is None and stream.type in ("audio", "video"):  # FFmpeg has no decoder for its codec id or tag
+        raise ProbeError(f"its {stream.type} stream #{stream.index} has a codec FFmpeg does not know")
     tags = {k.lower(): v for k, v in stream.metadata.items()}
     duration = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
     disposition = stream.disposition
@@ -112,17 +137,112 @@ def _bits_per_sample(ctx: av.audio.codeccontext.AudioCodecContext) -> int | None
     return ctx.format.bits if ctx.format else None
 
 
-def _packet_duration(container: av.container.InputContainer, stream_index: int) -> float:
-    stream = container.streams[stream_index]
-    end = 0.0
-    for packet in container.demux(stream):
-        if packet.pts is not None and packet.duration:
-            end = max(end, float((packet.pts + packet.duration) * stream.time_base))
-    return end
+class _AudioTimeline:
+    """What one audio stream's packets hold, read from the packets in order without decoding them.
+
+    A packet holds its own duration, no more than the codec can put in one packet (PCM: exactly what
+    its bytes hold) and no more than the time until the next packet; time between packets beyond that is
+    a gap. A file that shifts its timestamps by an hour holds a few seconds and one large gap.
+    """
+
+    def __init__(self, stream: av.audio.AudioStream) -> None:
+        ctx = stream.codec_context
+        rate = ctx.sample_rate or 1
+        if not stream.time_base:
+            raise ProbeError(f"its audio stream #{stream.index} has no time base")
+        self.stream = stream
+        self._tick = float(stream.time_base)  # seconds per timestamp unit; timestamps are rounded to it
+        pcm_bits = _PCM_BITS.match(ctx.name)
+        self._seconds_per_byte = 8 / (int(pcm_bits.group(1)) * (ctx.channels or 1) * rate) if pcm_bits else None
+        samples = 2 * ctx.frame_size if ctx.frame_size else _MAX_AUDIO_PACKET_SAMPLES  # 2x: HE-AAC doubles
+        self._largest_packet = samples / rate
+        self.held = 0.0  # seconds of audio the packets hold
+        self.end = 0.0  # where the last packet ends on the timeline
+        self.gap = 0.0  # the largest gap between two packets, and where it starts
+        self.gap_at = 0.0
+        self._start: float | None = None
+        self._holds = 0.0
+
+    def add(self, packet: av.Packet) -> None:
+        timestamp = packet.dts if packet.dts is not None else packet.pts
+        if timestamp is None:
+            return
+        start = timestamp * self._tick
+        holds = self._largest_packet if self._seconds_per_byte is None else packet.size * self._seconds_per_byte
+        if packet.duration:
+            holds = min(holds, (packet.duration + 1) * self._tick)
+        if self._start is not None:
+            spacing = start - self._start
+            self.held += max(0.0, min(self._holds, spacing + self._tick))
+            if spacing - self._holds > self.gap:
+                self.gap, self.gap_at = spacing - self._holds, self._start + self._holds
+        self._start, self._holds = start, holds
+        self.end = max(self.end, start + holds)
+
+    def finish(self) -> _AudioTimeline:
+        self.held += self._holds
+        self._holds = 0.0
+        return self
+
+
+def _audio_timelines(container: av.container.InputContainer, info: MediaInfo) -> list[_AudioTimeline]:
+    """Walk every packet of every audio stream once (demuxing only: a 60-minute file costs well under a second).
+
+    A file that is damaged further on ends the walk there: what it held up to that point is judged.
+    """
+    timelines = {s.index: _AudioTimeline(container.streams[s.index]) for s in info.audio}
+    try:
+        for packet in container.demux([t.stream for t in timelines.values()]):
+            if packet.stream_index in timelines:
+                timelines[packet.stream_index].add(packet)
+    except av.FFmpegError:
+        pass
+    return [t.finish() for t in timelines.values()]
+
+
+def _check_held(info: MediaInfo, timelines: list[_AudioTimeline]) -> None:
+    """Raise MediaRefused when the timeline is longer than what the audio holds (a jump, a late start)."""
+    for timeline in timelines:
+        if timeline.gap > _MAX_AUDIO_GAP_SECONDS:
+            raise MediaRefused(
+                f"its timestamps jump by {timeline.gap:.1f} s at {timeline.gap_at:.1f} s: "
+                f"its audio stream #{timeline.stream.index} holds {timeline.held:.1f} s"
+            )
+    held = max(t.held for t in timelines)
+    if info.duration > held * (1 + _HELD_SLACK_RATIO) + _HELD_SLACK_SECONDS:
+        raise MediaRefused(f"it declares {info.duration:.1f} s but its audio holds {held:.1f} s")
+
+
+def _check_limits(info: MediaInfo, max_video_pixels: int | None) -> None:
+    """Raise MediaRefused for what no export can deliver at a bounded cost."""
+    for stream in info.audio:
+        if not stream.sample_rate or not stream.channels:
+            raise ProbeError(f"its audio stream #{stream.index} declares no sample rate or no channels")
+        if stream.sample_rate > MAX_SAMPLE_RATE:
+            raise MediaRefused(
+                f"its audio stream #{stream.index} is sampled at {stream.sample_rate:,} Hz, "
+                f"more than the {MAX_SAMPLE_RATE:,} Hz allowed"
+            )
+        if stream.channels > MAX_CHANNELS:
+            raise MediaRefused(
+                f"its audio stream #{stream.index} has {stream.channels} channels, more than the {MAX_CHANNELS} allowed"
+            )
+    for stream in info.video:
+        pixels = (stream.width or 0) * (stream.height or 0)
+        if max_video_pixels is not None and pixels > max_video_pixels:
+            raise MediaRefused(
+                f"its video stream #{stream.index} is {stream.width}x{stream.height} ({pixels:,} pixels a frame), "
+                f"more than the {max_video_pixels:,} allowed"
+            )
+        if stream.frame_rate and stream.frame_rate > MAX_FRAME_RATE:
+            raise MediaRefused(
+                f"its video stream #{stream.index} runs at {stream.frame_rate:,.0f} frames a second, "
+                f"more than the {MAX_FRAME_RATE:.0f} allowed"
+            )
 
 
 def _check_tail(container: av.container.InputContainer, streams: list[StreamInfo], duration: float) -> None:
-    """Raise ProbeError when the file ends before its header says (a truncated MP4 with its index first)."""
+    """Raise MediaRefused when the file ends before its header says (a truncated MP4 with its index first)."""
     main = next((s for s in streams if s.kind == "video" and not s.attached_picture), None) or next(
         (s for s in streams if s.kind == "audio"), None
     )
@@ -137,7 +257,7 @@ def _check_tail(container: av.container.InputContainer, streams: list[StreamInfo
                 return
     except av.FFmpegError:
         pass
-    raise ProbeError(f"the file is cut short: it holds no media near the {duration:.3f} s its header announces")
+    raise MediaRefused(f"the file is cut short: it holds no media near the {duration:.3f} s its header announces")
 
 
 def _describe(container: av.container.InputContainer) -> MediaInfo:
@@ -153,23 +273,30 @@ def _describe(container: av.container.InputContainer) -> MediaInfo:
     return MediaInfo(container.format.name, duration, streams, tags)
 
 
-def probe(path: Path | str) -> MediaInfo:
-    """Describe a file that came from outside; raises ProbeError when it is not readable media.
+def probe(path: Path | str, *, max_video_pixels: int | None = None) -> MediaInfo:
+    """Describe a file that came from outside; raises ProbeError when it is not readable media,
+    MediaRefused when it lies about its length or goes past a limit (``max_video_pixels``: width x height).
 
     Headers are not believed: durations that a header claims or estimates are counted from
-    packets, and a file must hold media near the end it announces.
+    packets, a file's length must be held by its audio packets, and a file must hold media near
+    the end it announces.
     """
     try:
         with av.open(str(path), metadata_errors="ignore") as container:
             info = _describe(container)
+            _check_limits(info, max_video_pixels)
+            timelines = _audio_timelines(container, info)
             if info.audio and info.format_name.split(",")[0] in _ESTIMATED_DURATION_FORMATS:
-                claimed, duration = info.duration, _packet_duration(container, info.audio[0].index)
+                start = container.start_time / av.time_base if container.start_time else 0.0  # MPEG-TS starts at 1.4 s
+                claimed, duration = info.duration, timelines[0].end - start
                 if info.format_name in _HEADER_DURATION_FORMATS and claimed > duration * 1.02 + _TAIL_SECONDS:
-                    raise ProbeError(f"its header claims {claimed:.3f} s but the file holds {duration:.3f} s")
+                    raise MediaRefused(f"its header claims {claimed:.3f} s but the file holds {duration:.3f} s")
                 info = replace(info, duration=duration)
             else:
                 _check_tail(container, info.streams, info.duration)
-    except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
+            if timelines:
+                _check_held(info, timelines)
+    except (av.FFmpegError, OSError, ValueError, ArithmeticError, UnicodeDecodeError) as exc:
         raise ProbeError(str(exc) or exc.__class__.__name__) from exc
     return info
 
