@@ -286,16 +286,17 @@ def probe(path: Path | str, *, max_video_pixels: int | None = None) -> MediaInfo
             info = _describe(container)
             _check_limits(info, max_video_pixels)
             timelines = _audio_timelines(container, info)
-            if info.audio and info.format_name.split(",")[0] in _ESTIMATED_DURATION_FORMATS:
+            estimated = bool(info.audio) and info.format_name.split(",")[0] in _ESTIMATED_DURATION_FORMATS
+            if estimated:
                 start = container.start_time / av.time_base if container.start_time else 0.0  # MPEG-TS starts at 1.4 s
                 claimed, duration = info.duration, timelines[0].end - start
                 if info.format_name in _HEADER_DURATION_FORMATS and claimed > duration * 1.02 + _TAIL_SECONDS:
                     raise MediaRefused(f"its header claims {claimed:.3f} s but the file holds {duration:.3f} s")
                 info = replace(info, duration=duration)
-            else:
-                _check_tail(container, info.streams, info.duration)
             if timelines:
                 _check_held(info, timelines)
+            if not estimated:
+                _check_tail(container, info.streams, info.duration)
     except (av.FFmpegError, OSError, ValueError, ArithmeticError, UnicodeDecodeError) as exc:
         raise ProbeError(str(exc) or exc.__class__.__name__) from exc
     return info
