@@ -33,6 +33,15 @@ class Settings(BaseSettings):
         description="Largest video frame accepted in an import, as width x height: each FFmpeg holds frames of it "
         "(8192x8192 takes about 1 GiB). The default admits DCI 4K, UHD and 5K, not 8K.",
     )
+    max_video_frame_rate: float = Field(
+        default=300.0, gt=0, description="Fastest video accepted in an import, in frames a second (240 fps is in use)."
+    )
+    max_audio_sample_rate: int = Field(
+        default=384_000, gt=0, description="Highest audio sample rate accepted in an import (Hz): DXD's 352.8k, 384k."
+    )
+    max_audio_channels: int = Field(
+        default=24, gt=0, description="Most audio channels in a stream accepted in an import: 22.2, the largest layout."
+    )
     export_quota_minutes: float | None = Field(
         default=None, ge=0, description="Minutes of exports per workspace (unset: unlimited); per-workspace override."
     )

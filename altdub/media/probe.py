@@ -30,18 +30,28 @@ _HELD_SLACK_RATIO = 0.02
 _HELD_SLACK_SECONDS = 1.0
 _PCM_BITS = re.compile(r"pcm_[a-z]*?(\d+)")
 
-# What the exports can deliver: rates and channel counts past these multiply the cost of every export.
-MAX_SAMPLE_RATE = 384_000  # the highest rate in professional use (DXD's 352.8 kHz, 384 kHz); FLAC and WAV carry it
-MAX_CHANNELS = 24  # 22.2, FFmpeg's largest named layout (MXF exports one mono track per channel)
-MAX_FRAME_RATE = 300.0  # past phones' 240 fps slow motion; MXF re-encodes at the source's rate
-
 
 class ProbeError(Exception):
     """The file is not media that FFmpeg can read."""
 
 
+# What PyAV raises on a hostile file (av.FFmpegError covers FFmpeg's own, its MemoryError and OverflowError
+# included; ArithmeticError a zero or huge time base): each becomes a ProbeError, in probe and probe_output.
+_READ_ERRORS = (av.FFmpegError, OSError, ValueError, ArithmeticError, UnicodeDecodeError)
+
+
 class MediaRefused(ProbeError):
     """The file is readable media, but lies about its length or goes past a limit; the message says which."""
+
+
+@dataclass(frozen=True)
+class MediaLimits:
+    """What an imported file may hold: past these, every export of it costs more than the service allows."""
+
+    video_pixels: int  # width x height of a frame: each FFmpeg holds several
+    video_frame_rate: float
+    audio_sample_rate: int
+    audio_channels: int
 
 
 @dataclass(frozen=True)
@@ -147,7 +157,7 @@ class _AudioTimeline:
 
     def __init__(self, stream: av.audio.AudioStream) -> None:
         ctx = stream.codec_context
-        rate = ctx.sample_rate or 1
+        rate = ctx.sample_rate  # known: _check_limits refused a stream without one
         if not stream.time_base:
             raise ProbeError(f"its audio stream #{stream.index} has no time base")
         self.stream = stream
@@ -213,31 +223,35 @@ def _check_held(info: MediaInfo, timelines: list[_AudioTimeline]) -> None:
         raise MediaRefused(f"it declares {info.duration:.1f} s but its audio holds {held:.1f} s")
 
 
-def _check_limits(info: MediaInfo, max_video_pixels: int | None) -> None:
-    """Raise MediaRefused for what no export can deliver at a bounded cost."""
+def _check_limits(info: MediaInfo, limits: MediaLimits | None) -> None:
+    """Raise ProbeError for audio without a sample rate, MediaRefused for a stream past a limit."""
     for stream in info.audio:
-        if not stream.sample_rate or not stream.channels:
-            raise ProbeError(f"its audio stream #{stream.index} declares no sample rate or no channels")
-        if stream.sample_rate > MAX_SAMPLE_RATE:
+        if not stream.sample_rate:
+            raise ProbeError(f"its audio stream #{stream.index} declares no sample rate")
+    if limits is None:
+        return
+    for stream in info.audio:
+        if stream.sample_rate and stream.sample_rate > limits.audio_sample_rate:
             raise MediaRefused(
                 f"its audio stream #{stream.index} is sampled at {stream.sample_rate:,} Hz, "
-                f"more than the {MAX_SAMPLE_RATE:,} Hz allowed"
+                f"more than the {limits.audio_sample_rate:,} Hz allowed"
             )
-        if stream.channels > MAX_CHANNELS:
+        if (stream.channels or 0) > limits.audio_channels:
             raise MediaRefused(
-                f"its audio stream #{stream.index} has {stream.channels} channels, more than the {MAX_CHANNELS} allowed"
+                f"its audio stream #{stream.index} has {stream.channels} channels, "
+                f"more than the {limits.audio_channels} allowed"
             )
     for stream in info.video:
         pixels = (stream.width or 0) * (stream.height or 0)
-        if max_video_pixels is not None and pixels > max_video_pixels:
+        if pixels > limits.video_pixels:
             raise MediaRefused(
                 f"its video stream #{stream.index} is {stream.width}x{stream.height} ({pixels:,} pixels a frame), "
-                f"more than the {max_video_pixels:,} allowed"
+                f"more than the {limits.video_pixels:,} allowed"
             )
-        if stream.frame_rate and stream.frame_rate > MAX_FRAME_RATE:
+        if stream.frame_rate and stream.frame_rate > limits.video_frame_rate:
             raise MediaRefused(
                 f"its video stream #{stream.index} runs at {stream.frame_rate:,.0f} frames a second, "
-                f"more than the {MAX_FRAME_RATE:.0f} allowed"
+                f"more than the {limits.video_frame_rate:,.0f} allowed"
             )
 
 
@@ -273,9 +287,9 @@ def _describe(container: av.container.InputContainer) -> MediaInfo:
     return MediaInfo(container.format.name, duration, streams, tags)
 
 
-def probe(path: Path | str, *, max_video_pixels: int | None = None) -> MediaInfo:
+def probe(path: Path | str, limits: MediaLimits | None = None) -> MediaInfo:
     """Describe a file that came from outside; raises ProbeError when it is not readable media,
-    MediaRefused when it lies about its length or goes past a limit (``max_video_pixels``: width x height).
+    MediaRefused when it lies about its length or goes past one of the ``limits``.
 
     Headers are not believed: durations that a header claims or estimates are counted from
     packets, a file's length must be held by its audio packets, and a file must hold media near
@@ -284,7 +298,7 @@ def probe(path: Path | str, *, max_video_pixels: int | None = None) -> MediaInfo
     try:
         with av.open(str(path), metadata_errors="ignore") as container:
             info = _describe(container)
-            _check_limits(info, max_video_pixels)
+            _check_limits(info, limits)
             timelines = _audio_timelines(container, info)
             estimated = bool(info.audio) and info.format_name.split(",")[0] in _ESTIMATED_DURATION_FORMATS
             if estimated:
@@ -297,7 +311,7 @@ def probe(path: Path | str, *, max_video_pixels: int | None = None) -> MediaInfo
                 _check_held(info, timelines)
             if not estimated:
                 _check_tail(container, info.streams, info.duration)
-    except (av.FFmpegError, OSError, ValueError, ArithmeticError, UnicodeDecodeError) as exc:
+    except _READ_ERRORS as exc:
         raise ProbeError(str(exc) or exc.__class__.__name__) from exc
     return info
 
@@ -313,7 +327,7 @@ def probe_output(path: Path | str, written_seconds: float | None) -> MediaInfo:
     try:
         with av.open(str(path), metadata_errors="ignore", options={"probesize": str(_OUTPUT_PROBE_BYTES)}) as container:
             info = _describe(container)
-    except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
+    except _READ_ERRORS as exc:
         raise ProbeError(str(exc) or exc.__class__.__name__) from exc
     if info.format_name in _NO_DURATION_FORMATS:
         if written_seconds is None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import random
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from altdub.config import Settings
 from altdub.media.ffmpeg import file_arg, run_ffmpeg
-from altdub.media.probe import MediaRefused, ProbeError, probe, probe_output
+from altdub.media.probe import MediaLimits, MediaRefused, ProbeError, probe, probe_output
 from tests.conftest import SOURCE_SECONDS, Media
 from tests.media import lies
 
@@ -52,6 +54,13 @@ def test_output_probe_refuses_what_is_not_media(media: Media) -> None:
 
 # --- media that lies about its length, its codec, or goes past a limit ------------------------------------
 
+LIMITS = MediaLimits(  # the defaults of the settings
+    *(
+        Settings.model_fields[name].default
+        for name in ("max_video_pixels", "max_video_frame_rate", "max_audio_sample_rate", "max_audio_channels")
+    )
+)
+
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -90,10 +99,10 @@ def test_unknown_codecs_are_unreadable_media(made: Path) -> None:
 
 def test_pixels_past_the_limit_are_refused(made: Path, media: Media) -> None:
     with pytest.raises(MediaRefused, match=r"is 8192x8192 \(67,108,864 pixels a frame\), more than the 16,777,216"):
-        probe(lies.huge_picture(made), max_video_pixels=4096 * 4096)
-    assert probe(media.video, max_video_pixels=320 * 240).video[0].width == 320  # the limit itself is allowed
+        probe(lies.huge_picture(made), LIMITS)
+    assert probe(media.video, replace(LIMITS, video_pixels=320 * 240)).video[0].width == 320  # the limit is allowed
     with pytest.raises(MediaRefused, match=r"is 320x240 \(76,800 pixels a frame\), more than the 76,799 allowed"):
-        probe(media.video, max_video_pixels=320 * 240 - 1)
+        probe(media.video, replace(LIMITS, video_pixels=320 * 240 - 1))
 
 
 @pytest.mark.parametrize(
@@ -108,7 +117,7 @@ def test_pixels_past_the_limit_are_refused(made: Path, media: Media) -> None:
 )
 def test_what_exports_cannot_deliver_is_refused(made: Path, build, reason: str) -> None:
     with pytest.raises(MediaRefused, match=re.escape(reason)):
-        probe(build(made))
+        probe(build(made), LIMITS)
 
 
 @pytest.mark.parametrize(
@@ -121,7 +130,7 @@ def test_what_exports_cannot_deliver_is_refused(made: Path, build, reason: str) 
     ids=["24-channels", "384-khz", "240-fps"],
 )
 def test_the_limits_themselves_are_allowed(made: Path, build) -> None:
-    probe(build(made), max_video_pixels=4096 * 4096)
+    probe(build(made), LIMITS)
 
 
 HONEST = {
@@ -142,13 +151,13 @@ HONEST = {
 )
 def test_honest_fixtures_keep_their_length(media: Media, name: str) -> None:
     """The shared fixtures (AAC priming, an MP3's encoder delay, MXF, Opus in Matroska) import as before."""
-    assert probe(getattr(media, name), max_video_pixels=4096 * 4096).duration == pytest.approx(SOURCE_SECONDS, abs=0.05)
+    assert probe(getattr(media, name), LIMITS).duration == pytest.approx(SOURCE_SECONDS, abs=0.05)
 
 
 @pytest.mark.parametrize("case", sorted(HONEST))
 def test_honest_files_keep_their_length(made: Path, case: str) -> None:
     """Codec delays, a stream that starts later, a still picture, rounded timestamps: none of them is a lie."""
-    info = probe(HONEST[case](made), max_video_pixels=4096 * 4096)
+    info = probe(HONEST[case](made), LIMITS)
     assert info.duration == pytest.approx(SOURCE_SECONDS, abs=0.05), info
 
 
@@ -167,5 +176,5 @@ def test_damaged_headers_are_probe_errors_or_media(made: Path, media: Media, see
             path = made / f"damaged-{seed}-{attempt}{source.suffix}"
             path.write_bytes(bytes(damaged))
             with contextlib.suppress(ProbeError):
-                probe(path, max_video_pixels=4096 * 4096)
+                probe(path, LIMITS)
             path.unlink()
