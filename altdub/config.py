@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     max_audio_channels: int = Field(
         default=24, gt=0, description="Most audio channels in a stream accepted in an import: 22.2, the largest layout."
     )
+    max_audio_packets: int = Field(
+        default=5_000_000,
+        gt=0,
+        description="Most audio packets in a file accepted in an import: the probe reads each (a few µs), so this "
+        "bounds its cost; 5 million hold 29 h of AAC or 28 h of Opus.",
+    )
     export_quota_minutes: float | None = Field(
         default=None, ge=0, description="Minutes of exports per workspace (unset: unlimited); per-workspace override."
     )

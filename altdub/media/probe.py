@@ -52,6 +52,7 @@ class MediaLimits:
     video_frame_rate: float
     audio_sample_rate: int
     audio_channels: int
+    audio_packets: int  # the probe walks every one: this bounds its cost
 
 
 @dataclass(frozen=True)
@@ -195,14 +196,20 @@ class _AudioTimeline:
         return self
 
 
-def _audio_timelines(container: av.container.InputContainer, info: MediaInfo) -> list[_AudioTimeline]:
+def _audio_timelines(
+    container: av.container.InputContainer, info: MediaInfo, limits: MediaLimits | None
+) -> list[_AudioTimeline]:
     """Walk every packet of every audio stream once (demuxing only: a 60-minute file costs well under a second).
 
     A file that is damaged further on ends the walk there: what it held up to that point is judged.
+    A file of more packets than ``limits.audio_packets`` is refused before it costs more (a few µs each).
     """
     timelines = {s.index: _AudioTimeline(container.streams[s.index]) for s in info.audio}
+    budget = limits.audio_packets if limits else None
     try:
-        for packet in container.demux([t.stream for t in timelines.values()]):
+        for count, packet in enumerate(container.demux([t.stream for t in timelines.values()])):
+            if budget is not None and count >= budget:
+                raise MediaRefused(f"it holds more than the {budget:,} audio packets allowed")
             if packet.stream_index in timelines:
                 timelines[packet.stream_index].add(packet)
     except av.FFmpegError:
@@ -299,7 +306,7 @@ def probe(path: Path | str, limits: MediaLimits | None = None) -> MediaInfo:
         with av.open(str(path), metadata_errors="ignore") as container:
             info = _describe(container)
             _check_limits(info, limits)
-            timelines = _audio_timelines(container, info)
+            timelines = _audio_timelines(container, info, limits)
             estimated = bool(info.audio) and info.format_name.split(",")[0] in _ESTIMATED_DURATION_FORMATS
             if estimated:
                 start = container.start_time / av.time_base if container.start_time else 0.0  # MPEG-TS starts at 1.4 s

@@ -149,6 +149,7 @@ def import_run(ctx: Context, workspace_id: int, fields: dict[str, str], files: l
         ctx.settings.max_video_frame_rate,
         ctx.settings.max_audio_sample_rate,
         ctx.settings.max_audio_channels,
+        ctx.settings.max_audio_packets,
     )
     inputs = [_probe_input(f, limits) for f in files if not f.field.startswith(TRANSCRIPT)]
     seen: dict[tuple[FileRole, int | None], str] = {}

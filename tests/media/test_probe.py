@@ -8,6 +8,7 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
+import av
 import pytest
 
 from altdub.config import Settings
@@ -57,7 +58,13 @@ def test_output_probe_refuses_what_is_not_media(media: Media) -> None:
 LIMITS = MediaLimits(  # the defaults of the settings
     *(
         Settings.model_fields[name].default
-        for name in ("max_video_pixels", "max_video_frame_rate", "max_audio_sample_rate", "max_audio_channels")
+        for name in (
+            "max_video_pixels",
+            "max_video_frame_rate",
+            "max_audio_sample_rate",
+            "max_audio_channels",
+            "max_audio_packets",
+        )
     )
 )
 
@@ -178,3 +185,13 @@ def test_damaged_headers_are_probe_errors_or_media(made: Path, media: Media, see
             with contextlib.suppress(ProbeError):
                 probe(path, LIMITS)
             path.unlink()
+
+
+def test_the_packet_walk_is_bounded(media: Media) -> None:
+    """The probe reads every audio packet: past the budget, the file is refused before it costs more."""
+    with av.open(str(media.video)) as container:
+        packets = sum(1 for _ in container.demux(container.streams.audio[0]))
+    assert packets > 150  # 4 s of AAC at 48 kHz
+    assert probe(media.video, replace(LIMITS, audio_packets=packets)).duration == pytest.approx(SOURCE_SECONDS)
+    with pytest.raises(MediaRefused, match=f"it holds more than the {packets - 1} audio packets allowed"):
+        probe(media.video, replace(LIMITS, audio_packets=packets - 1))

@@ -506,19 +506,21 @@ def test_lying_or_oversized_media_is_refused(
     assert_refused_leaving_nothing(server, parts, field, reason)
 
 
-def test_the_pixel_limit_is_a_setting(tmp_path: Path, corpus: Corpus) -> None:
-    """ALTDUB_MAX_VIDEO_PIXELS one below the 320x240 video: refused, both figures named; at it: imported."""
+def test_media_limits_are_settings(tmp_path: Path, corpus: Corpus) -> None:
+    """ALTDUB_MAX_VIDEO_PIXELS one below the 320x240 video, ALTDUB_MAX_AUDIO_PACKETS below the 4 s WAV's 48:
+    refused, both figures named; at the picture's size, imported."""
     factory = ServerFactory()
     try:
-        strict = factory(tmp_path / "strict", env={"ALTDUB_MAX_VIDEO_PIXELS": str(320 * 240 - 1)})
-        assert_refused_leaving_nothing(
-            strict,
-            {"source": corpus.video, "dub_es-es": corpus.dub},
-            "source",
-            "is 320x240 (76,800 pixels a frame), more than the 76,799 allowed",
+        strict = factory(
+            tmp_path / "strict", env={"ALTDUB_MAX_VIDEO_PIXELS": str(320 * 240 - 1), "ALTDUB_MAX_AUDIO_PACKETS": "40"}
         )
+        parts = {"source": corpus.video, "dub_es-es": corpus.dub}
+        reason = "is 320x240 (76,800 pixels a frame), more than the 76,799 allowed"
+        assert_refused_leaving_nothing(strict, parts, "source", reason)
+        reason = "it holds more than the 40 audio packets allowed"
+        assert_refused_leaving_nothing(strict, {"dub_es-es": corpus.dub}, "dub_es-es", reason)
         exact = factory(tmp_path / "exact", env={"ALTDUB_MAX_VIDEO_PIXELS": str(320 * 240)})
-        assert post_run(exact, {"source": corpus.video, "dub_es-es": corpus.dub}).status_code == 201
+        assert post_run(exact, parts).status_code == 201
     finally:
         factory.stop_all()
 
