@@ -21,6 +21,8 @@ _OUTPUT_PROBE_BYTES = 32 * 1024
 # The largest audio packet a codec makes, in samples: FLAC's streamable subset allows 16,384 (Vorbis 8,192,
 # Opus 5,760, ALAC 4,096, AC-3 1,536, MP3 1,152, AAC 1,024); a packet that says it lasts longer is held for this.
 _MAX_AUDIO_PACKET_SAMPLES = 16_384
+# The lossless codecs whose frames are longer: Monkey's Audio (its "extra high" level), TTA (256/245 s).
+_LONG_FRAME_SAMPLES = {"ape": lambda rate: 73_728 * 4, "tta": lambda rate: 256 * rate // 245 + 1}
 # Silence between two audio packets beyond this is a lie about the timeline, not a dropout: broadcast
 # captures lose a second or two of audio; codec delays (AAC priming, MP3 encoder delay) are in-stream.
 _MAX_AUDIO_GAP_SECONDS = 5.0
@@ -165,7 +167,10 @@ class _AudioTimeline:
         self._tick = float(stream.time_base)  # seconds per timestamp unit; timestamps are rounded to it
         pcm_bits = _PCM_BITS.match(ctx.name)
         self._seconds_per_byte = 8 / (int(pcm_bits.group(1)) * (ctx.channels or 1) * rate) if pcm_bits else None
-        samples = 2 * ctx.frame_size if ctx.frame_size else _MAX_AUDIO_PACKET_SAMPLES  # 2x: HE-AAC doubles
+        if ctx.frame_size:
+            samples = 2 * ctx.frame_size  # 2x: HE-AAC doubles the core's frame
+        else:
+            samples = _LONG_FRAME_SAMPLES.get(ctx.name, lambda rate: _MAX_AUDIO_PACKET_SAMPLES)(rate)
         self._largest_packet = samples / rate
         self.held = 0.0  # seconds of audio the packets hold
         self.end = 0.0  # where the last packet ends on the timeline
@@ -173,6 +178,7 @@ class _AudioTimeline:
         self.gap_at = 0.0
         self._start: float | None = None
         self._holds = 0.0
+        self._spacing = 0.0
 
     def add(self, packet: av.Packet) -> None:
         timestamp = packet.dts if packet.dts is not None else packet.pts
@@ -182,8 +188,10 @@ class _AudioTimeline:
         holds = self._largest_packet if self._seconds_per_byte is None else packet.size * self._seconds_per_byte
         if packet.duration:
             holds = min(holds, (packet.duration + 1) * self._tick)
+        elif self._spacing:  # no duration (SMPTE 302M in MPEG-TS): as long as the last packet's
+            holds = min(holds, self._spacing)
         if self._start is not None:
-            spacing = start - self._start
+            spacing = self._spacing = start - self._start
             self.held += max(0.0, min(self._holds, spacing + self._tick))
             if spacing - self._holds > self.gap:
                 self.gap, self.gap_at = spacing - self._holds, self._start + self._holds

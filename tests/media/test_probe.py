@@ -148,6 +148,11 @@ HONEST = {
     "flac-mka": lambda d: lies.tone(d / "tone-flac.mka", "flac"),
     "vorbis-ogg": lambda d: lies.tone(d / "tone.ogg", "libvorbis"),
     "ac3": lambda d: lies.tone(d / "tone.ac3", "ac3"),
+    "tta-one-second-frames": lambda d: lies.tone(d / "tone.tta", "tta"),
+    "wavpack": lambda d: lies.tone(d / "tone.wv", "wavpack"),
+    "wma": lambda d: lies.tone(d / "tone.wma", "wmav2"),
+    "pcm-avi": lambda d: lies.tone(d / "tone.avi", "pcm_s16le"),
+    "pcm-caf": lambda d: lies.tone(d / "tone.caf", "pcm_s16le"),
     "still-frame-vfr-mkv": lies.still_frame_video,
     "audio-half-a-second-late-mp4": lies.late_audio,
 }
