@@ -214,6 +214,9 @@ def _audio_timelines(
     """
     timelines = {s.index: _AudioTimeline(container.streams[s.index]) for s in info.audio}
     budget = limits.audio_packets if limits else None
+    others = [s for s in container.streams if s.index not in timelines]
+    for stream in others:  # the demuxer skips their data instead of reading it (1 GB of video: 0.2 s -> 0.07 s)
+        stream.discard = av.stream.Discard.all
     try:
         for count, packet in enumerate(container.demux([t.stream for t in timelines.values()])):
             if budget is not None and count >= budget:
@@ -222,6 +225,9 @@ def _audio_timelines(
                 timelines[packet.stream_index].add(packet)
     except av.FFmpegError:
         pass
+    finally:
+        for stream in others:
+            stream.discard = av.stream.Discard.default
     return [t.finish() for t in timelines.values()]
 
 
