@@ -43,9 +43,9 @@ def stepped(directory: Path) -> Path:
     return tone(directory / "steps.mka", "pcm_s16le", audio_filter=_STEPS)
 
 
-def audio_an_hour_late(directory: Path) -> Path:
-    """A 4 s video whose 4 s of audio start an hour in: it declares 3604 s."""
-    path = directory / "late-audio.mkv"
+def audio_an_hour_late(directory: Path, container: str = "mkv") -> Path:
+    """A 4 s video whose 4 s of audio start an hour in (MP4: an empty edit in its edit list): it declares 3604 s."""
+    path = directory / f"late-audio.{container}"
     run_ffmpeg(["-f", "lavfi", "-i", _PICTURE, "-itsoffset", str(JUMP_SECONDS), "-f", "lavfi", "-i", _TONE,
                 *_H264, "-c:a", "aac", file_arg(path)])  # fmt: skip
     return path

@@ -459,6 +459,11 @@ LIES: dict[str, tuple[Parts, str, str]] = {
         "source",
         "it declares 3604.0 s but its audio holds",
     ),
+    "mp4-audio-an-hour-late-edit-list": (
+        lambda c, d, u: {"source": lies.audio_an_hour_late(d, "mp4"), "dub_es-es": c.dub},
+        "source",
+        "it declares 3604.0 s but its audio holds 4.0 s",
+    ),
     "mka-unknown-pcm-codecid": (
         lambda c, d, u: {"dub_es-es": u["mka-pcm-codecid"]},
         "dub_es-es",
