@@ -27,6 +27,27 @@ class Settings(BaseSettings):
     task_time_limit: float = Field(default=3600.0, gt=0, description="Seconds before a conversion is killed.")
     url_ttl: int = Field(default=3600, gt=0, description="Lifetime of signed download URLs in seconds.")
     max_upload_bytes: int = Field(default=5 * GIB, gt=0, description="Largest accepted file in an import.")
+    max_video_pixels: int = Field(
+        default=4096 * 4096,
+        gt=0,
+        description="Largest video frame accepted in an import, as width x height: each FFmpeg holds frames of it "
+        "(8192x8192 takes about 1 GiB). The default admits DCI 4K, UHD and 5K, not 8K.",
+    )
+    max_video_frame_rate: float = Field(
+        default=300.0, gt=0, description="Fastest video accepted in an import, in frames a second (240 fps is in use)."
+    )
+    max_audio_sample_rate: int = Field(
+        default=384_000, gt=0, description="Highest audio sample rate accepted in an import (Hz): DXD's 352.8k, 384k."
+    )
+    max_audio_channels: int = Field(
+        default=24, gt=0, description="Most audio channels in a stream accepted in an import: 22.2, the largest layout."
+    )
+    max_audio_packets: int = Field(
+        default=5_000_000,
+        gt=0,
+        description="Most audio packets in a file accepted in an import: the probe reads each (a few µs), so this "
+        "bounds its cost; 5 million hold 29 h of AAC or 28 h of Opus.",
+    )
     export_quota_minutes: float | None = Field(
         default=None, ge=0, description="Minutes of exports per workspace (unset: unlimited); per-workspace override."
     )

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from altdub import languages
 from altdub.db.models import FileRole, Run, RunFile, Transcript
-from altdub.media.probe import MediaInfo, ProbeError, probe
+from altdub.media.probe import MediaInfo, MediaLimits, MediaRefused, ProbeError, probe
 from altdub.media.transcripts import MAX_TRANSCRIPT_BYTES, TranscriptError, parse_transcript, validate
 from altdub.service.context import Context
 from altdub.service.errors import InvalidInput, NotFound
@@ -66,12 +66,14 @@ def _classify(field: str) -> tuple[FileRole, languages.Language | None]:
     )
 
 
-def _probe_input(incoming: IncomingFile) -> _Input:
+def _probe_input(incoming: IncomingFile, limits: MediaLimits) -> _Input:
     role, language = _classify(incoming.field)
     if incoming.size == 0:
         raise InvalidInput(_loc(incoming.field), "the file is empty")
     try:
-        info = probe(incoming.path)
+        info = probe(incoming.path, limits)
+    except MediaRefused as exc:
+        raise InvalidInput(_loc(incoming.field), str(exc)) from exc
     except ProbeError as exc:
         raise InvalidInput(_loc(incoming.field), f"not a media file FFmpeg can read ({exc})") from exc
     if not info.audio:
@@ -142,7 +144,14 @@ def import_run(ctx: Context, workspace_id: int, fields: dict[str, str], files: l
             if incoming.size > MAX_TRANSCRIPT_BYTES:
                 raise InvalidInput(_loc(incoming.field), "transcript larger than 10 MiB")
             transcript_texts[incoming.field] = (incoming.filename, incoming.path.read_bytes())
-    inputs = [_probe_input(f) for f in files if not f.field.startswith(TRANSCRIPT)]
+    limits = MediaLimits(
+        ctx.settings.max_video_pixels,
+        ctx.settings.max_video_frame_rate,
+        ctx.settings.max_audio_sample_rate,
+        ctx.settings.max_audio_channels,
+        ctx.settings.max_audio_packets,
+    )
+    inputs = [_probe_input(f, limits) for f in files if not f.field.startswith(TRANSCRIPT)]
     seen: dict[tuple[FileRole, int | None], str] = {}
     for item in inputs:
         slot = (item.role, item.language.id if item.language else None)
