@@ -101,5 +101,5 @@ def get_run(run_id: RunId, session: SessionDep, workspace: WorkspaceDep) -> RunO
 )
 def delete_run(run_id: RunId, context: ContextDep, session: SessionDep, workspace: WorkspaceDep) -> Response:
     """Delete the run, its exports and all their files."""
-    runs.delete_run(session, context.storage, workspace.id, run_id)
+    runs.delete_run(context, session, workspace.id, run_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
