@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -139,18 +138,15 @@ def serve(
         typer.echo("Conversions run in `altdub worker` processes (ALTDUB_BROKER_URL is set).")
     typer.echo(f"Dashboard: {base}/  (sign in with an API key)")
     typer.echo(f"API docs: {base}/docs")  # the last line before uvicorn's: the e2e tests wait for it
-    try:
-        uvicorn.run(
-            create_app(settings, workers=not no_workers),
-            host=host,
-            port=port,
-            log_level="info",
-            loop=EVENT_LOOP,
-            log_config=_log_config(),
-            timeout_graceful_shutdown=settings.shutdown_grace,
-        )
-    finally:  # what requests cut short at shutdown had staged (a stalled upload's parts)
-        shutil.rmtree(settings.scratch_root / str(os.getpid()), ignore_errors=True)
+    uvicorn.run(
+        create_app(settings, workers=not no_workers),
+        host=host,
+        port=port,
+        log_level="info",
+        loop=EVENT_LOOP,
+        log_config=_log_config(),
+        timeout_graceful_shutdown=settings.shutdown_grace,
+    )
 
 
 @app.command()

@@ -121,7 +121,8 @@ def test_sigterm_with_a_stalled_upload_stops_within_the_grace(
         thread.join(timeout=30)
     print(f"SIGTERM, upload stalled {where}, converting={converting}: exited in {elapsed:.2f} s (grace {GRACE:g} s)")
     assert elapsed <= GRACE + SLACK, f"exited {elapsed:.1f} s after SIGTERM, grace {GRACE:g} s"
-    assert server.process.returncode == 0, server.text[-2000:]
+    assert server.process.returncode in (0, -signal.SIGTERM), server.text[-2000:]  # uvicorn re-raises the signal
+    assert "Application shutdown complete." in server.text, server.text[-2000:]
     assert upload.response is None or upload.response.status_code >= 400, upload.response
     assert wait_until_gone(ffmpeg_pids) == [] and ffmpeg_processes(str(data_dir)) == []
     assert not scratch.exists() or files_under(scratch) == [], f"staged files left: {files_under(scratch)}"
