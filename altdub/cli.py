@@ -44,10 +44,15 @@ KeyOpt = Annotated[str, typer.Option("--api-key", envvar="ALTDUB_API_KEY", help=
 
 
 def _context() -> Context:
-    """The service context; imported lazily so that the client commands start fast."""
+    """The service context, for the commands that run the service or manage its data (files private).
+
+    Imported lazily so that the client commands start fast.
+    """
     from altdub.service.context import build_context
 
-    return build_context(Settings())
+    settings = Settings()
+    _private_files(settings)
+    return build_context(settings)
 
 
 # A query parameter whose name says it is a secret (signature, X-Amz-Signature, api_key, token, ...): name, value.
@@ -116,7 +121,7 @@ def serve(
     from altdub.service.bootstrap import bootstrap_if_empty
 
     settings = Settings()
-    _private_files(settings)
+    link_hint = settings.public_url is None and host in ("0.0.0.0", "::")  # links to a wildcard reach nobody
     if settings.public_url is None:
         settings.public_url = served_url(host, port)  # download links point where clients reached us
     context = _context()
@@ -136,6 +141,8 @@ def serve(
             )
     if settings.broker_url:
         typer.echo("Conversions run in `altdub worker` processes (ALTDUB_BROKER_URL is set).")
+    if link_hint:
+        typer.echo(f"Download links point at {base}: set ALTDUB_PUBLIC_URL to the address clients use.")
     typer.echo(f"Dashboard: {base}/  (sign in with an API key)")
     typer.echo(f"API docs: {base}/docs")  # the last line before uvicorn's: the e2e tests wait for it
     uvicorn.run(
@@ -165,7 +172,6 @@ def worker() -> None:
     if not settings.broker_url:
         typer.echo("error: set ALTDUB_BROKER_URL (a Redis URL) to run workers", err=True)
         raise typer.Exit(2)
-    _private_files(settings)
     context = _context()
     remove_stale_scratch(settings)
     celery = make_celery(
@@ -262,7 +268,9 @@ def db_upgrade() -> None:
     """Apply the database migrations. Example: ALTDUB_DATABASE_URL=postgresql+psycopg://… altdub db upgrade"""
     from altdub.db.migrate import upgrade
 
-    upgrade(Settings().effective_database_url)
+    settings = Settings()
+    _private_files(settings)
+    upgrade(settings.effective_database_url)
     typer.echo("database is up to date")
 
 
