@@ -5,11 +5,19 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 GIB = 1024**3
+SERVE_HOST = "127.0.0.1"  # where `altdub serve` listens unless told otherwise
+SERVE_PORT = 8000
+
+
+def served_url(host: str, port: int) -> str:
+    """The URL of ``altdub serve --host HOST --port PORT`` (an IPv6 address in brackets)."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 class Settings(BaseSettings):
@@ -56,6 +64,31 @@ class Settings(BaseSettings):
         description="Flush each stored file and each SQLite commit to disk (power-cut durability).",
     )
     create_demo: bool = Field(default=True, description="Make a demo run on the first start.")
+    public_url: str | None = Field(
+        default=None,
+        description="Base URL of signed download links, as clients reach the service (e.g. https://dub.example.com); "
+        "unset: the address `altdub serve` listens on. Never taken from a request's Host header.",
+    )
+    shutdown_grace: float = Field(
+        default=10.0,
+        ge=0,
+        description="Seconds a stopping server lets open requests finish (a stalled upload, a long poll) "
+        "before it cancels them and exits.",
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _absolute_http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError("expected an http(s) URL with a host and no query, e.g. https://dub.example.com")
+        return value.rstrip("/")
+
+    @property
+    def effective_public_url(self) -> str:
+        return self.public_url or served_url(SERVE_HOST, SERVE_PORT)
 
     @cached_property
     def resolved_data_dir(self) -> Path:

@@ -6,7 +6,8 @@ import os
 import shutil
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
@@ -48,6 +49,53 @@ class IdentityCache:
                 self._items.popitem(last=False)
 
 
+class TaskCancel(threading.Event):
+    """Stops one running conversion: set when its task is gone (its run was deleted).
+
+    It also reads as set once the process is stopping, so that the FFmpeg runner, which polls
+    ``is_set()``, stops for either; ``task_gone`` tells the two apart (only ``is_set`` sees the
+    shutdown: ``wait`` does not).
+    """
+
+    def __init__(self, stopping: threading.Event) -> None:
+        super().__init__()
+        self._stopping = stopping
+
+    def is_set(self) -> bool:
+        return super().is_set() or self._stopping.is_set()
+
+    @property
+    def task_gone(self) -> bool:
+        return super().is_set()
+
+
+class RunningConversions:
+    """The cancel of every conversion running in this process, by task id, so that deleting a run stops its FFmpeg."""
+
+    def __init__(self, stopping: threading.Event) -> None:
+        self._stopping = stopping
+        self._cancels: dict[str, TaskCancel] = {}
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def running(self, task_id: str) -> Iterator[TaskCancel]:
+        cancel = TaskCancel(self._stopping)
+        with self._lock:
+            self._cancels[task_id] = cancel
+        try:
+            yield cancel
+        finally:
+            with self._lock:
+                self._cancels.pop(task_id, None)
+
+    def cancel(self, task_ids: Iterable[str]) -> None:
+        """Stop the conversions of these tasks, if they run here (in scale-out, the worker's heartbeat notices)."""
+        with self._lock:
+            cancels = [self._cancels[t] for t in task_ids if t in self._cancels]
+        for cancel in cancels:
+            cancel.set()
+
+
 @dataclass
 class Context:
     settings: Settings
@@ -58,6 +106,10 @@ class Context:
     stopping: threading.Event = field(default_factory=threading.Event)  # set at shutdown: conversions stop
     identities: IdentityCache = field(default_factory=IdentityCache)
     task_events: TaskEvents = field(default_factory=TaskEvents)  # wakes requests waiting for a task
+    conversions: RunningConversions = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.conversions = RunningConversions(self.stopping)
 
     def download_url(self, key: str, filename: str, base_url: str) -> str:
         """A fresh signed URL that downloads ``key`` as ``filename``."""

@@ -11,12 +11,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from altdub import languages
-from altdub.db.models import FileRole, Run, RunFile, Transcript
+from altdub.db.models import ExportTask, FileRole, Run, RunFile, TaskStatus, Transcript
 from altdub.media.probe import MediaInfo, MediaLimits, MediaRefused, ProbeError, probe
 from altdub.media.transcripts import MAX_TRANSCRIPT_BYTES, TranscriptError, parse_transcript, validate
 from altdub.service.context import Context
 from altdub.service.errors import InvalidInput, NotFound
-from altdub.storage import Storage
 
 DURATION_TOLERANCE = 0.02  # a dub may differ from the source by 2 % (spec §5)
 TEXT_FIELDS = ("source_language", "name")
@@ -221,14 +220,24 @@ def exports_prefix(workspace_id: int, run_id: int) -> str:
     return f"w{workspace_id}/exports/{run_id}/"
 
 
-def delete_run(session: Session, storage: Storage, workspace_id: int, run_id: int) -> None:
-    """Delete the run, its tasks and every stored file of it (inputs and exports)."""
+def delete_run(ctx: Context, session: Session, workspace_id: int, run_id: int) -> None:
+    """Delete the run, its tasks and every stored file of it (inputs and exports).
+
+    Conversions of its tasks running in this process are stopped at once; a worker in another
+    process stops its own when its next heartbeat finds the task gone.
+    """
     run = get_run(session, workspace_id, run_id)
     prefix = run.storage_prefix
+    pending = list(
+        session.scalars(
+            select(ExportTask.id).where(ExportTask.run_id == run.id, ExportTask.status == TaskStatus.PENDING.value)
+        )
+    )
     session.delete(run)
     session.commit()
-    storage.delete_prefix(prefix)
-    storage.delete_prefix(exports_prefix(workspace_id, run_id))
+    ctx.conversions.cancel(pending)
+    ctx.storage.delete_prefix(prefix)
+    ctx.storage.delete_prefix(exports_prefix(workspace_id, run_id))
 
 
 def remove_unfinished_imports(ctx: Context) -> int:
