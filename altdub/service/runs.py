@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from altdub import languages
 from altdub.db.models import FileRole, Run, RunFile, Transcript
 from altdub.media.probe import MediaInfo, ProbeError, probe
+from altdub.media.text import label_problem
 from altdub.media.transcripts import MAX_TRANSCRIPT_BYTES, TranscriptError, parse_transcript, validate
 from altdub.service.context import Context
 from altdub.service.errors import InvalidInput, NotFound
@@ -21,6 +22,7 @@ from altdub.storage import Storage
 DURATION_TOLERANCE = 0.02  # a dub may differ from the source by 2 % (spec §5)
 TEXT_FIELDS = ("source_language", "name")
 TRANSCRIPT = "transcript_"
+MAX_NAME_CHARS = Run.__table__.c.name.type.length  # what the database keeps
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,14 @@ def _parse_transcripts(
     return list(transcripts.values())
 
 
+def _check_name(name: str) -> None:
+    if len(name) > MAX_NAME_CHARS:
+        raise InvalidInput(_loc("name"), f"longer than {MAX_NAME_CHARS} characters")
+    problem = label_problem(name)
+    if problem:
+        raise InvalidInput(_loc("name"), f"the name {problem}")
+
+
 def _extension(filename: str) -> str:
     suffix = Path(filename).suffix.lower()
     return suffix if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix) else ""
@@ -134,6 +144,7 @@ def import_run(ctx: Context, workspace_id: int, fields: dict[str, str], files: l
     if not fields.get("source_language"):
         raise InvalidInput(_loc("source_language"), "field required", "missing")
     source_language = _parse_language("source_language", fields["source_language"])
+    _check_name(fields.get("name", ""))
 
     for incoming in files:
         if incoming.field.startswith(TRANSCRIPT):
@@ -164,7 +175,7 @@ def import_run(ctx: Context, workspace_id: int, fields: dict[str, str], files: l
     default_name = Path(reference.incoming.filename).stem or "Untitled run"
     run = Run(
         workspace_id=workspace_id,
-        name=(fields.get("name") or default_name)[:500],
+        name=fields.get("name") or default_name,
         source_language_id=source_language.id,
         has_video=bool(source and source.info.video),
         duration=reference.info.duration,
