@@ -197,10 +197,12 @@ def request_export(
         session.add(task)
         try:
             session.commit()  # the reservation and the task, together
-        except IntegrityError:  # another request, maybe in another process, created it first
+        except IntegrityError:  # another request, maybe in another process, created it first; or the run is gone
             session.rollback()
             task = _live_task(session, identity)
             if task is None:
+                if session.scalar(select(Run.id).where(Run.id == run_id)) is None:
+                    raise NotFound("run not found") from None  # a DELETE of the run committed meanwhile
                 raise
         else:
             if ctx.executor is not None and task.status == TaskStatus.PENDING:
