@@ -20,6 +20,7 @@ from altdub.service.context import Context
 from altdub.service.errors import NotFound
 from altdub.service.exports import signed_url
 from altdub.service.runs import get_run
+from altdub.storage import StorageError
 
 MAX_EXPORTS = 500
 
@@ -98,12 +99,25 @@ def run_thumbnail(ctx: Context, session: Session, workspace_id: int, run_id: int
         raise NotFound(f"run {run_id} has no video, so no thumbnail")
     key, source_key, duration = thumbnail_key(run), source.storage_key, run.duration
     session.rollback()  # hand the connection back: FFmpeg and storage need no database
+    try:
+        data = _thumbnail_bytes(ctx, run_id, key, source_key, video[0].index, duration)
+    except StorageError:
+        if session.scalar(select(Run.id).where(Run.id == run_id)) is None:
+            raise NotFound("run not found") from None  # deleted while its thumbnail was read or made
+        raise
+    if session.scalar(select(Run.id).where(Run.id == run_id)) is None:
+        ctx.storage.delete_prefix(key)  # the run's folder was deleted meanwhile: leave no thumbnail behind in it
+        raise NotFound("run not found")
+    return data
+
+
+def _thumbnail_bytes(ctx: Context, run_id: int, key: str, source_key: str, stream_index: int, duration: float) -> bytes:
     if not ctx.storage.exists(key):
         with tempfile.TemporaryDirectory(prefix="thumbnail-", dir=ctx.settings.staging_dir) as tmp:
             output = Path(tmp) / "thumbnail.jpg"
             try:
                 with ctx.storage.local_copy(source_key) as source_path:
-                    make_thumbnail(source_path, output, stream_index=video[0].index, duration=duration)
+                    make_thumbnail(source_path, output, stream_index=stream_index, duration=duration)
             except FFmpegError as exc:  # no decodable frame: nothing to show
                 raise NotFound(f"no thumbnail can be made for run {run_id}: {exc}") from exc
             ctx.storage.put_file(key, output)  # atomic: concurrent first requests publish the same picture

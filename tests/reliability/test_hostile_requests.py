@@ -37,6 +37,7 @@ pytestmark = pytest.mark.e2e
 
 SECONDS = 2.0
 OPTION_FIELDS = ["audio_bitrate", "sample_rate", "channels", "loudness", "stem", "include_original_audio", "subtitles"]
+TRANSCRIPT = '[{"start": 0.1, "end": 1.0, "text": "hola", "speaker": "Ana"}]'
 NON_FINITE = ["NaN", "Infinity", "-Infinity", "1e400", "-1e400"]
 
 
@@ -58,9 +59,8 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     try:
         server = factory(directory / "data", env={"ALTDUB_WORKERS": "1"})
         assert server.api_key
-        transcript = '[{"start": 0.1, "end": 1.0, "text": "hola", "speaker": "Ana"}]'
         run_id = import_run_id(
-            server.base_url, server.api_key, {"source": video, "dub_es-es": dub}, **{"transcript_es-es": transcript}
+            server.base_url, server.api_key, {"source": video, "dub_es-es": dub}, **{"transcript_es-es": TRANSCRIPT}
         )
         yield Target(server, server.api_key, video, dub, run_id)
     finally:
@@ -309,7 +309,9 @@ def test_exports_and_reads_racing_a_delete_of_their_run_are_200_or_404(target: T
     server = target.server
     totals: Counter[str] = Counter()
     for round_number in range(4):
-        run_id = import_run_id(server.base_url, target.key, {"source": target.video, "dub_es-es": target.dub})
+        files = {"source": target.video, "dub_es-es": target.dub}
+        kept = files_under(server.data_dir / "files" / "w1" / "runs")
+        run_id = import_run_id(server.base_url, target.key, files, **{"transcript_es-es": TRANSCRIPT})
         exports = [
             ("POST", f"/dub-alt-format/{run_id}/es-es", {"output_format": "mp3", "audio_bitrate": f"{kbps}k"})
             for kbps in range(32, 321)
@@ -318,6 +320,8 @@ def test_exports_and_reads_racing_a_delete_of_their_run_are_200_or_404(target: T
             ("GET", f"/runs/{run_id}", None),
             ("GET", f"/dub-result/{run_id}", None),
             ("GET", f"/runs/{run_id}/exports", None),
+            ("GET", f"/runs/{run_id}/thumbnail", None),
+            ("GET", f"/transcript/{run_id}/es-es?data_type=file", None),
         ]
         requests = [item for index, item in enumerate(exports) for item in [item, reads[index % len(reads)]]]
         deletes: list[int] = []
@@ -333,6 +337,7 @@ def test_exports_and_reads_racing_a_delete_of_their_run_are_200_or_404(target: T
         hammer.join()
         assert 204 in deletes and set(deletes) <= {204, 404}, deletes
         assert _tasks_of(server, run_id) == 0  # none inserted after the run was gone
+        assert files_under(server.data_dir / "files" / "w1" / "runs") == kept, "a read wrote into the deleted run's folder"
     assert set(totals) <= {"200", "404"}, totals  # no 5xx, no dropped connection
     assert totals["200"] and totals["404"], totals  # the DELETE did land mid-stream
 
