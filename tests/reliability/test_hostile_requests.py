@@ -310,7 +310,8 @@ def test_exports_and_reads_racing_a_delete_of_their_run_are_200_or_404(target: T
     totals: Counter[str] = Counter()
     for round_number in range(4):
         files = {"source": target.video, "dub_es-es": target.dub}
-        kept = files_under(server.data_dir / "files" / "w1" / "runs")
+        run_folders = server.data_dir / "files" / "w1" / "runs"
+        kept = files_under(run_folders)
         run_id = import_run_id(server.base_url, target.key, files, **{"transcript_es-es": TRANSCRIPT})
         exports = [
             ("POST", f"/dub-alt-format/{run_id}/es-es", {"output_format": "mp3", "audio_bitrate": f"{kbps}k"})
@@ -337,7 +338,7 @@ def test_exports_and_reads_racing_a_delete_of_their_run_are_200_or_404(target: T
         hammer.join()
         assert 204 in deletes and set(deletes) <= {204, 404}, deletes
         assert _tasks_of(server, run_id) == 0  # none inserted after the run was gone
-        assert files_under(server.data_dir / "files" / "w1" / "runs") == kept, "a read wrote into the deleted run's folder"
+        assert files_under(run_folders) == kept, "a read wrote into the deleted run's folder"
     assert set(totals) <= {"200", "404"}, totals  # no 5xx, no dropped connection
     assert totals["200"] and totals["404"], totals  # the DELETE did land mid-stream
 
