@@ -53,7 +53,11 @@ def transcript_url(
             path = Path(tmp) / f"transcript.{text_format}"
             path.write_text(text, encoding="utf-8")
             ctx.storage.put_file(key, path)
-    filename = f"run-{run.id}_{language.short_name}.{text_format}"
+        session.rollback()  # a fresh look: was the run deleted while its file was written?
+        if session.scalar(select(Run.id).where(Run.id == run_id)) is None:
+            ctx.storage.delete_prefix(key)  # its folder is gone: leave no transcript behind in it
+            raise NotFound("run not found")
+    filename = f"run-{run_id}_{language.short_name}.{text_format}"
     return ctx.download_url(key, filename, base_url)
 
 
