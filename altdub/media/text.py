@@ -25,7 +25,7 @@ _TEXT_REFUSED = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")  # tab 
 _WHAT = [
     (re.compile(f"[{_CONTROLS}]"), "the control character"),
     (re.compile("[\u202a-\u202e\u2066-\u2069]"), "the bidirectional override, embedding or isolate"),
-    (re.compile("[\ud800-\udfff]"), "the lone surrogate (not Unicode text)"),
+    (re.compile("[\ud800-\udfff]"), "the lone surrogate"),
 ]
 
 
