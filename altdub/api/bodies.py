@@ -70,6 +70,8 @@ def decode_json(body: bytes) -> Any:
 
 
 class _StrictJsonRequest(Request):
+    """A request whose ``json()`` is ``decode_json``."""
+
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
             self._json = decode_json(await self.body())

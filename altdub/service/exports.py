@@ -33,7 +33,7 @@ from altdub.media.transcripts import Segment, write_subrip
 from altdub.service.context import Context
 from altdub.service.errors import InvalidInput, NotFound
 from altdub.service.keys import hash_key
-from altdub.service.runs import exports_prefix, get_run
+from altdub.service.runs import exports_prefix, get_run, run_exists
 from altdub.storage import StorageError
 
 log = logging.getLogger(__name__)
@@ -201,7 +201,7 @@ def request_export(
             session.rollback()
             task = _live_task(session, identity)
             if task is None:
-                if session.scalar(select(Run.id).where(Run.id == run_id)) is None:
+                if not run_exists(session, run_id):
                     raise NotFound("run not found") from None  # a DELETE of the run committed meanwhile
                 raise
         else:

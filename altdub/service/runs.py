@@ -212,6 +212,12 @@ def get_run(session: Session, workspace_id: int, run_id: int) -> Run:
     return run
 
 
+def run_exists(session: Session, run_id: int) -> bool:
+    """Whether the run is still there, read in a new transaction: a request that raced a DELETE of it answers 404."""
+    session.rollback()  # a transaction begun earlier would still see the run (SQLite reads a snapshot)
+    return session.scalar(select(Run.id).where(Run.id == run_id)) is not None
+
+
 def list_runs(session: Session, workspace_id: int, page: int, page_size: int) -> tuple[list[Run], int]:
     query = select(Run).where(Run.workspace_id == workspace_id)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
