@@ -160,6 +160,28 @@ def test_odd_values_in_an_export_body_are_a_422_naming_the_field(target: Target,
 
 
 @pytest.mark.parametrize(
+    ("content_type", "raw"),
+    [
+        ("text/plain", b"\xff\xfe"),
+        ("application/octet-stream", b"\x00\xff"),
+        ("application/x-www-form-urlencoded", b"output_format=%ff"),
+        ("application/vnd.altdub+json", b"NaN"),
+        ("application/json; charset=latin-1", b'{"output_format":"mp3\xe9"}'),
+    ],
+    ids=["text-not-utf8", "octets", "form", "json-suffix-nan", "latin1-json"],
+)
+def test_bodies_that_are_not_json_are_a_422_naming_the_body(target: Target, content_type: str, raw: bytes) -> None:
+    """Before the fix, the 422 echoing non-UTF-8 bytes (or NaN) could not be encoded: a 500."""
+    response = httpx.post(
+        f"{target.server.base_url}/dub-alt-format/{target.run_id}/es-es",
+        content=raw,
+        headers={**auth(target.key), "content-type": content_type},
+        timeout=30,
+    )
+    assert all(loc[0] == "body" for loc in error_locs(response)), response.text
+
+
+@pytest.mark.parametrize(
     "language",
     ["%00", "es%00es", "%ED%A0%80", "%E2%80%AEes-es", "x" * 10_000, "9" * 400, "-1"],
     ids=["nul", "nul-inside", "surrogate-bytes", "bidi-override", "10k-chars", "400-digits", "negative"],
