@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from altdub import __version__
+from altdub.api.bodies import json_safe
 from altdub.api.routes import exports, files, health, languages, metrics, results, runs
 from altdub.api.routes.metrics import metrics_registry
 from altdub.api.routes.web import mount_web
@@ -45,6 +48,11 @@ def _start_workers(context: Context) -> None:
         log.warning("resuming %d unfinished task(s)", len(pending))
     for task_id in pending:
         context.executor.submit(task_id)
+
+
+def _unprocessable(errors: Sequence[Any]) -> JSONResponse:
+    """The 422 of FastAPI's shape, ``{"detail": [{"loc", "msg", "type", ...}]}``, encodable whatever it echoes."""
+    return JSONResponse({"detail": json_safe(errors)}, status_code=422)
 
 
 def create_app(settings: Settings | None = None, *, workers: bool = True) -> FastAPI:
@@ -88,10 +96,13 @@ def create_app(settings: Settings | None = None, *, workers: bool = True) -> Fas
     async def not_found(_: Request, exc: NotFound) -> JSONResponse:
         return JSONResponse({"detail": str(exc) or "Not found"}, status_code=404)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return _unprocessable(exc.errors())
+
     @app.exception_handler(InvalidInput)
     async def invalid_input(_: Request, exc: InvalidInput) -> JSONResponse:
-        detail = [{"loc": list(exc.loc), "msg": exc.message, "type": exc.kind}]
-        return JSONResponse({"detail": detail}, status_code=422)
+        return _unprocessable([{"loc": list(exc.loc), "msg": exc.message, "type": exc.kind}])
 
     @app.exception_handler(TooLarge)
     async def too_large(_: Request, exc: TooLarge) -> JSONResponse:

@@ -33,7 +33,7 @@ from altdub.media.transcripts import Segment, write_subrip
 from altdub.service.context import Context, TaskCancel
 from altdub.service.errors import InvalidInput, NotFound
 from altdub.service.keys import hash_key
-from altdub.service.runs import exports_prefix, get_run
+from altdub.service.runs import exports_prefix, get_run, run_exists
 from altdub.storage import StorageError
 
 log = logging.getLogger(__name__)
@@ -197,10 +197,12 @@ def request_export(
         session.add(task)
         try:
             session.commit()  # the reservation and the task, together
-        except IntegrityError:  # another request, maybe in another process, created it first
+        except IntegrityError:  # another request, maybe in another process, created it first; or the run is gone
             session.rollback()
             task = _live_task(session, identity)
             if task is None:
+                if not run_exists(session, run_id):
+                    raise NotFound("run not found") from None  # a DELETE of the run committed meanwhile
                 raise
         else:
             if ctx.executor is not None and task.status == TaskStatus.PENDING:

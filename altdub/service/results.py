@@ -17,7 +17,7 @@ from altdub.media.transcripts import Segment, TextFormat, render
 from altdub.service.context import Context
 from altdub.service.errors import NotFound
 from altdub.service.exports import export_identity, parse_language, signed_url
-from altdub.service.runs import get_run
+from altdub.service.runs import get_run, run_exists
 
 
 def _segments(run: Run, language: languages.Language) -> list[Segment]:
@@ -53,7 +53,10 @@ def transcript_url(
             path = Path(tmp) / f"transcript.{text_format}"
             path.write_text(text, encoding="utf-8")
             ctx.storage.put_file(key, path)
-    filename = f"run-{run.id}_{language.short_name}.{text_format}"
+        if not run_exists(session, run_id):  # deleted while its file was written
+            ctx.storage.delete_prefix(key)  # its folder is gone: leave no transcript behind in it
+            raise NotFound("run not found")
+    filename = f"run-{run_id}_{language.short_name}.{text_format}"
     return ctx.download_url(key, filename, base_url)
 
 

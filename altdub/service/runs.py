@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from altdub import languages
 from altdub.db.models import ExportTask, FileRole, Run, RunFile, TaskStatus, Transcript
 from altdub.media.probe import MediaInfo, MediaLimits, MediaRefused, ProbeError, probe
+from altdub.media.text import label_problem
 from altdub.media.transcripts import MAX_TRANSCRIPT_BYTES, TranscriptError, parse_transcript, validate
 from altdub.service.context import Context
 from altdub.service.errors import InvalidInput, NotFound
@@ -20,6 +21,7 @@ from altdub.service.errors import InvalidInput, NotFound
 DURATION_TOLERANCE = 0.02  # a dub may differ from the source by 2 % (spec §5)
 TEXT_FIELDS = ("source_language", "name")
 TRANSCRIPT = "transcript_"
+MAX_NAME_CHARS = Run.__table__.c.name.type.length  # what the database keeps
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,14 @@ def _parse_transcripts(
     return list(transcripts.values())
 
 
+def _check_name(name: str) -> None:
+    if len(name) > MAX_NAME_CHARS:
+        raise InvalidInput(_loc("name"), f"longer than {MAX_NAME_CHARS} characters")
+    problem = label_problem(name)
+    if problem:
+        raise InvalidInput(_loc("name"), f"the name {problem}")
+
+
 def _extension(filename: str) -> str:
     suffix = Path(filename).suffix.lower()
     return suffix if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix) else ""
@@ -135,6 +145,7 @@ def import_run(ctx: Context, workspace_id: int, fields: dict[str, str], files: l
     if not fields.get("source_language"):
         raise InvalidInput(_loc("source_language"), "field required", "missing")
     source_language = _parse_language("source_language", fields["source_language"])
+    _check_name(fields.get("name", ""))
 
     for incoming in files:
         if incoming.field.startswith(TRANSCRIPT):
@@ -172,7 +183,7 @@ def import_run(ctx: Context, workspace_id: int, fields: dict[str, str], files: l
     default_name = Path(reference.incoming.filename).stem or "Untitled run"
     run = Run(
         workspace_id=workspace_id,
-        name=(fields.get("name") or default_name)[:500],
+        name=fields.get("name") or default_name,
         source_language_id=source_language.id,
         has_video=bool(source and source.info.video),
         duration=reference.info.duration,
@@ -207,6 +218,12 @@ def get_run(session: Session, workspace_id: int, run_id: int) -> Run:
     if run is None or run.workspace_id != workspace_id:
         raise NotFound("run not found")
     return run
+
+
+def run_exists(session: Session, run_id: int) -> bool:
+    """Whether the run is still there, read in a new transaction: a request that raced a DELETE of it answers 404."""
+    session.rollback()  # a transaction begun earlier would still see the run (SQLite reads a snapshot)
+    return session.scalar(select(Run.id).where(Run.id == run_id)) is not None
 
 
 def list_runs(session: Session, workspace_id: int, page: int, page_size: int) -> tuple[list[Run], int]:
