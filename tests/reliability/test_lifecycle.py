@@ -95,14 +95,22 @@ def stalled_upload(server: Server, media: Any, where: str) -> StreamedUpload:
 @pytest.mark.parametrize("where", ["mid-file", "between-parts"])
 @pytest.mark.parametrize("converting", [False, True], ids=["idle", "converting"])
 def test_sigterm_with_a_stalled_upload_stops_within_the_grace(
-    servers: ServerFactory, tmp_path: Path, media: Any, long_media: tuple[Path, Path], where: str, converting: bool
+    servers: ServerFactory,
+    tmp_path: Path,
+    media: Any,
+    long_media: tuple[Path, Path],
+    hung_ffmpeg: dict[str, str],
+    where: str,
+    converting: bool,
 ) -> None:
     data_dir = tmp_path / "data"
-    server = servers(data_dir, env={"ALTDUB_SHUTDOWN_GRACE": str(GRACE)})
+    # A conversion that never ends on its own: still running when the grace is over, however fast the machine.
+    hang = hung_ffmpeg if converting else {}
+    server = servers(data_dir, env={"ALTDUB_SHUTDOWN_GRACE": str(GRACE), **hang})
     key = server.api_key
     assert key
     task_id = None
-    if converting:  # an x264 encode of 16 s of 640x480: seconds of work, running when the signal comes
+    if converting:
         video, dub = long_media
         run_id = import_run_id(server.base_url, key, {"source": video, "dub_es-es": dub})
         task_id = request_export(server.base_url, key, run_id, {"output_format": "mp4"})
