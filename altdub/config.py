@@ -9,6 +9,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+KIB = 1024
+MIB = 1024**2
 GIB = 1024**3
 
 
@@ -27,6 +29,21 @@ class Settings(BaseSettings):
     task_time_limit: float = Field(default=3600.0, gt=0, description="Seconds before a conversion is killed.")
     url_ttl: int = Field(default=3600, gt=0, description="Lifetime of signed download URLs in seconds.")
     max_upload_bytes: int = Field(default=5 * GIB, gt=0, description="Largest accepted file in an import.")
+    max_json_bytes: int = Field(
+        default=64 * KIB, gt=0, description="Largest request body other than an import's multipart upload (413)."
+    )
+    max_header_bytes: int = Field(
+        default=64 * KIB, ge=4 * KIB, description="Largest request line and headers, together (431, then closed)."
+    )
+    header_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds a connection has to send a request's line and headers (then closed)."
+    )
+    body_idle_timeout: float = Field(
+        default=60.0, gt=0, description="Seconds a request body may make no progress before its connection is closed."
+    )
+    identity_cache_bytes: int = Field(
+        default=4 * MIB, ge=64 * KIB, description="Memory for the cache of which export a request resolves to."
+    )
     export_quota_minutes: float | None = Field(
         default=None, ge=0, description="Minutes of exports per workspace (unset: unlimited); per-workspace override."
     )
