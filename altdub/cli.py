@@ -55,7 +55,8 @@ def serve(
     """Run the API (and in-process workers). Example: altdub serve --port 8000"""
     import uvicorn
 
-    from altdub.api.app import EVENT_LOOP, create_app
+    from altdub.api.app import create_app
+    from altdub.api.serving import uvicorn_config
     from altdub.service.bootstrap import bootstrap_if_empty
 
     settings = Settings()
@@ -78,7 +79,8 @@ def serve(
         typer.echo("Conversions run in `altdub worker` processes (ALTDUB_BROKER_URL is set).")
     typer.echo(f"Dashboard: {base}/  (sign in with an API key)")
     typer.echo(f"API docs: {base}/docs")  # the last line before uvicorn's: the e2e tests wait for it
-    uvicorn.run(create_app(settings, workers=not no_workers), host=host, port=port, log_level="info", loop=EVENT_LOOP)
+    api = create_app(settings, workers=not no_workers)
+    uvicorn.Server(uvicorn_config(api, settings, host=host, port=port)).run()
 
 
 @app.command()
