@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from altdub import __version__
 from altdub.api.routes import exports, files, health, languages, metrics, results, runs
+from altdub.api.routes.files import DownloadHeaders
 from altdub.api.routes.metrics import metrics_registry
 from altdub.api.routes.web import mount_web
 from altdub.config import Settings
@@ -140,6 +141,7 @@ def create_app(settings: Settings | None = None, *, workers: bool = True) -> Fas
     for module in (health, metrics, languages, runs, exports, results, files):
         app.include_router(module.router)
     mount_web(app)  # the dashboard at / and /web/: last, after every API route
+    app.add_middleware(DownloadHeaders)
     app.add_middleware(
         BodySizeLimit, max_bytes=settings.max_json_bytes, streamed={("POST", app.url_path_for("import_run"))}
     )
