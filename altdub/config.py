@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     body_idle_timeout: float = Field(
         default=60.0, gt=0, description="Seconds a request body may make no progress before its connection is closed."
     )
+    max_connections: int = Field(
+        default=1000,
+        ge=1,
+        description="Connections (or requests in progress) served at once; requests beyond are answered 503.",
+    )
     identity_cache_bytes: int = Field(
         default=4 * MIB, ge=64 * KIB, description="Memory for the cache of which export a request resolves to."
     )

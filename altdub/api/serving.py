@@ -135,5 +135,18 @@ def protocol_class(settings: Settings) -> type[GuardedHttpProtocol]:
 
 
 def uvicorn_config(app: ASGIApp, settings: Settings, *, host: str, port: int) -> uvicorn.Config:
-    """Everything `altdub serve` tells uvicorn."""
-    return uvicorn.Config(app, host=host, port=port, log_level="info", loop=EVENT_LOOP, http=protocol_class(settings))
+    """Everything `altdub serve` tells uvicorn.
+
+    With the limits above, a connection holds at most ``max_header_bytes`` of headers, uvicorn's
+    64 KiB of unread body and the ``max_json_bytes`` that ``BodySizeLimit`` reads; ``max_connections``
+    bounds how many connections there are.
+    """
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        loop=EVENT_LOOP,
+        http=protocol_class(settings),
+        limit_concurrency=settings.max_connections,
+    )

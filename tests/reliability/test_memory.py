@@ -228,3 +228,16 @@ def test_a_slow_upload_that_keeps_moving_goes_through(server: Server, tone: Path
     )
     assert response.status_code == 201, response.text
     assert time.monotonic() - started > 2.5  # longer than both timeouts together
+
+
+def test_connections_beyond_the_limit_are_answered_503(servers: ServerFactory, tmp_path: Path) -> None:
+    server = servers(tmp_path / "data", env={"ALTDUB_MAX_CONNECTIONS": "4"})
+    held = [socket.create_connection(host_port(server)) for _ in range(4)]
+    try:
+        time.sleep(0.2)
+        assert httpx.get(f"{server.base_url}/healthz", timeout=5).status_code == 503
+    finally:
+        for sock in held:
+            sock.close()
+    time.sleep(0.2)
+    assert httpx.get(f"{server.base_url}/healthz", timeout=5).status_code == 200
