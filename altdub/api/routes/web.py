@@ -99,11 +99,11 @@ def run_thumbnail(
 ) -> Response:
     """A small still of the run's video, made on first request and kept with the run.
 
-    Asked for with a key in a header, so a browser must not reuse it without asking: with a
-    plain ``max-age`` its cache, keyed by the URL alone, would show one workspace's picture to
-    whoever signs in next with another key. ``no-cache`` with an ETag makes the browser ask each
-    time, with the key it holds then; an unchanged picture costs a body-less 304.
+    Browsers may keep it but must revalidate it on each use, with the key they hold then
+    (``Cache-Control: private, no-cache`` and an ETag: an unchanged picture is a 304).
     """
+    # Asked for with a key in a header: with a plain max-age, a browser cache keyed by the URL
+    # alone would show one workspace's picture to whoever signs in next with another key.
     data = history.run_thumbnail(context, session, workspace.id, run_id)
     etag = f'"{hashlib.sha256(data).hexdigest()[:32]}"'
     headers = {**_THUMBNAIL_HEADERS, "ETag": etag}
