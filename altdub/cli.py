@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import logging
 import os
-import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -55,41 +53,6 @@ def _context() -> Context:
     return build_context(settings)
 
 
-# A query parameter whose name says it is a secret (signature, X-Amz-Signature, api_key, token, ...): name, value.
-SECRET_QUERY = re.compile(
-    r"([?&][^=&\s\"]*(?:signature|api[-_]?key|token|secret|password|credential)[^=&\s\"]*=)[^&\s\"]*", re.I
-)
-
-
-class RedactSecrets(logging.Filter):
-    """Blanks the values of secret query parameters (a signed URL's ``signature``) in log lines.
-
-    uvicorn's access log prints each request's path with its query string: without this, every
-    download's signature would be in the log, and anyone who reads it could fetch the file.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(
-                SECRET_QUERY.sub(r"\1REDACTED", arg) if isinstance(arg, str) else arg for arg in record.args
-            )
-        if isinstance(record.msg, str):
-            record.msg = SECRET_QUERY.sub(r"\1REDACTED", record.msg)
-        return True
-
-
-def _log_config() -> dict[str, Any]:
-    """uvicorn's logging, with secrets redacted from the access log."""
-    from copy import deepcopy
-
-    from uvicorn.config import LOGGING_CONFIG
-
-    config = deepcopy(LOGGING_CONFIG)
-    config.setdefault("filters", {})["redact_secrets"] = {"()": RedactSecrets}
-    config["loggers"]["uvicorn.access"]["filters"] = ["redact_secrets"]
-    return config
-
-
 def _private_files(settings: Settings) -> None:
     """Make every file this process creates readable by its own user only (0600, folders 0700).
 
@@ -117,7 +80,8 @@ def serve(
     """Run the API (and in-process workers). Example: altdub serve --port 8000"""
     import uvicorn
 
-    from altdub.api.app import EVENT_LOOP, create_app
+    from altdub.api.app import create_app
+    from altdub.api.serving import uvicorn_config
     from altdub.service.bootstrap import bootstrap_if_empty
 
     settings = Settings()
@@ -145,15 +109,8 @@ def serve(
         typer.echo(f"Download links point at {base}: set ALTDUB_PUBLIC_URL to the address clients use.")
     typer.echo(f"Dashboard: {base}/  (sign in with an API key)")
     typer.echo(f"API docs: {base}/docs")  # the last line before uvicorn's: the e2e tests wait for it
-    uvicorn.run(
-        create_app(settings, workers=not no_workers),
-        host=host,
-        port=port,
-        log_level="info",
-        loop=EVENT_LOOP,
-        log_config=_log_config(),
-        timeout_graceful_shutdown=settings.shutdown_grace,
-    )
+    api = create_app(settings, workers=not no_workers)
+    uvicorn.Server(uvicorn_config(api, settings, host=host, port=port)).run()
 
 
 @app.command()

@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+KIB = 1024
+MIB = 1024**2
 GIB = 1024**3
 SERVE_HOST = "127.0.0.1"  # where `altdub serve` listens unless told otherwise
 SERVE_PORT = 8000
@@ -55,6 +57,26 @@ class Settings(BaseSettings):
         gt=0,
         description="Most audio packets in a file accepted in an import: the probe reads each (a few µs), so this "
         "bounds its cost; 5 million hold 29 h of AAC or 28 h of Opus.",
+    )
+    max_json_bytes: int = Field(
+        default=64 * KIB, gt=0, description="Largest request body other than an import's multipart upload (413)."
+    )
+    max_header_bytes: int = Field(
+        default=64 * KIB, ge=4 * KIB, description="Largest request line and headers, together (431, then closed)."
+    )
+    header_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds a connection has to send a request's line and headers (then closed)."
+    )
+    body_idle_timeout: float = Field(
+        default=60.0, gt=0, description="Seconds a request body may make no progress before its connection is closed."
+    )
+    max_connections: int = Field(
+        default=1000,
+        ge=1,
+        description="Connections (or requests in progress) served at once; requests beyond are answered 503.",
+    )
+    identity_cache_bytes: int = Field(
+        default=4 * MIB, ge=64 * KIB, description="Memory for the cache of which export a request resolves to."
     )
     export_quota_minutes: float | None = Field(
         default=None, ge=0, description="Minutes of exports per workspace (unset: unlimited); per-workspace override."

@@ -80,10 +80,18 @@ def _live_task(session: Session, identity: str) -> ExportTask | None:
     )
 
 
-def _request_key(
-    run_id: int, language_value: str, output_format: str, requested_options: dict[str, Any]
-) -> tuple[object, ...]:
-    return (run_id, language_value.strip().lower(), output_format, json.dumps(requested_options, sort_keys=True))
+def _request_key(run_id: int, language_value: str, output_format: str, requested_options: dict[str, Any]) -> bytes:
+    """A fixed-size digest of the request as the client sent it, for ``Context.identities``.
+
+    A digest, not the request: whatever length of text a client pads its options with, an entry
+    costs the same few bytes (the cache is bounded in bytes, see ``IdentityCache``).
+    """
+    canonical = json.dumps(
+        [run_id, language_value.strip().lower(), output_format, requested_options],
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).digest()
 
 
 # Built once: constructing a statement costs more than running it.

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from altdub import languages
 from altdub.db.models import ExportTask, FileRole, Run, RunFile, TaskStatus
+from altdub.media.formats import probed_extension
 from altdub.media.options import resolve_options
 from altdub.media.probe import MediaInfo
 from altdub.media.transcripts import Segment, TextFormat, render
@@ -78,8 +79,8 @@ def dub_result(ctx: Context, session: Session, workspace_id: int, run_id: int, b
         dub = run.file(FileRole.DUB, language_id)
         assert dub is not None
         video = _default_mp4(session, run, language_id, dub) if run.has_video else None
-        extension = Path(dub.storage_key).suffix or ".bin"
-        audio_url = ctx.download_url(dub.storage_key, f"run-{run.id}_{language.short_name}{extension}", base_url)
+        extension = probed_extension(MediaInfo.from_json(dub.probe))  # never the uploader's file name
+        audio_url = ctx.download_url(dub.storage_key, f"run-{run.id}_{language.short_name}.{extension}", base_url)
         transcript = run.transcript(language_id)
         result[language.short_name] = {
             "audio_url": audio_url,
