@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from altdub.config import Settings
 from altdub.media.probe import probe
 from tests.e2e.conftest import KEY_BANNER, clean_env
 
@@ -242,6 +243,16 @@ def _probe_demo_export(path: Path, format_name: str) -> None:
     assert info.format_name == format_name, info.format_name
     assert len(info.audio) == 1 and not info.video
     assert abs(info.duration - DEMO_SECONDS) <= DURATION_TOLERANCE, info.duration
+
+
+def test_every_setting_is_in_the_configuration_table() -> None:
+    """Each ``ALTDUB_*`` setting has its row under "## Configuration", and the table names no setting that is gone."""
+    text = README.read_text(encoding="utf-8")
+    section = text.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `ALTDUB_([A-Z0-9_]+)` \|", section, re.M))
+    settings = {name.upper() for name in Settings.model_fields}
+    assert sorted(settings - documented) == [], "settings missing from the README's configuration table"
+    assert sorted(documented - settings) == [], "the README's configuration table names settings that do not exist"
 
 
 @pytest.mark.e2e
