@@ -4,13 +4,21 @@ Configured for long media jobs: a message is acknowledged only when its task is 
 worker takes one task at a time, and a message whose worker died is delivered again once
 the broker's visibility timeout passes (longer than the conversion time limit, so a live
 conversion is never handed out twice).
+
+A message is a turn, not an order: the worker that takes it claims the fairest waiting task from
+the database (see ``altdub.jobs``), which may be another than the one the message names. Since
+every task sends one message and every message claims at most one task, no task is left without
+a turn; the redelivered message of a dead worker is the turn of the task it held.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from celery import Celery
+
+log = logging.getLogger(__name__)
 
 EXPORT_TASK = "altdub.export"
 QUEUE = "altdub-exports"
@@ -38,6 +46,8 @@ def make_celery(broker_url: str, *, time_limit: float, redelivery_margin: float)
 
 
 class CeleryExecutor:
+    ends_tasks_here = False  # workers in other processes end them
+
     def __init__(self, app: Celery) -> None:
         self.app = app
 
@@ -57,11 +67,13 @@ class CeleryExecutor:
         self.app.close()
 
 
-def run_worker(app: Celery, handler: Callable[[str], None]) -> None:
-    """Consume export tasks in this process, one at a time, until stopped (SIGTERM waits for the task)."""
+def run_worker(app: Celery, handler: Callable[[], object]) -> None:
+    """Consume export turns in this process, one at a time, until stopped (SIGTERM waits for the task)."""
 
     @app.task(name=EXPORT_TASK)
-    def export(task_id: str) -> None:
-        handler(task_id)
+    def export(task_id: str) -> None:  # the task whose creation sent the message: kept for the logs
+        ran = handler()
+        if ran != task_id:
+            log.info("turn of task %s: ran %s (the fairest waiting)", task_id, ran)
 
     app.worker_main(["worker", "--pool=solo", "--loglevel=INFO", "-Q", QUEUE, "--without-gossip", "--without-mingle"])

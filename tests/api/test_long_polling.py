@@ -36,7 +36,7 @@ def test_a_worker_of_this_process_wakes_the_waiting_request(pending, monkeypatch
     client, key, task_id = pending
     monkeypatch.setattr(export_routes, "RECHECK_SECONDS", 60.0)
     context = client.app.state.context
-    worker = later(0.3, lambda: exports_service.run_export_task(context, task_id))
+    worker = later(0.3, lambda: exports_service.run_next_task(context))
     started = time.monotonic()
     response = client.get(f"/dub-alt-format/{task_id}", params={"wait": 30}, headers=auth(key))
     elapsed = time.monotonic() - started
@@ -83,7 +83,7 @@ def test_the_wait_ends_with_the_task_still_pending(pending):
 
 def test_a_finished_task_is_answered_at_once(pending):
     client, key, task_id = pending
-    exports_service.run_export_task(client.app.state.context, task_id)
+    exports_service.run_next_task(client.app.state.context)
     started = time.monotonic()
     response = client.get(f"/dub-alt-format/{task_id}", params={"wait": 30}, headers=auth(key))
     assert response.json()["status"] == "SUCCESS"
