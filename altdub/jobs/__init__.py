@@ -11,9 +11,6 @@ from typing import Protocol
 
 
 class Executor(Protocol):
-    #: True when the tasks end in this process, so that waiting requests are woken by notification alone.
-    ends_tasks_here: bool
-
     def submit(self, task_id: str) -> None:
         """One more task (``task_id``, just created or left unfinished) waits: a free worker takes the fairest."""
 

@@ -46,8 +46,6 @@ def make_celery(broker_url: str, *, time_limit: float, redelivery_margin: float)
 
 
 class CeleryExecutor:
-    ends_tasks_here = False  # workers in other processes end them
-
     def __init__(self, app: Celery) -> None:
         self.app = app
 

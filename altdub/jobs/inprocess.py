@@ -15,8 +15,6 @@ log = logging.getLogger(__name__)
 
 
 class InProcessExecutor:
-    ends_tasks_here = True
-
     def __init__(self, handler: Callable[[], object], workers: int) -> None:
         self._handler = handler
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="altdub-worker")

@@ -70,8 +70,8 @@ def _request_export(
 
 
 MAX_WAIT_SECONDS = 30.0
-# How often a waiting request reads the task again when workers in other processes may end it (they
-# notify nobody here). Modest: each read takes a thread and a query, and hundreds of clients may wait.
+# How often a waiting request reads the task again when workers in other processes (with a broker) may
+# end it: they notify nobody here. Modest: each read takes a thread and a query, and hundreds of clients may wait.
 RECHECK_SECONDS = 1.0
 
 
@@ -107,7 +107,7 @@ async def get_dubbed_output_in_alt_format_status(
     base_url = public_base_url(request)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
-    ends_here = context.executor is not None and context.executor.ends_tasks_here
+    ends_here = not context.settings.broker_url  # embedded: only this process's workers end tasks, and notify
     limit = context.settings.max_waiting_requests if wait > 0 else 0
     with context.task_events.watch(task_id, limit) as waiter:
         answer = await run_in_threadpool(_task_status, context, api_key, task_id, run_id, base_url)
