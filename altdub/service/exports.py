@@ -320,7 +320,10 @@ def _claim_next(ctx: Context) -> str | None:
     """Take the fairest claimable task for this worker; None when there is none. Atomic across processes.
 
     Workers in other processes may pick the same task at once: the conditional UPDATE lets one
-    of them have it, and the others pick again.
+    of them have it, and the others pick again. The workspace's turn is recorded in a transaction
+    of its own: a claim that held the task's row while it waited for the workspace's row could
+    deadlock (on PostgreSQL) with a request that holds the workspace's row (its quota) and waits
+    on the task's row (an identical export being inserted).
     """
     while True:
         now = datetime.now(UTC)
@@ -332,12 +335,13 @@ def _claim_next(ctx: Context) -> str | None:
                 update(ExportTask)
                 .where(ExportTask.id == picked.id, _claimable(now))
                 .values(attempts=ExportTask.attempts + 1, started_at=now, heartbeat_at=now)
-            )
-            if claimed.rowcount == 1:
+            ).rowcount
+        if claimed == 1:
+            with ctx.sessions.begin() as session:
                 session.execute(
                     update(Workspace).where(Workspace.id == picked.workspace_id).values(last_claimed_at=now)
                 )
-                return picked.id
+            return picked.id
 
 
 class _Heartbeat:
