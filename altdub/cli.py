@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import urlparse
 
 import typer
 
-from altdub.config import Settings
+from altdub.config import SERVE_HOST, SERVE_PORT, Settings, served_url
 
 if TYPE_CHECKING:
     from altdub.service.context import Context
@@ -34,35 +36,62 @@ app.add_typer(db_app, name="db")
 app.add_typer(runs_app, name="runs")
 app.add_typer(workspaces_app, name="workspaces")
 
-DEFAULT_URL = "http://127.0.0.1:8000"  # where `altdub serve` listens by default
+DEFAULT_URL = served_url(SERVE_HOST, SERVE_PORT)
 UrlOpt = Annotated[str, typer.Option("--url", envvar="ALTDUB_URL", help="Server URL.")]
 KeyOpt = Annotated[str, typer.Option("--api-key", envvar="ALTDUB_API_KEY", help="API key.")]
 
 
 def _context() -> Context:
-    """The service context; imported lazily so that the client commands start fast."""
+    """The service context, for the commands that run the service or manage its data (files private).
+
+    Imported lazily so that the client commands start fast.
+    """
     from altdub.service.context import build_context
 
-    return build_context(Settings())
+    settings = Settings()
+    _private_files(settings)
+    return build_context(settings)
+
+
+def _private_files(settings: Settings) -> None:
+    """Make every file this process creates readable by its own user only (0600, folders 0700).
+
+    Covers the database (and its -wal/-shm), stored media, scratch and secret.key; the data
+    directory itself, and a local storage root elsewhere, are closed to other users, which
+    also hides what an older version left readable inside them.
+    """
+    os.umask(0o077)
+    folders = [settings.resolved_data_dir]
+    storage = urlparse(settings.effective_storage_url)
+    if storage.scheme == "file":
+        storage_root = Path(storage.path)
+        storage_root.mkdir(parents=True, exist_ok=True)
+        folders.append(storage_root)
+    for folder in folders:
+        folder.chmod(0o700)
 
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = SERVE_HOST,
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = SERVE_PORT,
     no_workers: Annotated[bool, typer.Option("--no-workers", help="Serve the API only.")] = False,
 ) -> None:
     """Run the API (and in-process workers). Example: altdub serve --port 8000"""
     import uvicorn
 
-    from altdub.api.app import EVENT_LOOP, create_app
+    from altdub.api.app import create_app
+    from altdub.api.serving import uvicorn_config
     from altdub.service.bootstrap import bootstrap_if_empty
 
     settings = Settings()
+    link_hint = settings.public_url is None and host in ("0.0.0.0", "::")  # links to a wildcard reach nobody
+    if settings.public_url is None:
+        settings.public_url = served_url(host, port)  # download links point where clients reached us
     context = _context()
     first = bootstrap_if_empty(context, demo=settings.create_demo)
     context.engine.dispose()
-    base = f"http://{host}:{port}"
+    base = settings.public_url
     typer.echo(f"altdub data directory: {settings.resolved_data_dir}")
     if first is not None:
         typer.echo("First start: created workspace 'default'. Its API key (shown once):")
@@ -76,9 +105,12 @@ def serve(
             )
     if settings.broker_url:
         typer.echo("Conversions run in `altdub worker` processes (ALTDUB_BROKER_URL is set).")
+    if link_hint:
+        typer.echo(f"Download links point at {base}: set ALTDUB_PUBLIC_URL to the address clients use.")
     typer.echo(f"Dashboard: {base}/  (sign in with an API key)")
     typer.echo(f"API docs: {base}/docs")  # the last line before uvicorn's: the e2e tests wait for it
-    uvicorn.run(create_app(settings, workers=not no_workers), host=host, port=port, log_level="info", loop=EVENT_LOOP)
+    api = create_app(settings, workers=not no_workers)
+    uvicorn.Server(uvicorn_config(api, settings, host=host, port=port)).run()
 
 
 @app.command()
@@ -193,7 +225,9 @@ def db_upgrade() -> None:
     """Apply the database migrations. Example: ALTDUB_DATABASE_URL=postgresql+psycopg://… altdub db upgrade"""
     from altdub.db.migrate import upgrade
 
-    upgrade(Settings().effective_database_url)
+    settings = Settings()
+    _private_files(settings)
+    upgrade(settings.effective_database_url)
     typer.echo("database is up to date")
 
 

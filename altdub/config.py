@@ -5,11 +5,21 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+KIB = 1024
+MIB = 1024**2
 GIB = 1024**3
+SERVE_HOST = "127.0.0.1"  # where `altdub serve` listens unless told otherwise
+SERVE_PORT = 8000
+
+
+def served_url(host: str, port: int) -> str:
+    """The URL of ``altdub serve --host HOST --port PORT`` (an IPv6 address in brackets)."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 class Settings(BaseSettings):
@@ -27,6 +37,47 @@ class Settings(BaseSettings):
     task_time_limit: float = Field(default=3600.0, gt=0, description="Seconds before a conversion is killed.")
     url_ttl: int = Field(default=3600, gt=0, description="Lifetime of signed download URLs in seconds.")
     max_upload_bytes: int = Field(default=5 * GIB, gt=0, description="Largest accepted file in an import.")
+    max_video_pixels: int = Field(
+        default=4096 * 4096,
+        gt=0,
+        description="Largest video frame accepted in an import, as width x height: each FFmpeg holds frames of it "
+        "(8192x8192 takes about 1 GiB). The default admits DCI 4K, UHD and 5K, not 8K.",
+    )
+    max_video_frame_rate: float = Field(
+        default=300.0, gt=0, description="Fastest video accepted in an import, in frames a second (240 fps is in use)."
+    )
+    max_audio_sample_rate: int = Field(
+        default=384_000, gt=0, description="Highest audio sample rate accepted in an import (Hz): DXD's 352.8k, 384k."
+    )
+    max_audio_channels: int = Field(
+        default=24, gt=0, description="Most audio channels in a stream accepted in an import: 22.2, the largest layout."
+    )
+    max_audio_packets: int = Field(
+        default=5_000_000,
+        gt=0,
+        description="Most audio packets in a file accepted in an import: the probe reads each (a few µs), so this "
+        "bounds its cost; 5 million hold 29 h of AAC or 28 h of Opus.",
+    )
+    max_json_bytes: int = Field(
+        default=64 * KIB, gt=0, description="Largest request body other than an import's multipart upload (413)."
+    )
+    max_header_bytes: int = Field(
+        default=64 * KIB, ge=4 * KIB, description="Largest request line and headers, together (431, then closed)."
+    )
+    header_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds a connection has to send a request's line and headers (then closed)."
+    )
+    body_idle_timeout: float = Field(
+        default=60.0, gt=0, description="Seconds a request body may make no progress before its connection is closed."
+    )
+    max_connections: int = Field(
+        default=1000,
+        ge=1,
+        description="Connections (or requests in progress) served at once; requests beyond are answered 503.",
+    )
+    identity_cache_bytes: int = Field(
+        default=4 * MIB, ge=64 * KIB, description="Memory for the cache of which export a request resolves to."
+    )
     export_quota_minutes: float | None = Field(
         default=None, ge=0, description="Minutes of exports per workspace (unset: unlimited); per-workspace override."
     )
@@ -45,6 +96,31 @@ class Settings(BaseSettings):
         description="Flush each stored file and each SQLite commit to disk (power-cut durability).",
     )
     create_demo: bool = Field(default=True, description="Make a demo run on the first start.")
+    public_url: str | None = Field(
+        default=None,
+        description="Base URL of signed download links, as clients reach the service (e.g. https://dub.example.com); "
+        "unset: the address `altdub serve` listens on. Never taken from a request's Host header.",
+    )
+    shutdown_grace: float = Field(
+        default=10.0,
+        ge=0,
+        description="Seconds a stopping server lets open requests finish (a stalled upload, a long poll) "
+        "before it cancels them and exits.",
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _absolute_http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError("expected an http(s) URL with a host and no query, e.g. https://dub.example.com")
+        return value.rstrip("/")
+
+    @property
+    def effective_public_url(self) -> str:
+        return self.public_url or served_url(SERVE_HOST, SERVE_PORT)
 
     @cached_property
     def resolved_data_dir(self) -> Path:

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from altdub import __version__
+from altdub.api.bodies import json_safe
 from altdub.api.routes import exports, files, health, languages, metrics, results, runs
+from altdub.api.routes.files import DownloadHeaders
 from altdub.api.routes.metrics import metrics_registry
 from altdub.api.routes.web import mount_web
 from altdub.config import Settings
@@ -31,6 +36,62 @@ log = logging.getLogger(__name__)
 EVENT_LOOP = "asyncio"
 
 
+class BodySizeLimit:
+    """Refuses a request body over ``max_bytes`` with 413 before the application sees it.
+
+    The declared Content-Length is checked first, then the bytes are counted as they arrive (a
+    chunked body declares none), so at most ``max_bytes`` are ever held. The ``streamed`` routes
+    (the multipart import) read their bodies in pieces and apply their own per-file limit.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, streamed: set[tuple[str, str]]) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.streamed = streamed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or (scope["method"], scope["path"]) in self.streamed:
+            return await self.app(scope, receive, send)
+        declared: int | None = None
+        has_body = False
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                has_body = True
+                declared = int(value) if value.isdigit() else None  # the HTTP parser refuses other values
+            elif name == b"transfer-encoding":
+                has_body = True
+        if not has_body or declared == 0:
+            return await self.app(scope, receive, send)
+        if declared is not None and declared > self.max_bytes:
+            return await self._refuse(scope, receive, send)
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client left: nothing to answer
+                return
+            body += message.get("body", b"")
+            if len(body) > self.max_bytes:
+                return await self._refuse(scope, receive, send)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()  # after the body: the disconnect, when it comes
+            replayed = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """413, and the connection closed: the rest of the body is not worth reading."""
+        detail = f"request body is larger than the {self.max_bytes} byte limit"
+        response = JSONResponse({"detail": detail}, status_code=413, headers={"Connection": "close"})
+        await response(scope, receive, send)
+
+
 def _start_workers(context: Context) -> None:
     context.executor = InProcessExecutor(partial(run_next_task, context), context.settings.workers)
     try:
@@ -45,6 +106,11 @@ def _start_workers(context: Context) -> None:
         log.warning("resuming %d unfinished task(s)", len(pending))
     for task_id in pending:
         context.executor.submit(task_id)
+
+
+def _unprocessable(errors: Sequence[Any]) -> JSONResponse:
+    """The 422 of FastAPI's shape, ``{"detail": [{"loc", "msg", "type", ...}]}``, encodable whatever it echoes."""
+    return JSONResponse({"detail": json_safe(errors)}, status_code=422)
 
 
 def create_app(settings: Settings | None = None, *, workers: bool = True) -> FastAPI:
@@ -83,15 +149,22 @@ def create_app(settings: Settings | None = None, *, workers: bool = True) -> Fas
     for module in (health, metrics, languages, runs, exports, results, files):
         app.include_router(module.router)
     mount_web(app)  # the dashboard at / and /web/: last, after every API route
+    app.add_middleware(DownloadHeaders)
+    app.add_middleware(
+        BodySizeLimit, max_bytes=settings.max_json_bytes, streamed={("POST", app.url_path_for("import_run"))}
+    )
 
     @app.exception_handler(NotFound)
     async def not_found(_: Request, exc: NotFound) -> JSONResponse:
         return JSONResponse({"detail": str(exc) or "Not found"}, status_code=404)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return _unprocessable(exc.errors())
+
     @app.exception_handler(InvalidInput)
     async def invalid_input(_: Request, exc: InvalidInput) -> JSONResponse:
-        detail = [{"loc": list(exc.loc), "msg": exc.message, "type": exc.kind}]
-        return JSONResponse({"detail": detail}, status_code=422)
+        return _unprocessable([{"loc": list(exc.loc), "msg": exc.message, "type": exc.kind}])
 
     @app.exception_handler(TooLarge)
     async def too_large(_: Request, exc: TooLarge) -> JSONResponse:

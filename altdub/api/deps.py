@@ -52,8 +52,11 @@ def require_workspace(session: Session, api_key: str | None) -> Workspace:
 
 
 def public_base_url(request: Request) -> str:
-    """Where this request reached us: signed URLs point back through the same host."""
-    return str(request.base_url)
+    """The configured address of the service (ALTDUB_PUBLIC_URL, else the one served), for signed URLs.
+
+    Never the request's Host header: a client could make the service hand out links to any host.
+    """
+    return get_context(request).settings.effective_public_url
 
 
 MAX_ID = 2**63 - 1  # the database's integer range: larger ids exist nowhere

@@ -31,7 +31,7 @@ class ExportRequest(BaseModel):
     Omitted options take their defaults; each set of effective options is a different export.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # NaN and Infinity are no option's value
 
     output_format: OutputFormatName
     audio_bitrate: str | None = Field(

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
 from altdub.service.errors import InsufficientStorage, InvalidInput, TooLarge
 from altdub.service.runs import IncomingFile
@@ -22,6 +22,8 @@ from altdub.service.runs import IncomingFile
 MAX_PARTS = 64
 MAX_TEXT_FIELD = 64 * 1024
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]")
+# RFC 2046 §5.1.1: 1 to 70 characters of this set, the last one not a space.
+_BOUNDARY = re.compile(rb"[0-9A-Za-z'()+_,./:=? -]{0,69}[0-9A-Za-z'()+_,./:=?-]")
 
 
 @dataclass
@@ -106,7 +108,11 @@ class _Collector:
         else:
             if part.name in self.form.fields:
                 raise InvalidInput(("body", part.name), "field given more than once")
-            self.form.fields[part.name] = part.text.decode("utf-8", "replace").strip()
+            try:
+                text = part.text.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InvalidInput(("body", part.name), "not UTF-8 text (text fields must be UTF-8)") from None
+            self.form.fields[part.name] = text.strip()
 
     def close(self) -> None:
         if self.part.handle is not None:
@@ -121,12 +127,19 @@ async def read_multipart(
     boundary = options.get(b"boundary")
     if mime != b"multipart/form-data" or not boundary:
         raise InvalidInput(("header", "content-type"), "expected multipart/form-data with a boundary")
+    if not _BOUNDARY.fullmatch(boundary):
+        raise InvalidInput(
+            ("header", "content-type"),
+            "invalid multipart boundary: RFC 2046 allows 1 to 70 letters, digits, spaces or '()+_,-./:=?, "
+            "the last one not a space",
+        )
     collector = _Collector(staging, max_file_bytes)
     parser = MultipartParser(boundary, collector.callbacks())  # type: ignore[arg-type]
     try:
         async for chunk in body:
             parser.write(chunk)
-        parser.finalize()
+        if parser.state != MultipartState.END:
+            raise InvalidInput(("body",), "the multipart body ends before its closing boundary")
     except (InvalidInput, TooLarge):
         raise
     except OSError as exc:

@@ -46,8 +46,14 @@ class Workspace(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+# Ids a client or an operator sees are never handed out twice (SQLite reuses the highest id of a
+# deleted row without AUTOINCREMENT; PostgreSQL sequences never do).
+NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
+
+
 class ApiKey(Base):
     __tablename__ = "api_keys"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
@@ -61,6 +67,7 @@ class ApiKey(Base):
 
 class Run(Base):
     __tablename__ = "runs"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import mimetypes
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from altdub.media.ffmpeg import file_arg
 from altdub.media.options import ExportOptions
-from altdub.media.probe import StreamInfo
+from altdub.media.probe import MediaInfo, StreamInfo
 
 
 @dataclass(frozen=True)
@@ -40,13 +39,49 @@ _TEXT_TYPES = {
     "vtt": "text/vtt; charset=utf-8",
     "txt": "text/plain; charset=utf-8",
 }
+# Media a run may hold that is not one of our outputs, by the extension it is downloaded with.
+_INPUT_TYPES = {
+    "ogg": "audio/ogg",
+    "mka": "audio/x-matroska",
+    "aiff": "audio/aiff",
+    "ac3": "audio/ac3",
+    "ts": "video/mp2t",
+}
+# Every type a download is ever served with, by extension: a closed list of media and plain text.
+# Nothing a browser would run or render as a page (HTML, SVG, JavaScript) can be among them.
+DOWNLOAD_TYPES = {f.extension: f.content_type for f in FORMATS.values()} | _INPUT_TYPES | _TEXT_TYPES
+UNKNOWN_EXTENSION = "bin"  # for media of any other kind: served as application/octet-stream
+
+# The extension of a stored file, by the container FFmpeg found in it (PyAV's format name); the
+# MPEG-4 and Matroska families tell audio from video by whether a picture was found.
+_PROBED_EXTENSIONS = {
+    "wav": "wav",
+    "mp3": "mp3",
+    "flac": "flac",
+    "aac": "aac",
+    "ogg": "ogg",
+    "aiff": "aiff",
+    "ac3": "ac3",
+    "mpegts": "ts",
+    "mxf": "mxf",
+}
+_FAMILY_EXTENSIONS = {"mov,mp4,m4a,3gp,3g2,mj2": ("m4a", "mp4"), "matroska,webm": ("mka", "mkv")}
 
 
 def content_type_for(filename: str) -> str:
-    """The Content-Type of a download, from its extension (our formats first, then the system's table)."""
-    extension = filename.rpartition(".")[2].lower()
-    known = {f.extension: f.content_type for f in FORMATS.values()} | _TEXT_TYPES
-    return known.get(extension) or mimetypes.guess_type(filename)[0] or "application/octet-stream"
+    """The Content-Type of a download, from the extension of the name we gave it (never a client's).
+
+    Only the closed list ``DOWNLOAD_TYPES``: any other extension is ``application/octet-stream``.
+    """
+    return DOWNLOAD_TYPES.get(filename.rpartition(".")[2].lower(), "application/octet-stream")
+
+
+def probed_extension(info: MediaInfo) -> str:
+    """The extension to download a stored input with, from what probing found in it, not from its name."""
+    if info.format_name in _FAMILY_EXTENSIONS:
+        audio, video = _FAMILY_EXTENSIONS[info.format_name]
+        return video if info.video else audio
+    return _PROBED_EXTENSIONS.get(info.format_name, UNKNOWN_EXTENSION)
 
 
 # Video codecs each container takes as they are (stream copy, bit-identical packets).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,44 @@ _NO_DURATION_FORMATS = {"aac", "ac3", "eac3"}  # raw streams: any duration read 
 _TAIL_SECONDS = 1.0  # a file must hold packets this close to the end its header claims
 _OUTPUT_PROBE_BYTES = 32 * 1024
 
+# What a file holds is judged from its audio packets, walked without decoding (see ``_AudioTimeline``).
+# The largest audio packet a codec makes, in samples: FLAC's streamable subset allows 16,384 (Vorbis 8,192,
+# Opus 5,760, ALAC 4,096, AC-3 1,536, MP3 1,152, AAC 1,024); a packet that says it lasts longer is held for this.
+_MAX_AUDIO_PACKET_SAMPLES = 16_384
+# The lossless codecs whose frames are longer: Monkey's Audio (its "extra high" level), TTA (256/245 s).
+_LONG_FRAME_SAMPLES = {"ape": lambda rate: 73_728 * 4, "tta": lambda rate: 256 * rate // 245 + 1}
+# Silence between two audio packets beyond this is a lie about the timeline, not a dropout: broadcast
+# captures lose a second or two of audio; codec delays (AAC priming, MP3 encoder delay) are in-stream.
+_MAX_AUDIO_GAP_SECONDS = 5.0
+# A file may declare this much more than its audio holds: an AAC/MP3 stream's last frame, an audio track
+# that ends a little before the picture, short dropouts of a long capture.
+_HELD_SLACK_RATIO = 0.02
+_HELD_SLACK_SECONDS = 1.0
+_PCM_BITS = re.compile(r"pcm_[a-z]*?(\d+)")
+
 
 class ProbeError(Exception):
     """The file is not media that FFmpeg can read."""
+
+
+# What PyAV raises on a hostile file (av.FFmpegError covers FFmpeg's own, its MemoryError and OverflowError
+# included; ArithmeticError a zero or huge time base): each becomes a ProbeError, in probe and probe_output.
+_READ_ERRORS = (av.FFmpegError, OSError, ValueError, ArithmeticError, UnicodeDecodeError)
+
+
+class MediaRefused(ProbeError):
+    """The file is readable media, but lies about its length or goes past a limit; the message says which."""
+
+
+@dataclass(frozen=True)
+class MediaLimits:
+    """What an imported file may hold: past these, every export of it costs more than the service allows."""
+
+    video_pixels: int  # width x height of a frame: each FFmpeg holds several
+    video_frame_rate: float
+    audio_sample_rate: int
+    audio_channels: int
+    audio_packets: int  # the probe walks every one: this bounds its cost
 
 
 @dataclass(frozen=True)
@@ -71,6 +107,8 @@ class MediaInfo:
 
 def _stream_info(stream: av.stream.Stream) -> StreamInfo:
     ctx = stream.codec_context
+    if ctx is None and stream.type in ("audio", "video"):  # FFmpeg has no decoder for its codec id or tag
+        raise ProbeError(f"its {stream.type} stream #{stream.index} has a codec FFmpeg does not know")
     tags = {k.lower(): v for k, v in stream.metadata.items()}
     duration = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
     disposition = stream.disposition
@@ -112,17 +150,134 @@ def _bits_per_sample(ctx: av.audio.codeccontext.AudioCodecContext) -> int | None
     return ctx.format.bits if ctx.format else None
 
 
-def _packet_duration(container: av.container.InputContainer, stream_index: int) -> float:
-    stream = container.streams[stream_index]
-    end = 0.0
-    for packet in container.demux(stream):
-        if packet.pts is not None and packet.duration:
-            end = max(end, float((packet.pts + packet.duration) * stream.time_base))
-    return end
+class _AudioTimeline:
+    """What one audio stream's packets hold, read from the packets in order without decoding them.
+
+    A packet holds its own duration, no more than the codec can put in one packet (PCM: exactly what
+    its bytes hold) and no more than the time until the next packet; time between packets beyond that is
+    a gap. A file that shifts its timestamps by an hour holds a few seconds and one large gap.
+    """
+
+    def __init__(self, stream: av.audio.AudioStream) -> None:
+        ctx = stream.codec_context
+        rate = ctx.sample_rate  # known: _check_limits refused a stream without one
+        if not stream.time_base:
+            raise ProbeError(f"its audio stream #{stream.index} has no time base")
+        self.stream = stream
+        self._tick = float(stream.time_base)  # seconds per timestamp unit; timestamps are rounded to it
+        pcm_bits = _PCM_BITS.match(ctx.name)
+        self._seconds_per_byte = 8 / (int(pcm_bits.group(1)) * (ctx.channels or 1) * rate) if pcm_bits else None
+        if ctx.frame_size:
+            samples = 2 * ctx.frame_size  # 2x: HE-AAC doubles the core's frame
+        else:
+            samples = _LONG_FRAME_SAMPLES.get(ctx.name, lambda rate: _MAX_AUDIO_PACKET_SAMPLES)(rate)
+        self._largest_packet = samples / rate
+        self.held = 0.0  # seconds of audio the packets hold
+        self.end = 0.0  # where the last packet ends on the timeline
+        self.gap = 0.0  # the largest gap between two packets, and where it starts
+        self.gap_at = 0.0
+        self._start: float | None = None
+        self._holds = 0.0
+        self._spacing = 0.0
+
+    def add(self, packet: av.Packet) -> None:
+        timestamp = packet.dts if packet.dts is not None else packet.pts
+        if timestamp is None:
+            return
+        start = timestamp * self._tick
+        holds = self._largest_packet if self._seconds_per_byte is None else packet.size * self._seconds_per_byte
+        if packet.duration:
+            holds = min(holds, (packet.duration + 1) * self._tick)
+        elif self._spacing:  # no duration (SMPTE 302M in MPEG-TS): as long as the last packet's
+            holds = min(holds, self._spacing)
+        if self._start is not None:
+            spacing = self._spacing = start - self._start
+            self.held += max(0.0, min(self._holds, spacing + self._tick))
+            if spacing - self._holds > self.gap:
+                self.gap, self.gap_at = spacing - self._holds, self._start + self._holds
+        self._start, self._holds = start, holds
+        self.end = max(self.end, start + holds)
+
+    def finish(self) -> _AudioTimeline:
+        self.held += self._holds
+        self._holds = 0.0
+        return self
+
+
+def _audio_timelines(
+    container: av.container.InputContainer, info: MediaInfo, limits: MediaLimits | None
+) -> list[_AudioTimeline]:
+    """Walk every packet of every audio stream once (demuxing only: a 60-minute file costs well under a second).
+
+    A file that is damaged further on ends the walk there: what it held up to that point is judged.
+    A file of more packets than ``limits.audio_packets`` is refused before it costs more (a few µs each).
+    """
+    timelines = {s.index: _AudioTimeline(container.streams[s.index]) for s in info.audio}
+    budget = limits.audio_packets if limits else None
+    others = [s for s in container.streams if s.index not in timelines]
+    for stream in others:  # the demuxer skips their data instead of reading it (1 GB of video: 0.2 s -> 0.07 s)
+        stream.discard = av.stream.Discard.all
+    try:
+        for count, packet in enumerate(container.demux([t.stream for t in timelines.values()])):
+            if budget is not None and count >= budget:
+                raise MediaRefused(f"it holds more than the {budget:,} audio packets allowed")
+            if packet.stream_index in timelines:
+                timelines[packet.stream_index].add(packet)
+    except av.FFmpegError:
+        pass
+    finally:
+        for stream in others:
+            stream.discard = av.stream.Discard.default
+    return [t.finish() for t in timelines.values()]
+
+
+def _check_held(info: MediaInfo, timelines: list[_AudioTimeline]) -> None:
+    """Raise MediaRefused when the timeline is longer than what the audio holds (a jump, a late start)."""
+    for timeline in timelines:
+        if timeline.gap > _MAX_AUDIO_GAP_SECONDS:
+            raise MediaRefused(
+                f"its timestamps jump by {timeline.gap:.1f} s at {timeline.gap_at:.1f} s: "
+                f"its audio stream #{timeline.stream.index} holds {timeline.held:.1f} s"
+            )
+    held = max(t.held for t in timelines)
+    if info.duration > held * (1 + _HELD_SLACK_RATIO) + _HELD_SLACK_SECONDS:
+        raise MediaRefused(f"it declares {info.duration:.1f} s but its audio holds {held:.1f} s")
+
+
+def _check_limits(info: MediaInfo, limits: MediaLimits | None) -> None:
+    """Raise ProbeError for audio without a sample rate, MediaRefused for a stream past a limit."""
+    for stream in info.audio:
+        if not stream.sample_rate:
+            raise ProbeError(f"its audio stream #{stream.index} declares no sample rate")
+    if limits is None:
+        return
+    for stream in info.audio:
+        if stream.sample_rate and stream.sample_rate > limits.audio_sample_rate:
+            raise MediaRefused(
+                f"its audio stream #{stream.index} is sampled at {stream.sample_rate:,} Hz, "
+                f"more than the {limits.audio_sample_rate:,} Hz allowed"
+            )
+        if (stream.channels or 0) > limits.audio_channels:
+            raise MediaRefused(
+                f"its audio stream #{stream.index} has {stream.channels} channels, "
+                f"more than the {limits.audio_channels} allowed"
+            )
+    for stream in info.video:
+        pixels = (stream.width or 0) * (stream.height or 0)
+        if pixels > limits.video_pixels:
+            raise MediaRefused(
+                f"its video stream #{stream.index} is {stream.width}x{stream.height} ({pixels:,} pixels a frame), "
+                f"more than the {limits.video_pixels:,} allowed"
+            )
+        if stream.frame_rate and stream.frame_rate > limits.video_frame_rate:
+            raise MediaRefused(
+                f"its video stream #{stream.index} runs at {stream.frame_rate:,.0f} frames a second, "
+                f"more than the {limits.video_frame_rate:,.0f} allowed"
+            )
 
 
 def _check_tail(container: av.container.InputContainer, streams: list[StreamInfo], duration: float) -> None:
-    """Raise ProbeError when the file ends before its header says (a truncated MP4 with its index first)."""
+    """Raise MediaRefused when the file ends before its header says (a truncated MP4 with its index first)."""
     main = next((s for s in streams if s.kind == "video" and not s.attached_picture), None) or next(
         (s for s in streams if s.kind == "audio"), None
     )
@@ -137,7 +292,7 @@ def _check_tail(container: av.container.InputContainer, streams: list[StreamInfo
                 return
     except av.FFmpegError:
         pass
-    raise ProbeError(f"the file is cut short: it holds no media near the {duration:.3f} s its header announces")
+    raise MediaRefused(f"the file is cut short: it holds no media near the {duration:.3f} s its header announces")
 
 
 def _describe(container: av.container.InputContainer) -> MediaInfo:
@@ -153,23 +308,31 @@ def _describe(container: av.container.InputContainer) -> MediaInfo:
     return MediaInfo(container.format.name, duration, streams, tags)
 
 
-def probe(path: Path | str) -> MediaInfo:
-    """Describe a file that came from outside; raises ProbeError when it is not readable media.
+def probe(path: Path | str, limits: MediaLimits | None = None) -> MediaInfo:
+    """Describe a file that came from outside; raises ProbeError when it is not readable media,
+    MediaRefused when it lies about its length or goes past one of the ``limits``.
 
     Headers are not believed: durations that a header claims or estimates are counted from
-    packets, and a file must hold media near the end it announces.
+    packets, a file's length must be held by its audio packets, and a file must hold media near
+    the end it announces.
     """
     try:
         with av.open(str(path), metadata_errors="ignore") as container:
             info = _describe(container)
-            if info.audio and info.format_name.split(",")[0] in _ESTIMATED_DURATION_FORMATS:
-                claimed, duration = info.duration, _packet_duration(container, info.audio[0].index)
+            _check_limits(info, limits)
+            timelines = _audio_timelines(container, info, limits)
+            estimated = bool(info.audio) and info.format_name.split(",")[0] in _ESTIMATED_DURATION_FORMATS
+            if estimated:
+                start = container.start_time / av.time_base if container.start_time else 0.0  # MPEG-TS starts at 1.4 s
+                claimed, duration = info.duration, timelines[0].end - start
                 if info.format_name in _HEADER_DURATION_FORMATS and claimed > duration * 1.02 + _TAIL_SECONDS:
-                    raise ProbeError(f"its header claims {claimed:.3f} s but the file holds {duration:.3f} s")
+                    raise MediaRefused(f"its header claims {claimed:.3f} s but the file holds {duration:.3f} s")
                 info = replace(info, duration=duration)
-            else:
+            if timelines:
+                _check_held(info, timelines)
+            if not estimated:
                 _check_tail(container, info.streams, info.duration)
-    except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
+    except _READ_ERRORS as exc:
         raise ProbeError(str(exc) or exc.__class__.__name__) from exc
     return info
 
@@ -185,7 +348,7 @@ def probe_output(path: Path | str, written_seconds: float | None) -> MediaInfo:
     try:
         with av.open(str(path), metadata_errors="ignore", options={"probesize": str(_OUTPUT_PROBE_BYTES)}) as container:
             info = _describe(container)
-    except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
+    except _READ_ERRORS as exc:
         raise ProbeError(str(exc) or exc.__class__.__name__) from exc
     if info.format_name in _NO_DURATION_FORMATS:
         if written_seconds is None:

@@ -11,6 +11,8 @@ from typing import Literal
 import pysubs2
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
+from altdub.media.text import label_problem, text_problem
+
 MAX_TRANSCRIPT_BYTES = 10 * 1024 * 1024
 _TOLERANCE = 0.05  # seconds a cue may run past the media (spec §4's duration tolerance)
 
@@ -76,7 +78,7 @@ def parse_transcript(data: bytes) -> list[Segment]:
 
 
 def validate(segments: list[Segment], duration: float) -> None:
-    """Times ordered and inside the media, no overlaps, text present."""
+    """Times ordered and inside the media, no overlaps, text present and of characters that can be shown."""
     if not segments:
         raise TranscriptError("no cues")
     previous: Segment | None = None
@@ -89,6 +91,9 @@ def validate(segments: list[Segment], duration: float) -> None:
             raise TranscriptError(f"cue {number}: ends at {seg.end:.3f} s, past the media's {duration:.3f} s")
         if not seg.text:
             raise TranscriptError(f"cue {number}: no text")
+        for part, problem in (("text", text_problem(seg.text)), ("speaker", label_problem(seg.speaker))):
+            if problem:
+                raise TranscriptError(f"cue {number}: the {part} {problem}")
         if previous is not None:
             if seg.start < previous.start:
                 raise TranscriptError(f"cue {number}: starts before cue {number - 1} (cues must be in time order)")

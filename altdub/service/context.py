@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
@@ -22,30 +24,97 @@ from altdub.storage import Storage, open_storage
 
 
 class IdentityCache:
-    """Which export identity a request resolves to: facts that never change, kept in a bounded LRU.
+    """Which export identity a request resolves to: facts that never change, kept in an LRU bounded in bytes.
 
     With it, asking again for an export that exists is one indexed query (see
-    ``exports.cached_export_url``) instead of resolving the run's files and options anew.
+    ``exports.cached_export_url``) instead of resolving the run's files and options anew. Keys are
+    fixed-size digests of the request, so what a client sends never stays here, whatever its size.
     """
 
-    def __init__(self, size: int = 4096) -> None:
-        self._size = size
-        self._items: OrderedDict[Hashable, str] = OrderedDict()
+    ENTRY_OVERHEAD = 120  # bytes per entry beyond its key and value: the ordered dict's node and slot (CPython)
+
+    def __init__(self, max_bytes: int) -> None:
+        self._max_bytes = max_bytes
+        self._items: OrderedDict[bytes, str] = OrderedDict()
+        self._bytes = 0
         self._lock = threading.Lock()
 
-    def get(self, key: Hashable) -> str | None:
+    @property
+    def size_bytes(self) -> int:
+        """Memory held by the entries, as counted against the limit."""
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @classmethod
+    def _cost(cls, key: bytes, identity: str) -> int:
+        return sys.getsizeof(key) + sys.getsizeof(identity) + cls.ENTRY_OVERHEAD
+
+    def get(self, key: bytes) -> str | None:
         with self._lock:
             identity = self._items.get(key)
             if identity is not None:
                 self._items.move_to_end(key)
             return identity
 
-    def put(self, key: Hashable, identity: str) -> None:
+    def put(self, key: bytes, identity: str) -> None:
         with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._bytes -= self._cost(key, old)
             self._items[key] = identity
-            self._items.move_to_end(key)
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
+            self._bytes += self._cost(key, identity)
+            while self._bytes > self._max_bytes and self._items:
+                evicted_key, evicted = self._items.popitem(last=False)
+                self._bytes -= self._cost(evicted_key, evicted)
+
+
+class TaskCancel(threading.Event):
+    """Stops one running conversion: set when its task is gone (its run was deleted).
+
+    It also reads as set once the process is stopping, so that the FFmpeg runner, which polls
+    ``is_set()``, stops for either; ``task_gone`` tells the two apart (only ``is_set`` sees the
+    shutdown: ``wait`` does not).
+    """
+
+    def __init__(self, stopping: threading.Event) -> None:
+        super().__init__()
+        self._stopping = stopping
+
+    def is_set(self) -> bool:
+        return super().is_set() or self._stopping.is_set()
+
+    @property
+    def task_gone(self) -> bool:
+        return super().is_set()
+
+
+class RunningConversions:
+    """The cancel of every conversion running in this process, by task id, so that deleting a run stops its FFmpeg."""
+
+    def __init__(self, stopping: threading.Event) -> None:
+        self._stopping = stopping
+        self._cancels: dict[str, TaskCancel] = {}
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def running(self, task_id: str) -> Iterator[TaskCancel]:
+        cancel = TaskCancel(self._stopping)
+        with self._lock:
+            self._cancels[task_id] = cancel
+        try:
+            yield cancel
+        finally:
+            with self._lock:
+                self._cancels.pop(task_id, None)
+
+    def cancel(self, task_ids: Iterable[str]) -> None:
+        """Stop the conversions of these tasks, if they run here (in scale-out, the worker's heartbeat notices)."""
+        with self._lock:
+            cancels = [self._cancels[t] for t in task_ids if t in self._cancels]
+        for cancel in cancels:
+            cancel.set()
 
 
 @dataclass
@@ -56,8 +125,13 @@ class Context:
     storage: Storage
     executor: Executor | None = field(default=None)
     stopping: threading.Event = field(default_factory=threading.Event)  # set at shutdown: conversions stop
-    identities: IdentityCache = field(default_factory=IdentityCache)
+    identities: IdentityCache = field(init=False)
     task_events: TaskEvents = field(default_factory=TaskEvents)  # wakes requests waiting for a task
+    conversions: RunningConversions = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.conversions = RunningConversions(self.stopping)
+        self.identities = IdentityCache(self.settings.identity_cache_bytes)
 
     def download_url(self, key: str, filename: str, base_url: str) -> str:
         """A fresh signed URL that downloads ``key`` as ``filename``."""

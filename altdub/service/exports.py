@@ -30,10 +30,10 @@ from altdub.media.loudness import measure as measure_loudness
 from altdub.media.options import ExportOptions, OptionError, resolve_options
 from altdub.media.probe import MediaInfo, ProbeError, probe_output
 from altdub.media.transcripts import Segment, write_subrip
-from altdub.service.context import Context
+from altdub.service.context import Context, TaskCancel
 from altdub.service.errors import InvalidInput, NotFound, TooManyPending
 from altdub.service.keys import hash_key
-from altdub.service.runs import exports_prefix, get_run
+from altdub.service.runs import exports_prefix, get_run, run_exists
 from altdub.storage import StorageError
 
 log = logging.getLogger(__name__)
@@ -81,10 +81,18 @@ def _live_task(session: Session, identity: str) -> ExportTask | None:
     )
 
 
-def _request_key(
-    run_id: int, language_value: str, output_format: str, requested_options: dict[str, Any]
-) -> tuple[object, ...]:
-    return (run_id, language_value.strip().lower(), output_format, json.dumps(requested_options, sort_keys=True))
+def _request_key(run_id: int, language_value: str, output_format: str, requested_options: dict[str, Any]) -> bytes:
+    """A fixed-size digest of the request as the client sent it, for ``Context.identities``.
+
+    A digest, not the request: whatever length of text a client pads its options with, an entry
+    costs the same few bytes (the cache is bounded in bytes, see ``IdentityCache``).
+    """
+    canonical = json.dumps(
+        [run_id, language_value.strip().lower(), output_format, requested_options],
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).digest()
 
 
 # Built once: constructing a statement costs more than running it.
@@ -201,10 +209,12 @@ def request_export(
         session.add(task)
         try:
             session.commit()  # the reservation and the task, together
-        except IntegrityError:  # another request, maybe in another process, created it first
+        except IntegrityError:  # another request, maybe in another process, created it first; or the run is gone
             session.rollback()
             task = _live_task(session, identity)
             if task is None:
+                if not run_exists(session, run_id):
+                    raise NotFound("run not found") from None  # a DELETE of the run committed meanwhile
                 raise
         else:
             if ctx.executor is not None and task.status == TaskStatus.PENDING:
@@ -345,21 +355,28 @@ def _claim_next(ctx: Context) -> str | None:
 
 
 class _Heartbeat:
-    """Marks the task as being worked on, every few seconds, for as long as the conversion runs."""
+    """Marks the task as being worked on, every few seconds, for as long as the conversion runs.
 
-    def __init__(self, ctx: Context, task_id: str) -> None:
-        self._ctx, self._task_id = ctx, task_id
+    When the mark finds no pending task (its run was deleted, maybe by another process), it
+    cancels the conversion: nobody can receive its output any more.
+    """
+
+    def __init__(self, ctx: Context, task_id: str, cancel: TaskCancel) -> None:
+        self._ctx, self._task_id, self._cancel = ctx, task_id, cancel
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{task_id}", daemon=True)
 
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_SECONDS):
             with self._ctx.sessions.begin() as session:
-                session.execute(
+                result = session.execute(
                     update(ExportTask)
                     .where(ExportTask.id == self._task_id, ExportTask.status == TaskStatus.PENDING.value)
                     .values(heartbeat_at=datetime.now(UTC))
                 )
+            if result.rowcount == 0:
+                self._cancel.set()
+                return
 
     def __enter__(self) -> _Heartbeat:
         self._thread.start()
@@ -455,11 +472,15 @@ def _run_claimed(ctx: Context, task_id: str) -> None:
     if task is None or run is None:
         return  # the run was deleted meanwhile
     scratch = Path(tempfile.mkdtemp(prefix=f"export-{task.id}-", dir=ctx.settings.staging_dir))
+    cancel: TaskCancel | None = None
     try:
-        with _Heartbeat(ctx, task.id):
-            result = _convert_and_publish(ctx, task, run, scratch)
+        with ctx.conversions.running(task.id) as cancel, _Heartbeat(ctx, task.id, cancel):
+            result = _convert_and_publish(ctx, task, run, scratch, cancel)
     except FFmpegCancelled:
-        log.info("task %s interrupted by shutdown; it resumes at the next start", task.id)
+        if cancel is not None and cancel.task_gone:  # not a failure: there is no task left to record one on
+            log.info("task %s was deleted with its run; its conversion was stopped", task.id)
+        else:
+            log.info("task %s interrupted by shutdown; it resumes at the next start", task.id)
         return
     except _TaskFailed as failure:
         _finish(
@@ -506,7 +527,7 @@ class _Published:
     message: str | None
 
 
-def _convert_and_publish(ctx: Context, task: ExportTask, run: Run, scratch: Path) -> _Published:
+def _convert_and_publish(ctx: Context, task: ExportTask, run: Run, scratch: Path, cancel: TaskCancel) -> _Published:
     fmt = FORMATS[task.output_format]
     output = scratch / f"output.{fmt.extension}"
     options = ExportOptions(**task.options)
@@ -528,7 +549,7 @@ def _convert_and_publish(ctx: Context, task: ExportTask, run: Run, scratch: Path
                         "INVALID_SOURCE_DATA",
                     )
             inputs = _export_inputs(run, language, options, stem, stem_path, source, source_path, scratch)
-            figures = _convert(ctx, task, options, inputs, output)
+            figures = _convert(ctx, task, options, inputs, output, cancel)
     except StorageError as exc:
         raise _TaskFailed(f"an input of the run is unreadable: {exc}", "INVALID_SOURCE_DATA") from exc
     key = f"{exports_prefix(task.workspace_id, run.id)}{task.id}.{fmt.extension}"
@@ -604,14 +625,14 @@ def _plan_normalisation(
 
 
 def _convert(
-    ctx: Context, task: ExportTask, options: ExportOptions, inputs: ExportInputs, output: Path
+    ctx: Context, task: ExportTask, options: ExportOptions, inputs: ExportInputs, output: Path, cancel: TaskCancel
 ) -> LoudnessFigures | None:
     """Encode (and, for a loudness target, measure the output and correct once); returns the figures."""
     target = options.loudness_target
     plans: list[Normalisation] = []
     if target is not None:
         tracks = [inputs.audio] + ([inputs.original] if options.include_original_audio and inputs.original else [])
-        limits = Limits(ctx.settings.task_time_limit, ctx.stopping)
+        limits = Limits(ctx.settings.task_time_limit, cancel)
         try:
             plans = [_plan_normalisation(t, options, inputs.duration, task.output_format, limits) for t in tracks]
         except FFmpegTimeout as exc:
@@ -624,13 +645,13 @@ def _convert(
             inputs = replace(inputs, audio=replace(inputs.audio, loudnorm=plans[0].filter()))
             if len(plans) > 1 and inputs.original is not None:
                 inputs = replace(inputs, original=replace(inputs.original, loudnorm=plans[1].filter()))
-        written = _encode(ctx, task, options, inputs, output)
+        written = _encode(ctx, task, options, inputs, output, cancel)
         info = _verify(task.output_format, output, written, inputs, options)
         if target is None:
             return None
         streams = [s.index for s in info.audio]
         programmes = [streams[i * per_track : (i + 1) * per_track] for i in range(len(plans))]
-        limits = Limits(ctx.settings.task_time_limit, ctx.stopping)
+        limits = Limits(ctx.settings.task_time_limit, cancel)
         try:
             figures = [measure_loudness(output, programme, limits) for programme in programmes]
         except FFmpegTimeout as exc:
@@ -645,7 +666,9 @@ def _convert(
         plans = [plan.corrected(miss) for plan, miss in zip(plans, misses, strict=True)]
 
 
-def _encode(ctx: Context, task: ExportTask, options: ExportOptions, inputs: ExportInputs, output: Path) -> float | None:
+def _encode(
+    ctx: Context, task: ExportTask, options: ExportOptions, inputs: ExportInputs, output: Path, cancel: TaskCancel
+) -> float | None:
     """Run the plan; returns the seconds of media FFmpeg says it wrote."""
     try:
         plan = build_plan(task.output_format, inputs, options, output)
@@ -657,7 +680,7 @@ def _encode(ctx: Context, task: ExportTask, options: ExportOptions, inputs: Expo
             duration=inputs.duration,
             on_progress=_ProgressWriter(ctx, task.id),
             time_limit=ctx.settings.task_time_limit,
-            cancel=ctx.stopping,
+            cancel=cancel,
         ).written_seconds
     except FFmpegCancelled:
         raise

@@ -24,7 +24,8 @@ from altdub.media.thumbnail import make_thumbnail
 from altdub.service.context import Context
 from altdub.service.errors import NotFound
 from altdub.service.exports import signed_url
-from altdub.service.runs import get_run
+from altdub.service.runs import get_run, run_exists
+from altdub.storage import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -105,13 +106,21 @@ def run_thumbnail(ctx: Context, session: Session, workspace_id: int, run_id: int
         raise NotFound(f"run {run_id} has no video, so no thumbnail")
     key, source_key, duration = thumbnail_key(run), source.storage_key, run.duration
     session.rollback()  # hand the connection back: FFmpeg and storage need no database
-    if not ctx.storage.exists(key):  # concurrent first requests: one FFmpeg, whose outcome they all get
-        _thumbnails_made.run(key, partial(_make_thumbnail, ctx, run_id, source_key, video[0].index, duration, key))
-    with ctx.storage.local_copy(key) as path:
-        return path.read_bytes()
+    try:
+        if not ctx.storage.exists(key):  # concurrent first requests: one FFmpeg, whose outcome they all get
+            _thumbnails_made.run(key, partial(_make_thumbnail, ctx, run_id, key, source_key, video[0].index, duration))
+            if not run_exists(session, run_id):  # deleted meanwhile: its folder is gone, leave no thumbnail in it
+                ctx.storage.delete_prefix(key)
+                raise NotFound("run not found")
+        with ctx.storage.local_copy(key) as path:
+            return path.read_bytes()
+    except StorageError:
+        if run_exists(session, run_id):
+            raise
+        raise NotFound("run not found") from None  # deleted while its thumbnail was read or made
 
 
-def _make_thumbnail(ctx: Context, run_id: int, source_key: str, stream_index: int, duration: float, key: str) -> None:
+def _make_thumbnail(ctx: Context, run_id: int, key: str, source_key: str, stream_index: int, duration: float) -> None:
     if ctx.storage.exists(key):  # made by a call that ended between our look and this one
         return
     with tempfile.TemporaryDirectory(prefix="thumbnail-", dir=ctx.settings.staging_dir) as tmp:

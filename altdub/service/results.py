@@ -11,13 +11,14 @@ from sqlalchemy.orm import Session
 
 from altdub import languages
 from altdub.db.models import ExportTask, FileRole, Run, RunFile, TaskStatus
+from altdub.media.formats import probed_extension
 from altdub.media.options import resolve_options
 from altdub.media.probe import MediaInfo
 from altdub.media.transcripts import Segment, TextFormat, render
 from altdub.service.context import Context
 from altdub.service.errors import NotFound
 from altdub.service.exports import export_identity, parse_language, signed_url
-from altdub.service.runs import get_run
+from altdub.service.runs import get_run, run_exists
 
 
 def _segments(run: Run, language: languages.Language) -> list[Segment]:
@@ -53,7 +54,10 @@ def transcript_url(
             path = Path(tmp) / f"transcript.{text_format}"
             path.write_text(text, encoding="utf-8")
             ctx.storage.put_file(key, path)
-    filename = f"run-{run.id}_{language.short_name}.{text_format}"
+        if not run_exists(session, run_id):  # deleted while its file was written
+            ctx.storage.delete_prefix(key)  # its folder is gone: leave no transcript behind in it
+            raise NotFound("run not found")
+    filename = f"run-{run_id}_{language.short_name}.{text_format}"
     return ctx.download_url(key, filename, base_url)
 
 
@@ -75,8 +79,8 @@ def dub_result(ctx: Context, session: Session, workspace_id: int, run_id: int, b
         dub = run.file(FileRole.DUB, language_id)
         assert dub is not None
         video = _default_mp4(session, run, language_id, dub) if run.has_video else None
-        extension = Path(dub.storage_key).suffix or ".bin"
-        audio_url = ctx.download_url(dub.storage_key, f"run-{run.id}_{language.short_name}{extension}", base_url)
+        extension = probed_extension(MediaInfo.from_json(dub.probe))  # never the uploader's file name
+        audio_url = ctx.download_url(dub.storage_key, f"run-{run.id}_{language.short_name}.{extension}", base_url)
         transcript = run.transcript(language_id)
         result[language.short_name] = {
             "audio_url": audio_url,

@@ -11,16 +11,17 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from altdub import languages
-from altdub.db.models import FileRole, Run, RunFile, Transcript
-from altdub.media.probe import MediaInfo, ProbeError, probe
+from altdub.db.models import ExportTask, FileRole, Run, RunFile, TaskStatus, Transcript
+from altdub.media.probe import MediaInfo, MediaLimits, MediaRefused, ProbeError, probe
+from altdub.media.text import label_problem
 from altdub.media.transcripts import MAX_TRANSCRIPT_BYTES, TranscriptError, parse_transcript, validate
 from altdub.service.context import Context
 from altdub.service.errors import InvalidInput, NotFound
-from altdub.storage import Storage
 
 DURATION_TOLERANCE = 0.02  # a dub may differ from the source by 2 % (spec §5)
 TEXT_FIELDS = ("source_language", "name")
 TRANSCRIPT = "transcript_"
+MAX_NAME_CHARS = Run.__table__.c.name.type.length  # what the database keeps
 
 
 @dataclass(frozen=True)
@@ -66,12 +67,14 @@ def _classify(field: str) -> tuple[FileRole, languages.Language | None]:
     )
 
 
-def _probe_input(incoming: IncomingFile) -> _Input:
+def _probe_input(incoming: IncomingFile, limits: MediaLimits) -> _Input:
     role, language = _classify(incoming.field)
     if incoming.size == 0:
         raise InvalidInput(_loc(incoming.field), "the file is empty")
     try:
-        info = probe(incoming.path)
+        info = probe(incoming.path, limits)
+    except MediaRefused as exc:
+        raise InvalidInput(_loc(incoming.field), str(exc)) from exc
     except ProbeError as exc:
         raise InvalidInput(_loc(incoming.field), f"not a media file FFmpeg can read ({exc})") from exc
     if not info.audio:
@@ -117,6 +120,14 @@ def _parse_transcripts(
     return list(transcripts.values())
 
 
+def _check_name(name: str) -> None:
+    if len(name) > MAX_NAME_CHARS:
+        raise InvalidInput(_loc("name"), f"longer than {MAX_NAME_CHARS} characters")
+    problem = label_problem(name)
+    if problem:
+        raise InvalidInput(_loc("name"), f"the name {problem}")
+
+
 def _extension(filename: str) -> str:
     suffix = Path(filename).suffix.lower()
     return suffix if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix) else ""
@@ -134,6 +145,7 @@ def import_run(ctx: Context, workspace_id: int, fields: dict[str, str], files: l
     if not fields.get("source_language"):
         raise InvalidInput(_loc("source_language"), "field required", "missing")
     source_language = _parse_language("source_language", fields["source_language"])
+    _check_name(fields.get("name", ""))
 
     for incoming in files:
         if incoming.field.startswith(TRANSCRIPT):
@@ -142,7 +154,14 @@ def import_run(ctx: Context, workspace_id: int, fields: dict[str, str], files: l
             if incoming.size > MAX_TRANSCRIPT_BYTES:
                 raise InvalidInput(_loc(incoming.field), "transcript larger than 10 MiB")
             transcript_texts[incoming.field] = (incoming.filename, incoming.path.read_bytes())
-    inputs = [_probe_input(f) for f in files if not f.field.startswith(TRANSCRIPT)]
+    limits = MediaLimits(
+        ctx.settings.max_video_pixels,
+        ctx.settings.max_video_frame_rate,
+        ctx.settings.max_audio_sample_rate,
+        ctx.settings.max_audio_channels,
+        ctx.settings.max_audio_packets,
+    )
+    inputs = [_probe_input(f, limits) for f in files if not f.field.startswith(TRANSCRIPT)]
     seen: dict[tuple[FileRole, int | None], str] = {}
     for item in inputs:
         slot = (item.role, item.language.id if item.language else None)
@@ -164,7 +183,7 @@ def import_run(ctx: Context, workspace_id: int, fields: dict[str, str], files: l
     default_name = Path(reference.incoming.filename).stem or "Untitled run"
     run = Run(
         workspace_id=workspace_id,
-        name=(fields.get("name") or default_name)[:500],
+        name=fields.get("name") or default_name,
         source_language_id=source_language.id,
         has_video=bool(source and source.info.video),
         duration=reference.info.duration,
@@ -201,6 +220,12 @@ def get_run(session: Session, workspace_id: int, run_id: int) -> Run:
     return run
 
 
+def run_exists(session: Session, run_id: int) -> bool:
+    """Whether the run is still there, read in a new transaction: a request that raced a DELETE of it answers 404."""
+    session.rollback()  # a transaction begun earlier would still see the run (SQLite reads a snapshot)
+    return session.scalar(select(Run.id).where(Run.id == run_id)) is not None
+
+
 def list_runs(session: Session, workspace_id: int, page: int, page_size: int) -> tuple[list[Run], int]:
     query = select(Run).where(Run.workspace_id == workspace_id)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
@@ -212,14 +237,24 @@ def exports_prefix(workspace_id: int, run_id: int) -> str:
     return f"w{workspace_id}/exports/{run_id}/"
 
 
-def delete_run(session: Session, storage: Storage, workspace_id: int, run_id: int) -> None:
-    """Delete the run, its tasks and every stored file of it (inputs and exports)."""
+def delete_run(ctx: Context, session: Session, workspace_id: int, run_id: int) -> None:
+    """Delete the run, its tasks and every stored file of it (inputs and exports).
+
+    Conversions of its tasks running in this process are stopped at once; a worker in another
+    process stops its own when its next heartbeat finds the task gone.
+    """
     run = get_run(session, workspace_id, run_id)
     prefix = run.storage_prefix
+    pending = list(
+        session.scalars(
+            select(ExportTask.id).where(ExportTask.run_id == run.id, ExportTask.status == TaskStatus.PENDING.value)
+        )
+    )
     session.delete(run)
     session.commit()
-    storage.delete_prefix(prefix)
-    storage.delete_prefix(exports_prefix(workspace_id, run_id))
+    ctx.conversions.cancel(pending)
+    ctx.storage.delete_prefix(prefix)
+    ctx.storage.delete_prefix(exports_prefix(workspace_id, run_id))
 
 
 def remove_unfinished_imports(ctx: Context) -> int:

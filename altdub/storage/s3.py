@@ -83,7 +83,13 @@ class S3Storage:
         return found
 
     def signed_url(self, key: str, *, filename: str, content_type: str, base_url: str) -> str:
-        """The bucket's presigned GET; ``base_url`` is unused (the bucket serves the file)."""
+        """The bucket's presigned GET; ``base_url`` is unused (the bucket serves the file).
+
+        The bucket answers with ``content_type`` (our closed list, see ``content_type_for``) and as
+        an attachment: both are query parameters covered by the SigV4 signature, so they cannot be
+        changed. S3 has no parameter for ``X-Content-Type-Options: nosniff`` or a CSP: serve the
+        bucket from a domain of its own, never the dashboard's origin.
+        """
         return self.client.generate_presigned_url(
             "get_object",
             Params={

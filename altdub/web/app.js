@@ -69,6 +69,19 @@ function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+/**
+ * Untrusted text (a run's name) as an element of its own: <bdi> takes its direction from the text and
+ * isolates it, so that right-to-left text or bidirectional marks in it never reorder the page around it.
+ */
+function isolated(text) {
+  return h("bdi", {}, text);
+}
+
+/** The same for plain-text places (the window title, labels, dialogs): FIRST STRONG ISOLATE ... POP ISOLATE. */
+function isolatedText(text) {
+  return `\u2068${text}\u2069`;
+}
+
 function template(id) {
   return document.getElementById(id).content.firstElementChild.cloneNode(true);
 }
@@ -528,7 +541,7 @@ function runCard(run) {
     h(
       "div",
       { class: "run-card-text" },
-      h("h2", { class: "run-name" }, h("a", { href }, run.name)),
+      h("h2", { class: "run-name" }, h("a", { href }, isolated(run.name))),
       h(
         "p",
         { class: "meta" },
@@ -544,7 +557,7 @@ function runCard(run) {
         run.languages.map((l) => h("li", { class: "chip", title: l.short_name }, l.language)),
       ),
     ),
-    h("a", { href, class: "button run-open", "aria-label": `Export ${run.name}` }, "Export →"),
+    h("a", { href, class: "button run-open", "aria-label": `Export ${isolatedText(run.name)}` }, "Export →"),
   );
   return card;
 }
@@ -767,10 +780,10 @@ async function showRun(view, runId) {
     return;
   }
   if (view.signal.aborted) return;
-  document.title = `${run.name} · altdub`;
-  $(node, "crumb").textContent = run.name;
-  $(node, "title").textContent = run.name;
-  fillThumbnail($(node, "thumb"), run, `A frame of ${run.name}`);
+  document.title = `${isolatedText(run.name)} · altdub`;
+  $(node, "crumb").replaceChildren(isolated(run.name));
+  $(node, "title").replaceChildren(isolated(run.name));
+  fillThumbnail($(node, "thumb"), run, `A frame of ${isolatedText(run.name)}`);
   fillFacts($(node, "facts"), run);
   for (const role of ["head", "body", "history-section", "danger"]) $(node, role).hidden = false;
   if (!firstRender) $(node, "title").focus();
@@ -1160,7 +1173,7 @@ async function loadHistory(page, { announceDone = false } = {}) {
 
 async function deleteRun(page) {
   const { run, node } = page;
-  if (!window.confirm(`Delete “${run.name}” (run ${run.run_id}), its files and all its exports? This cannot be undone.`)) return;
+  if (!window.confirm(`Delete “${isolatedText(run.name)}” (run ${run.run_id}), its files and all its exports? This cannot be undone.`)) return;
   const button = $(node, "delete");
   button.disabled = true;
   try {

@@ -298,3 +298,76 @@ def test_signed_missing_file_is_404(client, mp3_export):
     response = client.get(signed(client, key + ".missing"))
     assert response.status_code == 404
     assert response.json() == NOT_FOUND
+
+
+# --- data, never documents (issue 11) ----------------------------------------------------------------
+
+DATA_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "content-security-policy": "default-src 'none'; sandbox",
+}
+
+
+def test_every_files_answer_is_sandboxed_data(client, mp3_export):
+    _, url = mp3_export
+    key, query = split(url)
+    missing = signed(client, "runs/none/x.mp3", "x.mp3")
+    for path, status in (
+        (url, 200),
+        (build(key, query | {"signature": "0" * 64}), 403),
+        (missing, 404),
+        (f"/files/{quote(key)}", 422),
+    ):
+        response = client.get(path)
+        assert response.status_code == status, path
+        assert DATA_HEADERS.items() <= response.headers.items(), response.headers
+        assert response.headers["content-disposition"].startswith("attachment")
+    ranged = client.get(url, headers={"Range": "bytes=0-1"})
+    assert ranged.status_code == 206
+    assert DATA_HEADERS.items() <= ranged.headers.items()
+
+
+@pytest.mark.parametrize("extension", ["html", "htm", "svg", "js", "mjs", "xml", "xhtml", "css", "pdf", "json"])
+def test_a_signed_name_of_a_document_type_is_served_as_octet_stream(client, mp3_export, extension):
+    """Even a URL signed for such a name (which the service never makes) is not a document."""
+    _, url = mp3_export
+    key, _ = split(url)
+    response = client.get(signed(client, key, f"run-1_es-es.{extension}"))
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/octet-stream"
+    assert DATA_HEADERS.items() <= response.headers.items()
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [("dub_wav", ("wav", "audio/wav")), ("dub_flac", ("flac", "audio/flac")), ("audio_source", ("mp3", "audio/mpeg"))],
+)
+def test_a_dub_is_named_and_typed_by_its_probe_not_its_upload_name(client, api_key, media, tmp_path, source, expected):
+    named = tmp_path / "dub.html"
+    named.write_bytes(getattr(media, source).read_bytes())
+    run_id = make_run(client, api_key, {"source": media.audio_source, "dub_es-es": named})
+    audio_url = client.get(f"/dub-result/{run_id}", headers=auth(api_key)).json()["es-es"]["audio_url"]
+    response = client.get(audio_url)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == expected[1]
+    assert response.headers["content-disposition"] == f'attachment; filename="run-{run_id}_es-es.{expected[0]}"'
+
+
+def test_s3_presigned_urls_fix_the_type_and_disposition_under_the_signature(monkeypatch, tmp_path):
+    """The bucket answers with our type and as an attachment; SigV4 signs every query parameter."""
+    from altdub.storage.s3 import S3Storage
+
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "k",
+        "AWS_SECRET_ACCESS_KEY": "s",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    storage = S3Storage("bucket", "prefix", scratch=tmp_path, url_ttl=60)
+    url = storage.signed_url(
+        "runs/1/dub.html", filename="run-1_es-es.wav", content_type="audio/wav", base_url="http://ignored"
+    )
+    query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+    assert query["response-content-type"] == "audio/wav"
+    assert query["response-content-disposition"] == 'attachment; filename="run-1_es-es.wav"'
+    assert query["X-Amz-Algorithm"] == "AWS4-HMAC-SHA256" and len(query["X-Amz-Signature"]) == 64

@@ -224,6 +224,33 @@ def test_validate_refuses(segments: list[Segment], reason: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("segment", "reason"),
+    [
+        (Segment(0.0, 1.0, "a\x00b"), r"cue 1: the text holds the control character U\+0000 at character 2"),
+        (Segment(0.0, 1.0, "\x1b[2J"), "the text holds the control character U\\+001B"),
+        (Segment(0.0, 1.0, "bell\x07"), "U\\+0007"),
+        (Segment(0.0, 1.0, "del\x7f"), "U\\+007F"),
+        (Segment(0.0, 1.0, "c1\x9b"), "U\\+009B"),
+        (Segment(0.0, 1.0, "half\ud800"), "lone surrogate U\\+D800"),
+        (Segment(0.0, 1.0, "ok", "\u202eAna"), "the speaker holds the bidirectional override.* U\\+202E"),
+        (Segment(0.0, 1.0, "ok", "\u2067Ana\u2069"), "the speaker holds the bidirectional .* U\\+2067"),
+        (Segment(0.0, 1.0, "ok", "Ana\tBob"), "the speaker holds the control character U\\+0009"),
+        (Segment(0.0, 1.0, "ok", "Ana\nBob"), "the speaker holds the control character U\\+000A"),
+    ],
+    ids=["nul", "escape", "bell", "del", "c1", "surrogate", "speaker-rlo", "speaker-isolate", "speaker-tab",
+         "speaker-newline"],
+)  # fmt: skip
+def test_control_characters_are_refused(segment: Segment, reason: str) -> None:
+    with pytest.raises(TranscriptError, match=reason):
+        validate([segment], 10.0)
+
+
+def test_text_keeps_tabs_line_breaks_and_bidi_controls() -> None:
+    """Right-to-left subtitles place punctuation with embeddings and marks; speakers keep the marks."""
+    validate([Segment(0.0, 1.0, "\u202b\u05e9\u05dc\u05d5\u05dd!\u202c\n\t\u2067x\u2069\u200f", "\u05d0\u200f")], 10.0)
+
+
+@pytest.mark.parametrize(
     "segment",
     [
         {"start": float("nan"), "end": 1.0, "text": "x"},

@@ -12,13 +12,17 @@ fixed (``derandomize``) so that CI is repeatable; ``ALTDUB_FUZZ_SEED=<n>`` explo
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import time
 import traceback
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import schemathesis
@@ -204,3 +208,119 @@ def test_integers_past_64_bits_are_not_server_errors(client, api_key, media, val
         if response.status_code >= 500:
             errors.append(f"{method} {url} {query}: {response.status_code}")
     assert not errors, "\n".join(errors)
+
+
+# --- issue 11: hostile values in every slot of every operation ------------------------------------------
+
+HOSTILE_NUMBERS: list[object] = [math.nan, math.inf, -math.inf, 2**64, -(2**63) - 1, 10**400]
+HOSTILE_TEXT = ["\x00", "a\x00b", "\x1b[2J", "\x07\x08\x7f", "\x85\x9b", "\u202eevil", "\u2066x", "x" * 100_000,
+                "NaN", "Infinity", "1e400", "-1", "", " ", "%00", "../../etc/passwd", "é🎬"]  # fmt: skip
+BODY_ONLY_TEXT = ["\ud800", "\udfffx"]  # lone surrogates: JSON can escape them; a URL or a form cannot carry them
+EXAMPLE_KEYS = {"^dub_.+$": "dub_es-es", "^voice_.+$": "voice_es-es", "^transcript_.+$": "transcript_es-es"}
+
+
+def _resolve(spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
+    return schema
+
+
+@dataclass
+class Slot:
+    """One operation with a valid request to change one part of."""
+
+    operation: Any
+    key: str
+    path_parameters: dict[str, Any]
+    media_type: str | None
+    valid_body: dict[str, Any]
+
+    def case(self, path: dict[str, Any] | None = None, query: dict[str, Any] | None = None, body: Any = None) -> Any:
+        headers = auth(self.key)
+        extra: dict[str, Any] = {}
+        if self.media_type:
+            extra = {"body": self.valid_body if body is None else body, "media_type": self.media_type}
+        return self.operation.Case(
+            path_parameters={**self.path_parameters, **(path or {})}, query=query or {}, headers=headers, **extra
+        )
+
+
+def hostile_cases(target: Target) -> Iterator[tuple[str, Any]]:
+    """(label, case) for every parameter and body key of every operation of the schema, each hostile value in
+    turn, the rest of the request valid: the schema says where the slots are, this fills them."""
+    spec = target.schema.raw_schema
+    baseline = {"run_id": target.run_id, "language": "es-es", "task_id": str(uuid.uuid4()), "key": "x"}
+    operations = sorted(
+        (result.ok() for result in target.schema.get_all_operations()), key=lambda op: op.method.upper() == "DELETE"
+    )
+    for operation in operations:
+        definition = spec["paths"][operation.path][operation.method.lower()]
+        parameters = [p for p in definition.get("parameters", []) if p["in"] in ("path", "query")]
+        content = definition.get("requestBody", {}).get("content", {})
+        media_type = next(iter(content), None)
+        body_schema = _resolve(spec, content[media_type]["schema"]) if media_type else {}
+        slot = Slot(
+            operation,
+            target.key,
+            {p["name"]: baseline.get(p["name"], "x") for p in parameters if p["in"] == "path"},
+            media_type,
+            {"output_format": "mp3"} if media_type == "application/json" else {"source_language": "en-us"},
+        )
+        label = f"{operation.method.upper()} {operation.path}"
+        for parameter in parameters:
+            for value in HOSTILE_NUMBERS + HOSTILE_TEXT:
+                given = {parameter["name"]: value if isinstance(value, str) else str(value)}
+                yield (
+                    f"{label} {parameter['in']}.{parameter['name']}",
+                    (slot.case(path=given) if parameter["in"] == "path" else slot.case(query=given)),
+                )
+        if media_type is None:
+            continue
+        patterns = body_schema.get("patternProperties", {})
+        keys = [*body_schema.get("properties", {}), *(EXAMPLE_KEYS[p] for p in patterns), "unknown_key"]
+        values = HOSTILE_NUMBERS + HOSTILE_TEXT + BODY_ONLY_TEXT if media_type == "application/json" else HOSTILE_TEXT
+        for key in keys:
+            for value in values:
+                yield f"{label} body.{key}", slot.case(body={**slot.valid_body, key: value})
+        if media_type == "application/json":
+            for value in HOSTILE_NUMBERS + BODY_ONLY_TEXT:
+                yield f"{label} body", slot.case(body=value)
+
+
+def send(case: Any) -> Any:
+    """Call the case; a JSON body is encoded here, as a hostile client would, with NaN and Infinity literals
+    (the test client refuses to write them)."""
+    if case.media_type != "application/json":
+        return case.call()
+    raw = json.dumps(case.body, allow_nan=True).encode()
+    return case.call(data=raw, json=None, headers={"content-type": "application/json"})
+
+
+def test_hostile_values_in_every_field_of_every_operation(target: Target) -> None:
+    """Non-finite numbers, huge integers, control and bidi characters, lone surrogates and 100,000-character
+    strings, in every path and query parameter and every body key of every operation: zero 5xx."""
+    started = time.monotonic()
+    statuses: Counter[int] = Counter()
+    slots: set[str] = set()
+    failures = []
+    for label, case in hostile_cases(target):
+        slots.add(label)
+        try:
+            response = send(case)
+        except Exception as exc:  # the app raised: a 500 behind a real server
+            statuses[500] += 1
+            failures.append(f"{label}: {exc!r}"[:300])
+            continue
+        statuses[response.status_code] += 1
+        try:
+            case.validate_response(response, checks=[not_a_server_error])
+        except Exception as exc:
+            failures.append(f"{label}: {response.status_code} {str(exc)[:300]}")
+    cases = sum(statuses.values())
+    summary = (
+        f"hostile values: {cases} cases over {len(slots)} slots in {time.monotonic() - started:.1f} s; "
+        f"statuses {dict(sorted(statuses.items()))}; {len(failures)} failure(s)"
+    )
+    print(summary)
+    assert cases >= 500 and len(slots) >= 30, summary  # the schema still has its slots
+    assert not failures, summary + "\n" + "\n".join(failures[:50])

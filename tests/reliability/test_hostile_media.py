@@ -27,7 +27,8 @@ from altdub.media.ffmpeg import file_arg, run_ffmpeg
 from altdub.media.probe import probe
 from altdub.media.synth import make_tone, make_video
 from tests.e2e.conftest import Server, ServerFactory, auth, request_export
-from tests.reliability.conftest import DURATION_TOLERANCE, REASONS, files_under, wait_task
+from tests.media import lies
+from tests.reliability.conftest import DURATION_TOLERANCE, REASONS, count_rows, files_under, wait_task
 
 pytestmark = pytest.mark.e2e
 
@@ -403,3 +404,151 @@ def _run_prefix(server: Server, run_id: int) -> str:
     with closing(sqlite3.connect(server.data_dir / "altdub.db")) as db:
         (prefix,) = db.execute("SELECT storage_prefix FROM runs WHERE id = ?", (run_id,)).fetchone()
     return prefix.rstrip("/").rsplit("/", 1)[1]
+
+
+# --- issue 11: media that lies about its length or its codec, or goes past a limit ----------------------
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("lies")
+
+
+@pytest.fixture(scope="module")
+def unknown(made: Path) -> dict[str, Path]:
+    return lies.unknown_codecs(made)
+
+
+def _stored(server: Server) -> list[Path]:
+    return files_under(server.data_dir / "files")
+
+
+def assert_refused_leaving_nothing(server: Server, parts: dict[str, Path], field: str, reason: str) -> None:
+    """A 422 naming the field and the reason; no run, no stored file, no staged upload left behind."""
+    stored_before, runs_before = _stored(server), count_rows(server.data_dir, "runs")
+    name = f"lie-{field}-{time.monotonic_ns()}"
+    response = post_run(server, parts, name=name)
+    assert_refused(response, field, reason)
+    assert name not in run_names(server), "a refused import left a run"
+    assert count_rows(server.data_dir, "runs") == runs_before
+    assert _stored(server) == stored_before, "a refused import left a stored file"
+    assert not files_under(server.data_dir / "tmp" / str(server.process.pid)), "a refused upload stayed staged"
+
+
+JUMP = "its timestamps jump by 3600.0 s"
+UNKNOWN = "codec FFmpeg does not know"
+Parts = Callable[[Corpus, Path, dict[str, Path]], dict[str, Path]]  # (corpus, made files, unknown codecs) -> parts
+
+# case id -> (the files, the refused field, the reason)
+LIES: dict[str, tuple[Parts, str, str]] = {
+    "ts-hour-jump": (lambda c, d, u: {"dub_es-es": lies.hour_jump(d, "ts")}, "dub_es-es", JUMP),
+    "mka-hour-jump": (lambda c, d, u: {"dub_es-es": lies.hour_jump(d, "mka")}, "dub_es-es", f"{JUMP} at 2.0 s"),
+    "m4a-hour-jump": (lambda c, d, u: {"dub_es-es": lies.hour_jump(d, "m4a")}, "dub_es-es", f"{JUMP} at 2.0 s"),
+    "m4a-hour-jump-as-source": (
+        lambda c, d, u: {"source": lies.hour_jump(d, "m4a"), "dub_es-es": c.dub},
+        "source",
+        JUMP,
+    ),
+    "mka-gaps-under-the-jump-tolerance": (
+        lambda c, d, u: {"dub_es-es": lies.stepped(d)},
+        "dub_es-es",
+        "it declares 16.0 s but its audio holds 4.0 s",
+    ),
+    "mkv-audio-an-hour-late": (
+        lambda c, d, u: {"source": lies.audio_an_hour_late(d), "dub_es-es": c.dub},
+        "source",
+        "it declares 3604.0 s but its audio holds",
+    ),
+    "mp4-audio-an-hour-late-edit-list": (
+        lambda c, d, u: {"source": lies.audio_an_hour_late(d, "mp4"), "dub_es-es": c.dub},
+        "source",
+        "it declares 3604.0 s but its audio holds 4.0 s",
+    ),
+    "mka-unknown-pcm-codecid": (
+        lambda c, d, u: {"dub_es-es": u["mka-pcm-codecid"]},
+        "dub_es-es",
+        f"not a media file FFmpeg can read (its audio stream #0 has a {UNKNOWN})",
+    ),
+    "mka-unknown-aac-codecid": (lambda c, d, u: {"dub_es-es": u["mka-aac-codecid"]}, "dub_es-es", UNKNOWN),
+    "mov-qqqq-sample-entry": (lambda c, d, u: {"source": u["mov-qqqq"], "dub_es-es": c.dub}, "source", UNKNOWN),
+    "mp4-qqqq-sample-entry": (lambda c, d, u: {"dub_es-es": u["mp4-qqqq"]}, "dub_es-es", UNKNOWN),
+    "mkv-unknown-video-codecid": (
+        lambda c, d, u: {"source": u["mkv-video-codecid"], "dub_es-es": c.dub},
+        "source",
+        f"its video stream #0 has a {UNKNOWN}",
+    ),
+    "8192x8192-picture": (
+        lambda c, d, u: {"source": lies.huge_picture(d), "dub_es-es": c.dub},
+        "source",
+        "8192x8192 (67,108,864 pixels a frame), more than the 16,777,216 allowed",
+    ),
+    "1000-fps": (
+        lambda c, d, u: {"source": lies.fast_picture(d), "dub_es-es": c.dub},
+        "source",
+        "runs at 1,000 frames a second, more than the 300 allowed",
+    ),
+    "255-channels": (
+        lambda c, d, u: {"dub_es-es": lies.wide_wav(d / "255ch.wav", channels=255, seconds=0.02)},
+        "dub_es-es",
+        "has 255 channels, more than the 24 allowed",
+    ),
+    "768-khz": (
+        lambda c, d, u: {"dub_es-es": lies.wide_wav(d / "768k.wav", rate=768_000)},
+        "dub_es-es",
+        "sampled at 768,000 Hz, more than the 384,000 Hz allowed",
+    ),
+}
+
+
+@pytest.mark.usefixtures("still_serving")
+@pytest.mark.parametrize("case", list(LIES))
+def test_lying_or_oversized_media_is_refused(
+    server: Server, corpus: Corpus, made: Path, unknown: dict[str, Path], case: str
+) -> None:
+    build, field, reason = LIES[case]
+    parts = build(corpus, made, unknown)
+    assert all(path.stat().st_size < 1_000_000 for path in parts.values()), "the attack is a small upload"
+    assert_refused_leaving_nothing(server, parts, field, reason)
+
+
+def test_media_limits_are_settings(tmp_path: Path, corpus: Corpus) -> None:
+    """ALTDUB_MAX_VIDEO_PIXELS one below the 320x240 video, ALTDUB_MAX_AUDIO_PACKETS below the 4 s WAV's 48:
+    refused, both figures named; at the picture's size, imported."""
+    factory = ServerFactory()
+    try:
+        strict = factory(
+            tmp_path / "strict", env={"ALTDUB_MAX_VIDEO_PIXELS": str(320 * 240 - 1), "ALTDUB_MAX_AUDIO_PACKETS": "40"}
+        )
+        parts = {"source": corpus.video, "dub_es-es": corpus.dub}
+        reason = "is 320x240 (76,800 pixels a frame), more than the 76,799 allowed"
+        assert_refused_leaving_nothing(strict, parts, "source", reason)
+        reason = "it holds more than the 40 audio packets allowed"
+        assert_refused_leaving_nothing(strict, {"dub_es-es": corpus.dub}, "dub_es-es", reason)
+        exact = factory(tmp_path / "exact", env={"ALTDUB_MAX_VIDEO_PIXELS": str(320 * 240)})
+        assert post_run(exact, parts).status_code == 201
+    finally:
+        factory.stop_all()
+
+
+HONEST: dict[str, Callable[[Corpus, Path], dict[str, Path]]] = {
+    "vfr-still-frame-source": lambda c, d: {"source": lies.still_frame_video(d), "dub_es-es": c.dub},
+    "audio-half-a-second-late-source": lambda c, d: {"source": lies.late_audio(d), "dub_es-es": c.dub},
+    "aac-priming-m4a-dub": lambda c, d: {"source": c.video, "dub_es-es": lies.tone(d / "priming.m4a", "aac")},
+    "mp3-encoder-delay-dub": lambda c, d: {"source": c.video, "dub_es-es": lies.tone(d / "delay.mp3", "libmp3lame")},
+    "mpegts-aac-dub": lambda c, d: {"source": c.video, "dub_es-es": lies.tone(d / "tone.ts", "aac")},
+    "opus-mka-dub": lambda c, d: {"source": c.video, "dub_es-es": lies.tone(d / "tone.mka", "libopus")},
+}
+
+
+@pytest.mark.usefixtures("still_serving")
+@pytest.mark.parametrize("case", sorted(HONEST))
+def test_honest_media_still_imports(server: Server, corpus: Corpus, made: Path, tmp_path: Path, case: str) -> None:
+    """The controls: codec delays, a late stream, a still picture, MPEG-TS's 1.4 s start are not lies; the run
+    lasts 4 s and its mp3 export is a whole 4 s file, not an hour."""
+    response = post_run(server, HONEST[case](corpus, made))
+    assert response.status_code == 201, response.text
+    run = response.json()
+    assert abs(run["duration"] - SECONDS) <= DURATION_TOLERANCE, run
+    if case == "mpegts-aac-dub":
+        assert_delivered_or_refused(server, run["run_id"], "mp3", run["duration"], tmp_path)
+        assert (tmp_path / "out.mp3").stat().st_size < 200_000

@@ -335,3 +335,27 @@ def test_readable_on_a_phone(browser, server: Server):
             assert overflow <= 0, f"{route} scrolls sideways by {overflow} px on a phone"
     finally:
         context.close()
+
+
+def test_untrusted_run_names_are_shown_isolated_and_as_text(page, server: Server, media: Media):
+    """Issue 11: a name mixing right-to-left text, a direction mark and markup is shown as text, in its own
+    isolated element (<bdi>), so it cannot reorder the page around it; plain-text places wrap it in FSI/PDI."""
+    from playwright.sync_api import expect
+
+    name = "\u05e9\u05dc\u05d5\u05dd\u200f <img src=x onerror=window.pwned=1> (12)"
+    response = import_run(server.base_url, server.api_key, {"dub_es-es": media.dub_wav}, name=name)
+    assert response.status_code == 201, response.text
+    run_id = response.json()["run_id"]
+    sign_in(page, server)
+    card = page.locator(f'.run-card[data-run-id="{run_id}"]')
+    shown = card.locator(".run-name bdi")
+    expect(shown).to_have_count(1)
+    assert shown.evaluate("el => el.textContent") == name
+    assert shown.evaluate("el => getComputedStyle(el).unicodeBidi") == "isolate"
+    assert card.locator("img").count() == 0  # the markup stayed text
+
+    card.get_by_role("link", name="Export").click()
+    heading = page.get_by_role("heading", level=1)
+    expect(heading.locator("bdi")).to_have_text(name)
+    assert page.title() == f"\u2068{name}\u2069 · altdub"
+    assert page.evaluate("window.pwned") is None

@@ -5,6 +5,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from altdub.api.bodies import StrictJsonRoute
 from altdub.api.deps import (
     MAX_ID,
     ApiKeyDep,
@@ -17,7 +18,7 @@ from altdub.db.models import TaskStatus
 from altdub.service import exports
 from altdub.service.context import Context
 
-router = APIRouter(tags=["dub"])
+router = APIRouter(tags=["dub"], route_class=StrictJsonRoute)
 
 
 @router.post(

@@ -1,5 +1,9 @@
+"""Signed downloads of local storage, served as data that a browser never runs or renders as a page."""
+
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import FileResponse
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from altdub.api.deps import ContextDep
 from altdub.media.formats import content_type_for
@@ -8,8 +12,38 @@ from altdub.storage.local import LocalStorage
 
 router = APIRouter(tags=["files"])
 
+PREFIX = "/files/"
+# On every answer under PREFIX, whatever its status: no type sniffing (a file is only ever its
+# declared type), a download rather than a page, and, should a browser show it anyway, a sandbox
+# with nothing allowed (no script, no same-origin access, no subresources).
+DOWNLOAD_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; sandbox",
+    "Content-Disposition": "attachment",  # the file's own answer names it; an error's does not
+}
 
-@router.get("/files/{key:path}", responses={403: {"description": "Expired or tampered URL."}})
+
+class DownloadHeaders:
+    """Adds ``DOWNLOAD_HEADERS`` to every response under ``/files/`` (200, 206, 403, 404, 422, …)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(PREFIX):
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in DOWNLOAD_HEADERS.items():
+                    headers.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+@router.get(PREFIX + "{key:path}", responses={403: {"description": "Expired or tampered URL."}})
 def download(
     key: str,
     context: ContextDep,
@@ -17,7 +51,11 @@ def download(
     expires: str = Query(),
     signature: str = Query(),
 ) -> FileResponse:
-    """A signed download of local storage (Range requests answered 206)."""
+    """A signed download of local storage (Range requests answered 206).
+
+    Its type comes from the extension of the signed ``filename``, which the service chose from
+    the file's probed format, from a closed list of media and text types (never HTML or script).
+    """
     storage = context.storage
     if not isinstance(storage, LocalStorage):
         raise HTTPException(status_code=404, detail="Not found")

@@ -1,3 +1,4 @@
+import asyncio
 import shutil
 import tempfile
 from pathlib import Path
@@ -75,8 +76,16 @@ async def import_run(request: Request, context: ContextDep, workspace: Workspace
         )
         run = await run_in_threadpool(runs.import_run, context, workspace.id, form.fields, form.files)
     finally:
-        await run_in_threadpool(shutil.rmtree, staging, True)
+        if _cancelled():  # a shutdown past its grace: the loop may never run again, remove what was staged now
+            shutil.rmtree(staging, ignore_errors=True)
+        else:
+            await run_in_threadpool(shutil.rmtree, staging, True)
     return RunOut.of(run)
+
+
+def _cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 @router.get("/runs", response_model=RunPage)
@@ -101,5 +110,5 @@ def get_run(run_id: RunId, session: SessionDep, workspace: WorkspaceDep) -> RunO
 )
 def delete_run(run_id: RunId, context: ContextDep, session: SessionDep, workspace: WorkspaceDep) -> Response:
     """Delete the run, its exports and all their files."""
-    runs.delete_run(session, context.storage, workspace.id, run_id)
+    runs.delete_run(context, session, workspace.id, run_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from datetime import datetime
 from os import PathLike
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Query, Response
+from fastapi import APIRouter, FastAPI, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
@@ -30,6 +31,9 @@ _PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-cache",
 }
+
+# A thumbnail is the workspace's: revalidated with the caller's key on every use (see run_thumbnail).
+_THUMBNAIL_HEADERS = {"Cache-Control": "private, no-cache", "Vary": "x-api-key", "X-Content-Type-Options": "nosniff"}
 
 router = APIRouter()
 
@@ -90,10 +94,22 @@ def list_run_exports(
         404: {"description": "Unknown run, or a run without video."},
     },
 )
-def run_thumbnail(run_id: RunId, context: ContextDep, session: SessionDep, workspace: WorkspaceDep) -> Response:
-    """A small still of the run's video, made on first request and kept with the run."""
+def run_thumbnail(
+    run_id: RunId, request: Request, context: ContextDep, session: SessionDep, workspace: WorkspaceDep
+) -> Response:
+    """A small still of the run's video, made on first request and kept with the run.
+
+    Browsers may keep it but must revalidate it on each use, with the key they hold then
+    (``Cache-Control: private, no-cache`` and an ETag: an unchanged picture is a 304).
+    """
+    # Asked for with a key in a header: with a plain max-age, a browser cache keyed by the URL
+    # alone would show one workspace's picture to whoever signs in next with another key.
     data = history.run_thumbnail(context, session, workspace.id, run_id)
-    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
+    etag = f'"{hashlib.sha256(data).hexdigest()[:32]}"'
+    headers = {**_THUMBNAIL_HEADERS, "ETag": etag}
+    if etag in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    return Response(data, media_type="image/jpeg", headers=headers)
 
 
 class _RevalidatedStaticFiles(StaticFiles):
