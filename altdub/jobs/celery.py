@@ -71,7 +71,9 @@ def run_worker(app: Celery, handler: Callable[[], object]) -> None:
     @app.task(name=EXPORT_TASK)
     def export(task_id: str) -> None:  # the task whose creation sent the message: kept for the logs
         ran = handler()
-        if ran != task_id:
-            log.info("turn of task %s: ran %s (the fairest waiting)", task_id, ran)
+        if ran is None:
+            log.info("turn of task %s: no task was waiting (an earlier turn ran it)", task_id)
+        elif ran != task_id:
+            log.info("turn of task %s: ran task %s, the fairest waiting", task_id, ran)
 
     app.worker_main(["worker", "--pool=solo", "--loglevel=INFO", "-Q", QUEUE, "--without-gossip", "--without-mingle"])
