@@ -123,7 +123,7 @@ def worker() -> None:
 
     from altdub.jobs.celery import make_celery, run_worker
     from altdub.service.context import remove_stale_scratch
-    from altdub.service.exports import run_export_task
+    from altdub.service.exports import run_next_task
 
     settings = Settings()
     if not settings.broker_url:
@@ -134,7 +134,7 @@ def worker() -> None:
     celery = make_celery(
         settings.broker_url, time_limit=settings.task_time_limit, redelivery_margin=settings.redelivery_margin
     )
-    run_worker(celery, partial(run_export_task, context))
+    run_worker(celery, partial(run_next_task, context))
 
 
 @keys_app.command("create")

@@ -81,6 +81,16 @@ class Settings(BaseSettings):
     export_quota_minutes: float | None = Field(
         default=None, ge=0, description="Minutes of exports per workspace (unset: unlimited); per-workspace override."
     )
+    max_pending_tasks: int = Field(
+        default=20,
+        ge=1,
+        description="Export tasks a workspace may have waiting or running at once; more is a 429 with Retry-After.",
+    )
+    max_waiting_requests: int = Field(
+        default=1000,
+        ge=0,
+        description="Long-polling requests (?wait=) held open at once per process; beyond it they answer at once.",
+    )
     fsync: bool = Field(
         default=False,
         description="Flush each stored file and each SQLite commit to disk (power-cut durability).",

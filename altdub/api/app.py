@@ -23,8 +23,8 @@ from altdub.config import Settings
 from altdub.jobs.celery import CeleryExecutor, make_celery
 from altdub.jobs.inprocess import InProcessExecutor
 from altdub.service.context import Context, build_context, remove_stale_scratch
-from altdub.service.errors import InsufficientStorage, InvalidInput, NotFound, TooLarge
-from altdub.service.exports import release_pending_tasks, run_export_task
+from altdub.service.errors import InsufficientStorage, InvalidInput, NotFound, TooLarge, TooManyPending
+from altdub.service.exports import release_pending_tasks, run_next_task
 from altdub.service.runs import remove_unfinished_imports
 from altdub.storage import StorageError
 
@@ -93,7 +93,7 @@ class BodySizeLimit:
 
 
 def _start_workers(context: Context) -> None:
-    context.executor = InProcessExecutor(partial(run_export_task, context), context.settings.workers)
+    context.executor = InProcessExecutor(partial(run_next_task, context), context.settings.workers)
     try:
         removed = remove_unfinished_imports(context)  # embedded mode: this process is the only one
     except StorageError as exc:  # readiness reports the storage; serving must not depend on the sweep
@@ -169,6 +169,14 @@ def create_app(settings: Settings | None = None, *, workers: bool = True) -> Fas
     @app.exception_handler(TooLarge)
     async def too_large(_: Request, exc: TooLarge) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=413)
+
+    @app.exception_handler(TooManyPending)
+    async def too_many_pending(_: Request, exc: TooManyPending) -> JSONResponse:
+        return JSONResponse(
+            {"detail": str(exc), "limit": exc.limit},
+            status_code=429,
+            headers={"Retry-After": str(exc.retry_after)},
+        )
 
     @app.exception_handler(InsufficientStorage)
     async def insufficient_storage(_: Request, exc: InsufficientStorage) -> JSONResponse:

@@ -41,6 +41,8 @@ class Workspace(Base):
     # Minutes of exports this workspace may make; NULL: the server's default (ALTDUB_EXPORT_QUOTA_MINUTES).
     quota_minutes: Mapped[float | None] = mapped_column(Float)
     used_minutes: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")  # reserved by exports
+    # When a worker last took a task of this workspace: the workspace served longest ago goes next.
+    last_claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

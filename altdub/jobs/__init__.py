@@ -1,4 +1,9 @@
-"""Executors run export tasks by id; in-process threads today, the same interface for remote workers."""
+"""Executors run export tasks; in-process threads, or Celery workers in other processes.
+
+A submission says "one task's worth of work is waiting", not "run this task": a worker that
+becomes free claims the fairest waiting task from the database (``service.exports.run_next_task``),
+so both executors schedule by the same rule and a task's state lives in the database only.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from typing import Protocol
 
 class Executor(Protocol):
     def submit(self, task_id: str) -> None:
-        """Run the task soon; the task's state lives in the database, not here."""
+        """One more task (``task_id``, just created or left unfinished) waits: a free worker takes the fairest."""
 
     def queue_depth(self) -> int:
         """Tasks submitted and not yet started."""

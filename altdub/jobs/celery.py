@@ -4,13 +4,21 @@ Configured for long media jobs: a message is acknowledged only when its task is 
 worker takes one task at a time, and a message whose worker died is delivered again once
 the broker's visibility timeout passes (longer than the conversion time limit, so a live
 conversion is never handed out twice).
+
+A message is a turn, not an order: the worker that takes it claims the fairest waiting task from
+the database (see ``altdub.jobs``), which may be another than the one the message names. Since
+every task sends one message and every message claims at most one task, no task is left without
+a turn; the redelivered message of a dead worker is the turn of the task it held.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from celery import Celery
+
+log = logging.getLogger(__name__)
 
 EXPORT_TASK = "altdub.export"
 QUEUE = "altdub-exports"
@@ -57,11 +65,15 @@ class CeleryExecutor:
         self.app.close()
 
 
-def run_worker(app: Celery, handler: Callable[[str], None]) -> None:
-    """Consume export tasks in this process, one at a time, until stopped (SIGTERM waits for the task)."""
+def run_worker(app: Celery, handler: Callable[[], object]) -> None:
+    """Consume export turns in this process, one at a time, until stopped (SIGTERM waits for the task)."""
 
     @app.task(name=EXPORT_TASK)
-    def export(task_id: str) -> None:
-        handler(task_id)
+    def export(task_id: str) -> None:  # the task whose creation sent the message: kept for the logs
+        ran = handler()
+        if ran is None:
+            log.info("turn of task %s: no task was waiting (an earlier turn ran it)", task_id)
+        elif ran != task_id:
+            log.info("turn of task %s: ran task %s, the fairest waiting", task_id, ran)
 
     app.worker_main(["worker", "--pool=solo", "--loglevel=INFO", "-Q", QUEUE, "--without-gossip", "--without-mingle"])

@@ -1,4 +1,4 @@
-"""Errors the use-cases raise; the API turns them into 404 / 413 / 422 / 507 answers."""
+"""Errors the use-cases raise; the API turns them into 404 / 413 / 422 / 429 / 507 answers."""
 
 from __future__ import annotations
 
@@ -23,3 +23,15 @@ class TooLarge(Exception):
 
 class InsufficientStorage(Exception):
     """The service has no room left to keep what was sent (a full disk): the request itself was fine."""
+
+
+class TooManyPending(Exception):
+    """The workspace has as many tasks waiting or running as it may: retry once some have ended."""
+
+    def __init__(self, limit: int, retry_after: int) -> None:
+        super().__init__(
+            f"this workspace has {limit} export tasks pending, the most it may have: "
+            f"retry in {retry_after} s, or once some have ended"
+        )
+        self.limit = limit
+        self.retry_after = retry_after

@@ -16,9 +16,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, aliased, selectinload
 
 from altdub import languages
 from altdub.db.models import LIVE_STATUSES, ApiKey, ExportTask, FileRole, Run, RunFile, TaskStatus, Workspace
@@ -31,7 +31,7 @@ from altdub.media.options import ExportOptions, OptionError, resolve_options
 from altdub.media.probe import MediaInfo, ProbeError, probe_output
 from altdub.media.transcripts import Segment, write_subrip
 from altdub.service.context import Context, TaskCancel
-from altdub.service.errors import InvalidInput, NotFound
+from altdub.service.errors import InvalidInput, NotFound, TooManyPending
 from altdub.service.keys import hash_key
 from altdub.service.runs import exports_prefix, get_run, run_exists
 from altdub.storage import StorageError
@@ -39,6 +39,7 @@ from altdub.storage import StorageError
 log = logging.getLogger(__name__)
 
 DURATION_TOLERANCE = 0.05  # seconds (spec §4)
+PENDING_RETRY_SECONDS = 5  # Retry-After of a request over the pending-task limit: short exports end in seconds
 
 
 @dataclass(frozen=True)
@@ -202,6 +203,9 @@ def request_export(
             task.exception_reason = TaskStatus.PAYMENT_REQUIRED.value
             task.message = _quota_message(session, workspace_id, minutes, ctx.settings.export_quota_minutes)
             task.finished_at = datetime.now(UTC)
+        elif _pending_tasks(session, workspace_id) >= ctx.settings.max_pending_tasks:
+            session.rollback()  # the reservation too
+            raise TooManyPending(ctx.settings.max_pending_tasks, PENDING_RETRY_SECONDS)
         session.add(task)
         try:
             session.commit()  # the reservation and the task, together
@@ -230,6 +234,20 @@ def _reserve_minutes(session: Session, workspace_id: int, minutes: float, defaul
         .values(used_minutes=Workspace.used_minutes + minutes)
     )
     return result.rowcount == 1
+
+
+def _pending_tasks(session: Session, workspace_id: int) -> int:
+    """The workspace's PENDING tasks, counted after ``_reserve_minutes`` locked its row.
+
+    The lock makes the count and the insert that follows one step across processes: a concurrent
+    request of the workspace waits for this transaction, then counts again and sees its task
+    (PostgreSQL gives each statement a fresh snapshot; SQLite has one writer at a time).
+    """
+    return session.scalar(
+        select(func.count())
+        .select_from(ExportTask)
+        .where(ExportTask.workspace_id == workspace_id, ExportTask.status == TaskStatus.PENDING.value)
+    )
 
 
 def _quota_message(session: Session, workspace_id: int, minutes: float, default_quota: float | None) -> str:
@@ -265,23 +283,75 @@ HEARTBEAT_SECONDS = 2.0
 STALE_AFTER_SECONDS = 10.0  # a claim without a heartbeat for this long belongs to a dead worker
 
 
-def _claim(ctx: Context, task_id: str) -> bool:
-    """Take the task for this worker: PENDING, and nobody alive working on it. Atomic across processes."""
-    now = datetime.now(UTC)
-    with ctx.sessions.begin() as session:
-        result = session.execute(
-            update(ExportTask)
-            .where(
-                ExportTask.id == task_id,
-                ExportTask.status == TaskStatus.PENDING.value,
-                or_(
-                    ExportTask.heartbeat_at.is_(None),
-                    ExportTask.heartbeat_at < now - timedelta(seconds=STALE_AFTER_SECONDS),
-                ),
-            )
-            .values(attempts=ExportTask.attempts + 1, started_at=now, heartbeat_at=now)
+def _claimable(now: datetime) -> ColumnElement[bool]:
+    """PENDING, and nobody alive working on it (never claimed, or its worker's heartbeat is stale)."""
+    return and_(
+        ExportTask.status == TaskStatus.PENDING.value,
+        or_(
+            ExportTask.heartbeat_at.is_(None),
+            ExportTask.heartbeat_at < now - timedelta(seconds=STALE_AFTER_SECONDS),
+        ),
+    )
+
+
+def _fairest_claimable(now: datetime) -> Select[tuple[str, int]]:
+    """The task a free worker should take: the fair-scheduling rule, the same for every executor.
+
+    Across workspaces: the one with the fewest tasks running, then the one served longest ago (round
+    robin); within a workspace: the oldest task. So a workspace that queued hundreds of tasks delays
+    another's next task by at most the tasks already running, not by its whole queue.
+    """
+    running = aliased(ExportTask)
+    running_count = (
+        select(func.count())
+        .select_from(running)
+        .where(
+            running.workspace_id == ExportTask.workspace_id,
+            running.status == TaskStatus.PENDING.value,
+            running.heartbeat_at >= now - timedelta(seconds=STALE_AFTER_SECONDS),
         )
-        return result.rowcount == 1
+        .scalar_subquery()
+    )
+    return (
+        select(ExportTask.id, ExportTask.workspace_id)
+        .join(Workspace, Workspace.id == ExportTask.workspace_id)
+        .where(_claimable(now))
+        .order_by(
+            running_count,
+            Workspace.last_claimed_at.asc().nulls_first(),
+            ExportTask.created_at,
+            ExportTask.id,
+        )
+        .limit(1)
+    )
+
+
+def _claim_next(ctx: Context) -> str | None:
+    """Take the fairest claimable task for this worker; None when there is none. Atomic across processes.
+
+    Workers in other processes may pick the same task at once: the conditional UPDATE lets one
+    of them have it, and the others pick again. The workspace's turn is recorded in a transaction
+    of its own: a claim that held the task's row while it waited for the workspace's row could
+    deadlock (on PostgreSQL) with a request that holds the workspace's row (its quota) and waits
+    on the task's row (an identical export being inserted).
+    """
+    while True:
+        now = datetime.now(UTC)
+        with ctx.sessions.begin() as session:
+            picked = session.execute(_fairest_claimable(now)).first()
+            if picked is None:
+                return None
+            claimed = session.execute(
+                update(ExportTask)
+                .where(ExportTask.id == picked.id, _claimable(now))
+                .values(attempts=ExportTask.attempts + 1, started_at=now, heartbeat_at=now)
+            ).rowcount
+        if claimed == 1:
+            with ctx.sessions.begin() as session:
+                session.execute(
+                    update(Workspace).where(Workspace.id == picked.workspace_id).values(last_claimed_at=now)
+                )
+            return picked.id
 
 
 class _Heartbeat:
@@ -376,13 +446,24 @@ def _finish(ctx: Context, task_id: str, **values: Any) -> bool:
     return True
 
 
-def run_export_task(ctx: Context, task_id: str) -> None:
-    """Make the export of a PENDING task, once it is claimed for this worker.
+def run_next_task(ctx: Context) -> str | None:
+    """Claim the fairest waiting task (``_fairest_claimable``) and make its export; the task's id, or None.
 
+    Executors call this once per task submitted, when a worker is free: the task to run is chosen
+    then, not when it was submitted. None when every PENDING task is taken (a duplicate delivery,
+    or a task already run by an earlier call) or the process is stopping.
     Idempotent: a re-run after a crash starts over and publishes under the same key.
     """
-    if not _claim(ctx, task_id):
-        return  # finished already, or another live worker has it (a duplicate delivery)
+    if ctx.stopping.is_set():
+        return None  # shutting down: the tasks stay PENDING and resume at the next start
+    task_id = _claim_next(ctx)
+    if task_id is not None:
+        _run_claimed(ctx, task_id)
+    return task_id
+
+
+def _run_claimed(ctx: Context, task_id: str) -> None:
+    """Make the export of a task claimed for this worker."""
     with ctx.sessions() as session:
         task = session.get(ExportTask, task_id)
         loaders = [selectinload(Run.files), selectinload(Run.transcripts)]

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +26,8 @@ from altdub.service.errors import NotFound
 from altdub.service.exports import signed_url
 from altdub.service.runs import get_run, run_exists
 from altdub.storage import StorageError
+
+log = logging.getLogger(__name__)
 
 MAX_EXPORTS = 500
 
@@ -100,8 +107,8 @@ def run_thumbnail(ctx: Context, session: Session, workspace_id: int, run_id: int
     key, source_key, duration = thumbnail_key(run), source.storage_key, run.duration
     session.rollback()  # hand the connection back: FFmpeg and storage need no database
     try:
-        if not ctx.storage.exists(key):
-            _make_thumbnail(ctx, run_id, key, source_key, video[0].index, duration)
+        if not ctx.storage.exists(key):  # concurrent first requests: one FFmpeg, whose outcome they all get
+            _thumbnails_made.run(key, partial(_make_thumbnail, ctx, run_id, key, source_key, video[0].index, duration))
             if not run_exists(session, run_id):  # deleted meanwhile: its folder is gone, leave no thumbnail in it
                 ctx.storage.delete_prefix(key)
                 raise NotFound("run not found")
@@ -114,6 +121,8 @@ def run_thumbnail(ctx: Context, session: Session, workspace_id: int, run_id: int
 
 
 def _make_thumbnail(ctx: Context, run_id: int, key: str, source_key: str, stream_index: int, duration: float) -> None:
+    if ctx.storage.exists(key):  # made by a call that ended between our look and this one
+        return
     with tempfile.TemporaryDirectory(prefix="thumbnail-", dir=ctx.settings.staging_dir) as tmp:
         output = Path(tmp) / "thumbnail.jpg"
         try:
@@ -121,4 +130,38 @@ def _make_thumbnail(ctx: Context, run_id: int, key: str, source_key: str, stream
                 make_thumbnail(source_path, output, stream_index=stream_index, duration=duration)
         except FFmpegError as exc:  # no decodable frame: nothing to show
             raise NotFound(f"no thumbnail can be made for run {run_id}: {exc}") from exc
-        ctx.storage.put_file(key, output)  # atomic: concurrent first requests publish the same picture
+        ctx.storage.put_file(key, output)  # atomic: another process making it too publishes the same picture
+    log.info("made the thumbnail of run %d", run_id)
+
+
+class SingleFlight:
+    """One call per key at a time in this process; callers that come while it runs share its outcome."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._flights: dict[str, Future[None]] = {}
+
+    def run(self, key: str, call: Callable[[], None]) -> None:
+        with self._lock:
+            flight = self._flights.get(key)
+            if flight is None:
+                flight = self._flights[key] = Future()
+                leading = True
+            else:
+                leading = False
+        if not leading:
+            flight.result()  # raises the leader's error
+            return
+        try:
+            call()
+        except BaseException as exc:
+            flight.set_exception(exc)
+            raise
+        else:
+            flight.set_result(None)
+        finally:
+            with self._lock:
+                del self._flights[key]
+
+
+_thumbnails_made = SingleFlight()  # thumbnails being made by this process, by storage key

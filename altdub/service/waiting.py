@@ -20,35 +20,47 @@ class TaskWaiter:
             self._loop.call_soon_threadsafe(self._event.set)
 
     async def wait(self, timeout: float) -> None:
-        """Return when woken or after ``timeout`` seconds, whichever is first."""
+        """Return when woken or after ``timeout`` seconds, whichever is first; costs no thread."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._event.wait(), timeout)
         self._event.clear()
 
 
 class TaskEvents:
-    """Which requests wait for which task.
+    """Which requests wait for which task, and how many wait in all.
 
-    Only the workers of this process notify (the embedded mode); a waiter also reads the task
-    again every few tenths of a second, which is how it learns of workers in other processes.
+    Only the workers of this process notify (the embedded mode). A request waiting for a worker in
+    another process must also read the task again now and then (the route decides).
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._waiters: dict[str, set[TaskWaiter]] = {}
+        self._count = 0
 
     @contextlib.contextmanager
-    def watch(self, task_id: str) -> Iterator[TaskWaiter]:
-        """Register before reading the task, so that an end between the read and the wait is not missed."""
+    def watch(self, task_id: str, limit: int) -> Iterator[TaskWaiter | None]:
+        """Register before reading the task, so that an end between the read and the wait is not missed.
+
+        Yields None, registering nothing, when ``limit`` requests wait already: the caller answers at once.
+        """
         waiter = TaskWaiter(asyncio.get_running_loop())
         with self._lock:
-            self._waiters.setdefault(task_id, set()).add(waiter)
+            if self._count >= limit:
+                waiter = None
+            else:
+                self._waiters.setdefault(task_id, set()).add(waiter)
+                self._count += 1
+        if waiter is None:
+            yield None
+            return
         try:
             yield waiter
         finally:
             with self._lock:
                 waiters = self._waiters.get(task_id, set())
                 waiters.discard(waiter)
+                self._count -= 1
                 if not waiters:
                     self._waiters.pop(task_id, None)
 

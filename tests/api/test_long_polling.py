@@ -6,8 +6,10 @@ import threading
 import time
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import update
 
+from altdub.api.app import create_app
 from altdub.api.routes import exports as export_routes
 from altdub.db.models import ExportTask, TaskStatus
 from altdub.service import exports as exports_service
@@ -36,7 +38,7 @@ def test_a_worker_of_this_process_wakes_the_waiting_request(pending, monkeypatch
     client, key, task_id = pending
     monkeypatch.setattr(export_routes, "RECHECK_SECONDS", 60.0)
     context = client.app.state.context
-    worker = later(0.3, lambda: exports_service.run_export_task(context, task_id))
+    worker = later(0.3, lambda: exports_service.run_next_task(context))
     started = time.monotonic()
     response = client.get(f"/dub-alt-format/{task_id}", params={"wait": 30}, headers=auth(key))
     elapsed = time.monotonic() - started
@@ -48,27 +50,51 @@ def test_a_worker_of_this_process_wakes_the_waiting_request(pending, monkeypatch
     assert elapsed < 20, f"answered after {elapsed:.1f} s: the notification did not wake the request"
 
 
-def test_a_task_ended_elsewhere_is_seen_by_re_reading(pending):
-    """A worker in another process notifies nobody here: the waiting request reads the task again."""
+def end_in_database(client, task_id: str) -> None:
+    """End the task as a worker of another process would: in the database, notifying nobody here."""
+    with client.app.state.context.sessions.begin() as session:
+        session.execute(
+            update(ExportTask)
+            .where(ExportTask.id == task_id)
+            .values(status=TaskStatus.ERROR.value, exception_reason="PROCESSING_ERROR", message="ended elsewhere")
+        )
+
+
+def test_with_a_broker_a_task_ended_elsewhere_is_seen_by_re_reading(pending, settings):
+    """Workers in other processes (a broker is set) notify nobody here: the waiting request reads the task again."""
     client, key, task_id = pending
-    context = client.app.state.context
-
-    def end_in_database() -> None:
-        with context.sessions.begin() as session:
-            session.execute(
-                update(ExportTask)
-                .where(ExportTask.id == task_id)
-                .values(status=TaskStatus.ERROR.value, exception_reason="PROCESSING_ERROR", message="ended elsewhere")
-            )
-
-    writer = later(0.3, end_in_database)
-    started = time.monotonic()
-    response = client.get(f"/dub-alt-format/{task_id}", params={"wait": 20}, headers=auth(key))
-    elapsed = time.monotonic() - started
-    writer.join()
+    brokered = settings.model_copy(update={"broker_url": "redis://127.0.0.1:6379/13"})  # never sent to: no export
+    with TestClient(create_app(brokered, workers=False)) as api:
+        writer = later(0.3, lambda: end_in_database(client, task_id))
+        started = time.monotonic()
+        response = api.get(f"/dub-alt-format/{task_id}", params={"wait": 20}, headers=auth(key))
+        elapsed = time.monotonic() - started
+        writer.join()
     assert response.json()["status"] == "ERROR", response.text
     assert response.json()["message"] == "ended elsewhere"
-    assert elapsed < 10, f"answered after {elapsed:.1f} s"
+    assert elapsed < export_routes.RECHECK_SECONDS + 5, f"answered after {elapsed:.1f} s"
+
+
+def test_embedded_waiting_reads_the_task_only_when_woken_or_at_the_end(pending):
+    """No broker: nothing but this process's workers ends a task, so a waiting request reads no more in between."""
+    client, key, task_id = pending
+    writer = later(0.2, lambda: end_in_database(client, task_id))
+    started = time.monotonic()
+    response = client.get(f"/dub-alt-format/{task_id}", params={"wait": 1.5}, headers=auth(key))
+    elapsed = time.monotonic() - started
+    writer.join()
+    assert response.json()["status"] == "ERROR", response.text  # read once more at the end of the wait
+    assert elapsed >= 1.5, f"answered after {elapsed:.2f} s: the task was read again while waiting"
+
+
+def test_waiting_requests_beyond_the_limit_answer_at_once(pending):
+    client, key, task_id = pending
+    context = client.app.state.context
+    context.settings.max_waiting_requests = 0
+    started = time.monotonic()
+    response = client.get(f"/dub-alt-format/{task_id}", params={"wait": 30}, headers=auth(key))
+    assert response.status_code == 200 and response.json()["status"] == "PENDING"
+    assert time.monotonic() - started < 10
 
 
 def test_the_wait_ends_with_the_task_still_pending(pending):
@@ -83,7 +109,7 @@ def test_the_wait_ends_with_the_task_still_pending(pending):
 
 def test_a_finished_task_is_answered_at_once(pending):
     client, key, task_id = pending
-    exports_service.run_export_task(client.app.state.context, task_id)
+    exports_service.run_next_task(client.app.state.context)
     started = time.monotonic()
     response = client.get(f"/dub-alt-format/{task_id}", params={"wait": 30}, headers=auth(key))
     assert response.json()["status"] == "SUCCESS"

@@ -74,7 +74,8 @@ class Idle:
 @pytest.fixture(scope="module")
 def idle(tmp_path_factory: pytest.TempPathFactory, media: Media) -> Iterator[Idle]:
     directory = tmp_path_factory.mktemp("options")
-    settings = Settings(data_dir=directory / "data", create_demo=False, workers=1)
+    # Every accepted option set leaves a PENDING task in one workspace: far more than the default limit.
+    settings = Settings(data_dir=directory / "data", create_demo=False, workers=1, max_pending_tasks=10_000)
     with TestClient(create_app(settings, workers=False)) as client:
         yield Idle(client, new_key(client, "options"), media, directory)
 

@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -123,8 +123,10 @@ def _drain(stream: object, sink: list[str], lines: queue.Queue[str | None]) -> N
     lines.put(None)
 
 
-def start_server(data_dir: Path, *, demo: bool = False, env: Mapping[str, str] | None = None) -> Server:
-    """Start ``altdub serve`` on a free loopback port; return once /healthz answers.
+def start_server(
+    data_dir: Path, *, demo: bool = False, env: Mapping[str, str] | None = None, args: Sequence[str] = ()
+) -> Server:
+    """Start ``altdub serve [ARGS]`` on a free loopback port; return once /healthz answers.
 
     The caller must ``stop()`` it (the fixtures below do).
     """
@@ -133,7 +135,7 @@ def start_server(data_dir: Path, *, demo: bool = False, env: Mapping[str, str] |
         ALTDUB_DATA_DIR=str(data_dir), ALTDUB_CREATE_DEMO="true" if demo else "false", **(env or {})
     )
     process = subprocess.Popen(
-        [str(ALTDUB), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [str(ALTDUB), "serve", "--host", "127.0.0.1", "--port", str(port), *args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -183,8 +185,10 @@ class ServerFactory:
     def __init__(self) -> None:
         self.started: list[Server] = []
 
-    def __call__(self, data_dir: Path, *, demo: bool = False, env: Mapping[str, str] | None = None) -> Server:
-        server = start_server(data_dir, demo=demo, env=env)
+    def __call__(
+        self, data_dir: Path, *, demo: bool = False, env: Mapping[str, str] | None = None, args: Sequence[str] = ()
+    ) -> Server:
+        server = start_server(data_dir, demo=demo, env=env, args=args)
         self.started.append(server)
         return server
 

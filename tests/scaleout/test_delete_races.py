@@ -24,7 +24,9 @@ def server(postgres: Databases, tmp_path: Path) -> Iterator[tuple[Server, str]]:
     database_url = postgres.create()
     factory = ServerFactory()
     try:
-        yield factory(tmp_path / "data", env={"ALTDUB_DATABASE_URL": database_url, "ALTDUB_WORKERS": "1"}), database_url
+        # Hundreds of racing exports in one workspace: above the pending limit, so that each answer shows the race.
+        env = {"ALTDUB_DATABASE_URL": database_url, "ALTDUB_WORKERS": "1", "ALTDUB_MAX_PENDING_TASKS": "10000"}
+        yield factory(tmp_path / "data", env=env), database_url
     finally:
         factory.stop_all()
 

@@ -32,7 +32,7 @@ from tests.e2e.conftest import (
     wait_for_task,
     wait_until_gone,
 )
-from tests.scaleout.conftest import Databases, Processes, S3Server, ScaleOut, new_prefix, pg_connect
+from tests.scaleout.conftest import Databases, Processes, S3Server, ScaleOut, new_prefix, pg_connect, run_altdub
 
 pytestmark = [pytest.mark.scaleout, pytest.mark.e2e]
 
@@ -260,3 +260,50 @@ def test_a_worker_killed_mid_conversion_loses_nothing(cluster: Cluster, tmp_path
         f"{VISIBILITY_TIMEOUT:g} s (time limit {TIME_LIMIT:g} + margin {MARGIN:g}), so within "
         f"{REDELIVERY_DEADLINE:g} s was expected\n{cluster.logs()}"
     )
+
+
+def test_a_workspaces_queue_does_not_delay_another_on_the_workers(cluster: Cluster, tmp_path: Path) -> None:
+    """Two workers; workspace A queues 16 exports, then B asks for one: B's runs next, not after A's queue.
+
+    The broker's messages are first in, first out; the worker that takes one claims the fairest waiting
+    task from PostgreSQL, so B's task (its workspace has none running and was never served) goes first.
+    """
+    queued = 16
+    created = run_altdub(["keys", "create", "--workspace", "fair-b"], cluster.deployment.env(tmp_path / "cli"))
+    assert created.returncode == 0, created.stderr
+    key_a, key_b = cluster.api_key, created.stdout.strip().splitlines()[-1]
+    source = make_tone(tmp_path / "b-source.wav", 2.0, tone_hz=330)
+    run_b = import_run_id(cluster.apis[1].base_url, key_b, {"source": source, "dub_es-es": source})
+
+    def queue(kbps: int) -> str:
+        response = httpx.post(
+            f"{cluster.apis[kbps % 2].base_url}/dub-alt-format/{cluster.demo_run}/es-es",
+            headers=auth(key_a),
+            json={"output_format": "mp3", "audio_bitrate": f"{kbps}k"},
+            timeout=30,
+        )
+        assert response.status_code == 200 and set(response.json()) == {"task_id"}, response.text
+        return response.json()["task_id"]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        a_tasks = list(pool.map(queue, range(40, 40 + 8 * queued, 8)))
+    response = request_export(cluster.apis[0].base_url, key_b, run_b, "mp3")
+    assert response.status_code == 200, response.text
+    b_task = response.json()["task_id"]
+    assert wait_for_task(cluster.apis[0].base_url, key_b, b_task, timeout=120)["status"] == "SUCCESS"
+
+    with pg_connect(cluster.deployment.database_url) as conn:
+        (b_created, b_finished) = conn.execute(
+            "SELECT created_at, finished_at FROM export_tasks WHERE id = %s", (b_task,)
+        ).fetchone()
+        a_finished = [
+            row[0] for row in conn.execute("SELECT finished_at FROM export_tasks WHERE id = ANY(%s)", (a_tasks,))
+        ]
+    unfinished = [t for t in a_finished if t is None or t > b_created]
+    overtaking = [t for t in a_finished if t is not None and b_created < t <= b_finished]
+    print(f"\nB waited behind {len(overtaking)} of A's tasks; {len(unfinished)} of A's {queued} were unfinished")
+    assert len(unfinished) >= queued // 2, "A's queue was nearly done when B asked: the test proves nothing"
+    # The two running when B asked, and one claimed in the instant B's request was being committed.
+    assert len(overtaking) <= 3, f"B's task waited behind {len(overtaking)} of A's tasks\n{cluster.logs()}"
+    for task_id in a_tasks:
+        assert wait_for_task(cluster.apis[1].base_url, key_a, task_id, timeout=120)["status"] == "SUCCESS"

@@ -24,7 +24,13 @@ router = APIRouter(tags=["dub"], route_class=StrictJsonRoute)
 @router.post(
     "/dub-alt-format/{run_id}/{language}",
     response_model=OutputUrlOut | TaskIdOut,
-    responses={404: {"description": "Unknown run, or the language is not in the run."}},
+    responses={
+        404: {"description": "Unknown run, or the language is not in the run."},
+        429: {
+            "description": "The workspace has its most tasks pending (ALTDUB_MAX_PENDING_TASKS); "
+            "Retry-After says when to try again."
+        },
+    },
 )
 async def get_dubbed_output_in_alt_format(
     run_id: RunId, language: str, body: ExportRequest, request: Request, api_key: ApiKeyDep
@@ -65,7 +71,9 @@ def _request_export(
 
 
 MAX_WAIT_SECONDS = 30.0
-RECHECK_SECONDS = 0.25  # how often a waiting request reads the task again (workers in other processes)
+# How often a waiting request reads the task again when workers in other processes (with a broker) may
+# end it: they notify nobody here. Modest: each read takes a thread and a query, and hundreds of clients may wait.
+RECHECK_SECONDS = 1.0
 
 
 @router.get(
@@ -85,26 +93,31 @@ async def get_dubbed_output_in_alt_format_status(
             ge=0,
             le=MAX_WAIT_SECONDS,
             description="Long polling: answer as soon as the task leaves PENDING, or after this many "
-            "seconds at most. 0 (the default) answers at once.",
+            "seconds at most. 0 (the default) answers at once, as does any wait while the server "
+            "holds its most waiting requests (ALTDUB_MAX_WAITING_REQUESTS).",
         ),
     ] = 0,
 ) -> TaskStatusOut:
     """The state of an export task; ``output_url`` appears on SUCCESS.
 
     With ``wait``, a PENDING task is answered when it ends (at once when a worker of this process
-    ends it; within a quarter of a second for a worker elsewhere) or when the wait is over.
+    ends it; within a second for a worker elsewhere) or when the wait is over. In the embedded mode
+    a waiting request holds no thread and reads the task twice: now, and when woken or at the end.
     """
     context: Context = request.app.state.context
     base_url = public_base_url(request)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
-    with context.task_events.watch(task_id) as waiter:
-        while True:
+    ends_here = not context.settings.broker_url  # embedded: only this process's workers end tasks, and notify
+    limit = context.settings.max_waiting_requests if wait > 0 else 0
+    with context.task_events.watch(task_id, limit) as waiter:
+        answer = await run_in_threadpool(_task_status, context, api_key, task_id, run_id, base_url)
+        if waiter is None:
+            return answer
+        while answer.status == TaskStatus.PENDING and (remaining := deadline - loop.time()) > 0:
+            await waiter.wait(remaining if ends_here else min(remaining, RECHECK_SECONDS))
             answer = await run_in_threadpool(_task_status, context, api_key, task_id, run_id, base_url)
-            remaining = deadline - loop.time()
-            if answer.status != TaskStatus.PENDING or remaining <= 0:
-                return answer
-            await waiter.wait(min(remaining, RECHECK_SECONDS))
+        return answer
 
 
 def _task_status(
