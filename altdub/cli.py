@@ -78,10 +78,8 @@ def serve(
     no_workers: Annotated[bool, typer.Option("--no-workers", help="Serve the API only.")] = False,
 ) -> None:
     """Run the API (and in-process workers). Example: altdub serve --port 8000"""
-    import uvicorn
-
     from altdub.api.app import create_app
-    from altdub.api.serving import uvicorn_config
+    from altdub.api.serving import AltdubServer, uvicorn_config
     from altdub.service.bootstrap import bootstrap_if_empty
 
     settings = Settings()
@@ -110,7 +108,7 @@ def serve(
     typer.echo(f"Dashboard: {base}/  (sign in with an API key)")
     typer.echo(f"API docs: {base}/docs")  # the last line before uvicorn's: the e2e tests wait for it
     api = create_app(settings, workers=not no_workers)
-    uvicorn.Server(uvicorn_config(api, settings, host=host, port=port)).run()
+    AltdubServer(uvicorn_config(api, settings, host=host, port=port)).run()
 
 
 @app.command()

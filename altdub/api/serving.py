@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import socket
 from copy import deepcopy
 from typing import Any, ClassVar
 
@@ -166,6 +167,20 @@ def _log_config() -> dict[str, Any]:
     config.setdefault("filters", {})["redact_secrets"] = {"()": RedactSecrets}
     config["loggers"]["uvicorn.access"]["filters"] = ["redact_secrets"]
     return config
+
+
+class AltdubServer(uvicorn.Server):
+    """uvicorn's server, answering open long polls the moment it starts to stop.
+
+    uvicorn tells the application of a shutdown only once every connection has closed (or the grace
+    is over): a request that only waits for a task would hold the whole grace period.
+    """
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        context = getattr(self.config.app.state, "context", None)  # set by the lifespan once started
+        if context is not None:
+            context.task_events.close()
+        await super().shutdown(sockets)
 
 
 def uvicorn_config(app: ASGIApp, settings: Settings, *, host: str, port: int) -> uvicorn.Config:

@@ -240,8 +240,9 @@ def exports_prefix(workspace_id: int, run_id: int) -> str:
 def delete_run(ctx: Context, session: Session, workspace_id: int, run_id: int) -> None:
     """Delete the run, its tasks and every stored file of it (inputs and exports).
 
-    Conversions of its tasks running in this process are stopped at once; a worker in another
-    process stops its own when its next heartbeat finds the task gone.
+    Conversions of its tasks running in this process are stopped at once (a worker in another
+    process stops its own when its next heartbeat finds the task gone), and requests waiting for
+    them are answered (404) at once.
     """
     run = get_run(session, workspace_id, run_id)
     prefix = run.storage_prefix
@@ -253,6 +254,7 @@ def delete_run(ctx: Context, session: Session, workspace_id: int, run_id: int) -
     session.delete(run)
     session.commit()
     ctx.conversions.cancel(pending)
+    ctx.task_events.notify(*pending)
     ctx.storage.delete_prefix(prefix)
     ctx.storage.delete_prefix(exports_prefix(workspace_id, run_id))
 

@@ -37,16 +37,18 @@ class TaskEvents:
         self._lock = threading.Lock()
         self._waiters: dict[str, set[TaskWaiter]] = {}
         self._count = 0
+        self._closed = False
 
     @contextlib.contextmanager
     def watch(self, task_id: str, limit: int) -> Iterator[TaskWaiter | None]:
         """Register before reading the task, so that an end between the read and the wait is not missed.
 
-        Yields None, registering nothing, when ``limit`` requests wait already: the caller answers at once.
+        Yields None, registering nothing, when ``limit`` requests wait already or the process is
+        stopping: the caller answers at once.
         """
         waiter = TaskWaiter(asyncio.get_running_loop())
         with self._lock:
-            if self._count >= limit:
+            if self._closed or self._count >= limit:
                 waiter = None
             else:
                 self._waiters.setdefault(task_id, set()).add(waiter)
@@ -64,8 +66,21 @@ class TaskEvents:
                 if not waiters:
                     self._waiters.pop(task_id, None)
 
-    def notify(self, task_id: str) -> None:
+    def notify(self, *task_ids: str) -> None:
         with self._lock:
-            waiters = list(self._waiters.get(task_id, ()))
+            waiters = [waiter for task_id in task_ids for waiter in self._waiters.get(task_id, ())]
         for waiter in waiters:
             waiter.wake()
+
+    def close(self) -> None:
+        """The process is stopping: wake every waiter and take no new one, so that open long polls answer now.
+
+        Without it a shutdown would wait its whole grace period for requests that only wait.
+        """
+        with self._lock:
+            self._closed = True
+        self.notify(*list(self._waiters))
+
+    @property
+    def closed(self) -> bool:
+        return self._closed

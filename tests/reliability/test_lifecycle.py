@@ -253,6 +253,63 @@ def test_delete_during_a_hung_ffmpeg_stops_it(
     print(f"delete during a hung FFmpeg {options}: gone {stopped_in:.2f} s after the DELETE")
 
 
+def long_polls(base_url: str, key: str, task_id: str, count: int) -> tuple[list[threading.Thread], list[Any]]:
+    """``count`` threads, each long-polling the task for up to 30 s; their answers (or errors) land in the list."""
+    answers: list[Any] = []
+
+    def poll() -> None:
+        try:
+            answers.append(
+                httpx.get(f"{base_url}/dub-alt-format/{task_id}?wait=30", headers=auth(key), timeout=60).status_code
+            )
+        except httpx.HTTPError as exc:
+            answers.append(exc)
+
+    threads = [threading.Thread(target=poll) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.0)  # every request is in and waiting
+    return threads, answers
+
+
+def test_delete_answers_the_long_polls_of_its_tasks_at_once(
+    servers: ServerFactory, tmp_path: Path, media: Any, hung_ffmpeg: dict[str, str]
+) -> None:
+    server = servers(tmp_path / "data", env=hung_ffmpeg)
+    key = server.api_key
+    assert key
+    run_id = import_run_id(server.base_url, key, {"source": media.audio_source, "dub_es-es": media.dub_wav})
+    task_id = request_export(server.base_url, key, run_id, {"output_format": "flac"})
+    threads, answers = long_polls(server.base_url, key, task_id, 5)
+    started = time.monotonic()
+    assert httpx.delete(f"{server.base_url}/runs/{run_id}", headers=auth(key), timeout=10).status_code == 204
+    for thread in threads:
+        thread.join(timeout=30)
+    answered_in = time.monotonic() - started
+    print(f"5 long polls of a deleted run's task answered {answered_in:.2f} s after the DELETE")
+    assert answers == [404] * 5
+    assert answered_in < 3, f"the long polls waited {answered_in:.1f} s: they were not woken by the DELETE"
+
+
+def test_sigterm_answers_open_long_polls_at_once(
+    servers: ServerFactory, tmp_path: Path, media: Any, hung_ffmpeg: dict[str, str]
+) -> None:
+    """A request that only waits for a task does not hold the shutdown for its grace period."""
+    server = servers(tmp_path / "data", env={"ALTDUB_SHUTDOWN_GRACE": "20", **hung_ffmpeg})
+    key = server.api_key
+    assert key
+    run_id = import_run_id(server.base_url, key, {"source": media.audio_source, "dub_es-es": media.dub_wav})
+    task_id = request_export(server.base_url, key, run_id, {"output_format": "flac"})
+    threads, answers = long_polls(server.base_url, key, task_id, 20)
+    elapsed = sigterm_and_time(server, 30)
+    for thread in threads:
+        thread.join(timeout=10)
+    print(f"SIGTERM with 20 long polls open: exited in {elapsed:.2f} s (grace 20 s)")
+    assert elapsed <= SLACK, f"{elapsed:.1f} s to stop: the long polls held the grace"
+    assert answers == [200] * 20  # each answered with the task's state, PENDING: it resumes at the next start
+    assert task_row(server.data_dir, task_id)["status"] == "PENDING"
+
+
 # --- run ids ------------------------------------------------------------------------------------------------
 
 

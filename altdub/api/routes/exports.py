@@ -114,7 +114,8 @@ async def get_dubbed_output_in_alt_format_status(
         answer = await run_in_threadpool(_task_status, context, api_key, task_id, run_id, base_url)
         if waiter is None:
             return answer
-        while answer.status == TaskStatus.PENDING and (remaining := deadline - loop.time()) > 0:
+        events = context.task_events
+        while answer.status == TaskStatus.PENDING and not events.closed and (remaining := deadline - loop.time()) > 0:
             await waiter.wait(remaining if ends_here else min(remaining, RECHECK_SECONDS))
             answer = await run_in_threadpool(_task_status, context, api_key, task_id, run_id, base_url)
         return answer
