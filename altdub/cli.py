@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -127,6 +128,8 @@ def worker() -> None:
     if not settings.broker_url:
         typer.echo("error: set ALTDUB_BROKER_URL (a Redis URL) to run workers", err=True)
         raise typer.Exit(2)
+    # Celery configures its own loggers only (it leaves the root alone): altdub's lines need a handler too.
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s: %(levelname)s/%(name)s] %(message)s")
     context = _context()
     remove_stale_scratch(settings)
     celery = make_celery(

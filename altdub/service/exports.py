@@ -483,13 +483,17 @@ def _run_claimed(ctx: Context, task_id: str) -> None:
             log.info("task %s interrupted by shutdown; it resumes at the next start", task.id)
         return
     except _TaskFailed as failure:
-        _finish(
+        recorded = _finish(
             ctx,
             task.id,
             status=failure.status.value,
             exception_reason=failure.reason,
             message=failure.message,
         )
+        if not recorded:
+            log.info(
+                "task %s ended %s (%s) after it was deleted with its run", task.id, failure.status, failure.message
+            )
         return
     except Exception as exc:
         log.exception("export task %s failed", task.id)
@@ -517,6 +521,7 @@ def _run_claimed(ctx: Context, task_id: str) -> None:
         with ctx.sessions() as session:  # the run was deleted meanwhile: drop the orphan file
             if session.get(ExportTask, task.id) is None:
                 ctx.storage.delete_prefix(result.key)
+                log.info("task %s was deleted with its run as it finished; its file was dropped", task.id)
 
 
 @dataclass(frozen=True)

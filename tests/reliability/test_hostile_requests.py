@@ -58,8 +58,11 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     factory = ServerFactory()
     try:
         # The delete races queue hundreds of exports in one workspace: above the pending limit (its 429 is
-        # tests/reliability/test_fairness.py's), so that each answer shows only the race.
-        server = factory(directory / "data", env={"ALTDUB_WORKERS": "1", "ALTDUB_MAX_PENDING_TASKS": "10000"})
+        # tests/reliability/test_fairness.py's), so that each answer shows only the race. Bodies of up to
+        # 1 MiB are read (the default 64 KiB limit's 413 is tests/reliability/test_memory.py's), so that
+        # 100,000-deep nesting and 100 k strings reach the decoder and the validation they attack.
+        env = {"ALTDUB_WORKERS": "1", "ALTDUB_MAX_PENDING_TASKS": "10000", "ALTDUB_MAX_JSON_BYTES": str(1024 * 1024)}
+        server = factory(directory / "data", env=env)
         assert server.api_key
         run_id = import_run_id(
             server.base_url, server.api_key, {"source": video, "dub_es-es": dub}, **{"transcript_es-es": TRANSCRIPT}

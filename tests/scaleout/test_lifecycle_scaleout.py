@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import imageio_ffmpeg
 import pytest
 
 from altdub.media.synth import make_tone, make_video
@@ -25,6 +26,16 @@ pytestmark = [pytest.mark.scaleout, pytest.mark.e2e]
 
 LONG_SECONDS = 16.0
 REDIS_DB = 9  # not the other scale-out tests' 13: a worker of theirs would take this test's messages
+
+# The worker's first FFmpeg (the conversion the test deletes) runs until killed, however fast the machine;
+# every later one is the real FFmpeg.
+HANG_ONCE = """#!/bin/sh
+if mkdir "$HANG_ONCE_MARK" 2>/dev/null; then
+  sleep 3600 &
+  wait
+fi
+exec "$REAL_FFMPEG" "$@"
+"""
 
 
 @pytest.fixture
@@ -44,7 +55,7 @@ def own_redis_url(redis_url: str) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def long_media(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """16 s of 640x480 MPEG-2 and its dub: an mp4 export encodes H.264 for seconds."""
+    """16 s of 640x480 MPEG-2 and its dub."""
     folder = tmp_path_factory.mktemp("long")
     video = make_video(folder / "long.mkv", LONG_SECONDS, size="640x480", video_codec="mpeg2video")
     return video, make_tone(folder / "long-es.wav", LONG_SECONDS, tone_hz=550)
@@ -63,7 +74,15 @@ def deployment(
         api_dir, worker_dir = tmp_path / "api", tmp_path / "worker"
         api = processes.api(api_dir, scale_out.env(api_dir))
         assert api.api_key, api.text
-        worker = processes.worker(worker_dir, scale_out.env(worker_dir))
+        hang_once = tmp_path / "ffmpeg-hang-once"
+        hang_once.write_text(HANG_ONCE)
+        hang_once.chmod(0o755)
+        ffmpeg = {
+            "IMAGEIO_FFMPEG_EXE": str(hang_once),
+            "REAL_FFMPEG": imageio_ffmpeg.get_ffmpeg_exe(),
+            "HANG_ONCE_MARK": str(tmp_path / "hung-once"),
+        }
+        worker = processes.worker(worker_dir, {**scale_out.env(worker_dir), **ffmpeg})
         yield scale_out, api, worker
     finally:
         processes.stop_all()
