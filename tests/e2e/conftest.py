@@ -225,6 +225,19 @@ def altdub_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     factory.stop_all()
 
 
+def create_key(data_dir: Path, workspace: str) -> str:
+    """A key of ``workspace`` (created if new), made by the real CLI on a server's data directory."""
+    done = subprocess.run(
+        [str(ALTDUB), "keys", "create", "--workspace", workspace],
+        env=clean_env(ALTDUB_DATA_DIR=str(data_dir)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout.strip().splitlines()[-1]  # printed alone on the last line
+
+
 def auth(key: str) -> dict[str, str]:
     return {"x-api-key": key}
 

@@ -9,7 +9,6 @@ CSP, on every answer of ``/files`` (200, 206, 403, 404) and for every URL the AP
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ import pytest
 from altdub.media.probe import probe
 from altdub.media.synth import make_tone, make_video
 from altdub.storage.signing import URLSigner
-from tests.e2e.conftest import ALTDUB, Server, ServerFactory, auth, clean_env, import_run_id, request_export
+from tests.e2e.conftest import Server, ServerFactory, auth, create_key, import_run_id, request_export
 from tests.reliability.conftest import wait_task
 
 pytestmark = pytest.mark.e2e
@@ -193,15 +192,3 @@ def test_a_thumbnail_is_revalidated_with_the_key_of_each_request(served: Served)
         refused = httpx.get(url, headers={**headers, "If-None-Match": etag}, timeout=30)
         assert refused.status_code in (401, 404) and refused.content != first.content
         assert "etag" not in refused.headers
-
-
-def create_key(data_dir: Path, workspace: str) -> str:
-    """``altdub keys create`` on the server's data directory: the new key, printed on the last line."""
-    done = subprocess.run(
-        [str(ALTDUB), "keys", "create", "--workspace", workspace],
-        env=clean_env(ALTDUB_DATA_DIR=str(data_dir)),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip().splitlines()[-1]

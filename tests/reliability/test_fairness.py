@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import os
 import statistics
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -30,7 +29,7 @@ import pytest
 
 from altdub.media.ffmpeg import ffmpeg_executable
 from altdub.media.synth import make_tone, make_video
-from tests.e2e.conftest import ALTDUB, Server, ServerFactory, auth, clean_env, import_run_id
+from tests.e2e.conftest import Server, ServerFactory, auth, create_key, import_run_id
 from tests.reliability.conftest import count_rows, task_row, wait_task
 
 pytestmark = pytest.mark.e2e
@@ -54,18 +53,6 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Media:
         dub=make_tone(folder / "dub.wav", 2.0, tone_hz=550),
         video=make_video(folder / "video.mp4", 2.0, size="320x240"),
     )
-
-
-def second_key(server: Server, workspace: str) -> str:
-    """A key of another workspace, made with the CLI on the server's data directory."""
-    created = subprocess.run(
-        [str(ALTDUB), "keys", "create", "--workspace", workspace],
-        env=clean_env(ALTDUB_DATA_DIR=str(server.data_dir)),
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return created.stdout.strip().splitlines()[-1]
 
 
 def post_export(server: Server, key: str, run_id: int, body: dict[str, object]) -> httpx.Response:
@@ -96,7 +83,7 @@ def test_the_pending_limit_answers_429_and_frees_once_tasks_end(
     server = servers(tmp_path / "data", env=limits, args=NO_WORKERS)
     key = server.api_key
     assert key
-    other = second_key(server, "other")
+    other = create_key(server.data_dir, "other")
     run_id = import_run_id(server.base_url, key, {"source": media.source, "dub_es-es": media.dub})
     other_run = import_run_id(server.base_url, other, {"source": media.source, "dub_es-es": media.dub})
 
@@ -158,7 +145,7 @@ def test_one_workspaces_queue_does_not_delay_another(servers: ServerFactory, med
     server = servers(tmp_path / "data", env={"ALTDUB_WORKERS": "1", "ALTDUB_MAX_PENDING_TASKS": "50"})
     key_a = server.api_key
     assert key_a
-    key_b = second_key(server, "b")
+    key_b = create_key(server.data_dir, "b")
     run_a = import_run_id(server.base_url, key_a, {"source": media.source, "dub_es-es": media.dub})
     run_b = import_run_id(server.base_url, key_b, {"source": media.source, "dub_es-es": media.dub})
 

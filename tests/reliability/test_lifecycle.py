@@ -32,7 +32,16 @@ from alembic import command
 
 from altdub.db.migrate import alembic_config
 from altdub.media.synth import make_tone, make_video
-from tests.e2e.conftest import ALTDUB, Server, ServerFactory, auth, clean_env, import_run_id, wait_until_gone
+from tests.e2e.conftest import (
+    ALTDUB,
+    Server,
+    ServerFactory,
+    auth,
+    clean_env,
+    create_key,
+    import_run_id,
+    wait_until_gone,
+)
 from tests.reliability.conftest import ffmpeg_processes, files_under, request_export, task_row, wait_task
 from tests.reliability.test_crash import (
     HUNG_FFMPEG,
@@ -311,19 +320,6 @@ def test_sigterm_answers_open_long_polls_at_once(
 
 
 # --- run ids ------------------------------------------------------------------------------------------------
-
-
-def create_key(data_dir: Path, workspace: str) -> str:
-    """A key made by the real CLI, ``altdub keys create``, on the server's data directory."""
-    done = subprocess.run(
-        [str(ALTDUB), "keys", "create", "--workspace", workspace],
-        env=clean_env(ALTDUB_DATA_DIR=str(data_dir)),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return done.stdout.strip().splitlines()[-1]
 
 
 def delete(server: Server, key: str, run_id: int) -> None:
