@@ -11,10 +11,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from altdub import __version__
-from altdub.api.bodies import json_safe
+from altdub.api.bodies import BodySizeLimit, json_safe
 from altdub.api.routes import exports, files, health, languages, metrics, results, runs
 from altdub.api.routes.files import DownloadHeaders
 from altdub.api.routes.metrics import metrics_registry
@@ -34,62 +33,6 @@ log = logging.getLogger(__name__)
 # 10-20x later than others (p99 540 ms against 34 ms with asyncio's loop, at the same throughput,
 # for a handler doing 0.3 ms of work on the loop; bench/REPORT.md, target 3).
 EVENT_LOOP = "asyncio"
-
-
-class BodySizeLimit:
-    """Refuses a request body over ``max_bytes`` with 413 before the application sees it.
-
-    The declared Content-Length is checked first, then the bytes are counted as they arrive (a
-    chunked body declares none), so at most ``max_bytes`` are ever held. The ``streamed`` routes
-    (the multipart import) read their bodies in pieces and apply their own per-file limit.
-    """
-
-    def __init__(self, app: ASGIApp, max_bytes: int, streamed: set[tuple[str, str]]) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-        self.streamed = streamed
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or (scope["method"], scope["path"]) in self.streamed:
-            return await self.app(scope, receive, send)
-        declared: int | None = None
-        has_body = False
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                has_body = True
-                declared = int(value) if value.isdigit() else None  # the HTTP parser refuses other values
-            elif name == b"transfer-encoding":
-                has_body = True
-        if not has_body or declared == 0:
-            return await self.app(scope, receive, send)
-        if declared is not None and declared > self.max_bytes:
-            return await self._refuse(scope, receive, send)
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":  # the client left: nothing to answer
-                return
-            body += message.get("body", b"")
-            if len(body) > self.max_bytes:
-                return await self._refuse(scope, receive, send)
-            if not message.get("more_body", False):
-                break
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()  # after the body: the disconnect, when it comes
-            replayed = True
-            return {"type": "http.request", "body": bytes(body), "more_body": False}
-
-        await self.app(scope, replay, send)
-
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """413, and the connection closed: the rest of the body is not worth reading."""
-        detail = f"request body is larger than the {self.max_bytes} byte limit"
-        response = JSONResponse({"detail": detail}, status_code=413, headers={"Connection": "close"})
-        await response(scope, receive, send)
 
 
 def _start_workers(context: Context) -> None:

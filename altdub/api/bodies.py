@@ -1,4 +1,4 @@
-"""JSON in and out of the API, whatever a client sends: undecodable bodies are a 422, echoes always encode.
+"""Request bodies, whatever a client sends: bounded in size, undecodable JSON a 422, echoes always encodable.
 
 A 422 echoes the value it refuses (FastAPI's ``input``). JSON cannot spell every value a request
 can carry: Python's decoder reads ``NaN``, ``Infinity`` and ``1e400`` as non-finite floats, and a
@@ -16,7 +16,8 @@ from typing import Any
 from fastapi.encoders import jsonable_encoder
 from fastapi.routing import APIRoute
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 ECHO_DEPTH = 8  # nesting kept when a refused value is echoed back; deeper levels are shown as "..."
 _NON_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
@@ -88,3 +89,59 @@ class StrictJsonRoute(APIRoute):
             return await handler(_StrictJsonRequest(request.scope, request.receive))
 
         return strict_handler
+
+
+class BodySizeLimit:
+    """Refuses a request body over ``max_bytes`` with 413 before the application sees it.
+
+    The declared Content-Length is checked first, then the bytes are counted as they arrive (a
+    chunked body declares none), so at most ``max_bytes`` are ever held. The ``streamed`` routes
+    (the multipart import) read their bodies in pieces and apply their own per-file limit.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, streamed: set[tuple[str, str]]) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.streamed = streamed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or (scope["method"], scope["path"]) in self.streamed:
+            return await self.app(scope, receive, send)
+        declared: int | None = None
+        has_body = False
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                has_body = True
+                declared = int(value) if value.isdigit() else None  # the HTTP parser refuses other values
+            elif name == b"transfer-encoding":
+                has_body = True
+        if not has_body or declared == 0:
+            return await self.app(scope, receive, send)
+        if declared is not None and declared > self.max_bytes:
+            return await self._refuse(scope, receive, send)
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client left: nothing to answer
+                return
+            body += message.get("body", b"")
+            if len(body) > self.max_bytes:
+                return await self._refuse(scope, receive, send)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()  # after the body: the disconnect, when it comes
+            replayed = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """413, and the connection closed: the rest of the body is not worth reading."""
+        detail = f"request body is larger than the {self.max_bytes} byte limit"
+        response = JSONResponse({"detail": detail}, status_code=413, headers={"Connection": "close"})
+        await response(scope, receive, send)
