@@ -176,7 +176,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory, media: Media) -> Iterator[Lab]
     transcript = d / "es.json"
     transcript.write_text(json.dumps(SEGMENTS, ensure_ascii=False), encoding="utf-8")
     noisy = make_noisy_dub(d / "noisy-es.wav")
-    settings = Settings(data_dir=d / "data", create_demo=False, workers=3, task_time_limit=120)
+    # Every planned export is requested up front: more than a workspace's default pending limit.
+    settings = Settings(
+        data_dir=d / "data", create_demo=False, workers=3, task_time_limit=120, max_pending_tasks=len(PLANNED)
+    )
     with TestClient(create_app(settings)) as client:
         with session_scope(client.app.state.context.sessions) as session:  # type: ignore[attr-defined]
             key, _ = create_key(session, "options")
