@@ -76,8 +76,14 @@ class Exports:
 
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exports]:
+    # The format tests ask for dozens of exports at once from one workspace: above the default pending
+    # limit, whose 429 is tests/reliability/test_fairness.py's to check.
     settings = Settings(
-        data_dir=tmp_path_factory.mktemp("formats-data"), create_demo=False, workers=4, task_time_limit=120
+        data_dir=tmp_path_factory.mktemp("formats-data"),
+        create_demo=False,
+        workers=4,
+        task_time_limit=120,
+        max_pending_tasks=10_000,
     )
     with TestClient(create_app(settings)) as client:
         context = client.app.state.context  # type: ignore[attr-defined]
