@@ -293,6 +293,9 @@ def test_failures_are_shown_in_the_page(page, server: Server, media: Media):
     # an audio-only run offers no video format
     assert page.locator('#export-format option[value="mp4"]').is_disabled()
     expect(page.get_by_text("This run has no video, so video formats are not offered.")).to_be_visible()
+    expect(page.locator("#opt-stem-hint")).to_have_text(
+        "The run has no voice stem in this language and no background stem."
+    )
     page.get_by_label("Format", exact=True).select_option("mp3")
     page.get_by_label("Sample rate").select_option("96000")
     page.get_by_role("button", name="Start export").click()
