@@ -14,6 +14,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -116,7 +117,7 @@ class StrictJsonRoute(APIRoute):
         async def strict_handler(request: Request) -> Response:
             content_type = request.headers.get("content-type")
             if takes_json and _has_body(request) and not _is_json(content_type or ""):
-                return JSONResponse({"detail": json_safe([_content_type_error(content_type)])}, status_code=422)
+                raise RequestValidationError([_content_type_error(content_type)])  # the app's 422, as for the body
             return await handler(_StrictJsonRequest(request.scope, request.receive))
 
         return strict_handler
