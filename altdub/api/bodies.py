@@ -14,6 +14,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -79,13 +80,44 @@ class _StrictJsonRequest(Request):
         return self._json
 
 
+def _has_body(request: Request) -> bool:
+    """Whether the request declares a body: a non-zero Content-Length, or a chunked one."""
+    length = request.headers.get("content-length")
+    return (length is not None and length != "0") or "transfer-encoding" in request.headers
+
+
+def _is_json(content_type: str) -> bool:
+    """``application/json`` or ``application/<anything>+json``, parameters (``charset``) aside."""
+    mime = content_type.split(";", 1)[0].strip().lower()
+    return mime == "application/json" or (mime.startswith("application/") and mime.endswith("+json"))
+
+
+def _content_type_error(content_type: str | None) -> dict[str, Any]:
+    """The 422 entry for a body sent as anything but JSON (FastAPI would only say the body is not an object)."""
+    sent = f"it was sent as {content_type!r}" if content_type else "it was sent without a Content-Type"
+    return {
+        "loc": ["header", "content-type"],
+        "msg": f"the body must be JSON sent with Content-Type: application/json ({sent})",
+        "type": "content_type",
+        "input": content_type,
+    }
+
+
 class StrictJsonRoute(APIRoute):
-    """A route whose JSON body is read with ``decode_json``: anything undecodable is a 422, never a 400 or 500."""
+    """A route whose JSON body is read with ``decode_json``: anything undecodable is a 422, never a 400 or 500.
+
+    A body sent without ``Content-Type: application/json`` (curl's ``-d`` sends form encoding,
+    some clients send none or ``text/plain``) is a 422 that says so, naming the header.
+    """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        takes_json = self.body_field is not None
 
         async def strict_handler(request: Request) -> Response:
+            content_type = request.headers.get("content-type")
+            if takes_json and _has_body(request) and not _is_json(content_type or ""):
+                raise RequestValidationError([_content_type_error(content_type)])  # the app's 422, as for the body
             return await handler(_StrictJsonRequest(request.scope, request.receive))
 
         return strict_handler

@@ -42,6 +42,18 @@ class ProbeError(Exception):
 _READ_ERRORS = (av.FFmpegError, OSError, ValueError, ArithmeticError, UnicodeDecodeError)
 
 
+def _read_error(exc: BaseException, path: Path | str) -> ProbeError:
+    """What FFmpeg or the system found, without the path it was read from (a server's scratch file).
+
+    PyAV and OSError put the path in their text (``[Errno 1094995529] Invalid data found when
+    processing input: '/data/tmp/upload-x/part-3'``): the caller names the file the way its user knows it.
+    """
+    strerror = getattr(exc, "strerror", None)
+    reason = strerror if isinstance(strerror, str) and strerror else str(exc)
+    reason = reason.replace(str(path), "the file").strip()
+    return ProbeError(reason[:1].lower() + reason[1:] if reason else exc.__class__.__name__)
+
+
 class MediaRefused(ProbeError):
     """The file is readable media, but lies about its length or goes past a limit; the message says which."""
 
@@ -292,7 +304,7 @@ def _check_tail(container: av.container.InputContainer, streams: list[StreamInfo
                 return
     except av.FFmpegError:
         pass
-    raise MediaRefused(f"the file is cut short: it holds no media near the {duration:.3f} s its header announces")
+    raise MediaRefused(f"it is cut short: it holds no media near the {duration:.3f} s its header announces")
 
 
 def _describe(container: av.container.InputContainer) -> MediaInfo:
@@ -333,7 +345,7 @@ def probe(path: Path | str, limits: MediaLimits | None = None) -> MediaInfo:
             if not estimated:
                 _check_tail(container, info.streams, info.duration)
     except _READ_ERRORS as exc:
-        raise ProbeError(str(exc) or exc.__class__.__name__) from exc
+        raise _read_error(exc, path) from exc
     return info
 
 
@@ -349,7 +361,7 @@ def probe_output(path: Path | str, written_seconds: float | None) -> MediaInfo:
         with av.open(str(path), metadata_errors="ignore", options={"probesize": str(_OUTPUT_PROBE_BYTES)}) as container:
             info = _describe(container)
     except _READ_ERRORS as exc:
-        raise ProbeError(str(exc) or exc.__class__.__name__) from exc
+        raise _read_error(exc, path) from exc
     if info.format_name in _NO_DURATION_FORMATS:
         if written_seconds is None:
             raise ProbeError(f"{info.format_name} holds no duration and FFmpeg reported none")

@@ -142,7 +142,7 @@ def _stem_file(run: Run, language: languages.Language, stem: str) -> RunFile:
     }[stem]
     found = run.file(role, language_id)
     if found is None:
-        what = f"a voice stem for {language.short_name}" if stem == "voice" else "a background stem"
+        what = f"voice stem for {language.short_name}" if stem == "voice" else "background stem"
         raise InvalidInput(("body", "stem"), f"run {run.id} has no {what}")
     return found
 

@@ -68,19 +68,21 @@ def _classify(field: str) -> tuple[FileRole, languages.Language | None]:
 
 
 def _probe_input(incoming: IncomingFile, limits: MediaLimits) -> _Input:
+    """Probe one staged file; each refusal names the file as its sender named it, never where it was staged."""
     role, language = _classify(incoming.field)
+    name = f'"{incoming.filename}"'
     if incoming.size == 0:
-        raise InvalidInput(_loc(incoming.field), "the file is empty")
+        raise InvalidInput(_loc(incoming.field), f"{name} is empty")
     try:
         info = probe(incoming.path, limits)
     except MediaRefused as exc:
-        raise InvalidInput(_loc(incoming.field), str(exc)) from exc
+        raise InvalidInput(_loc(incoming.field), f"{name} is refused: {exc}") from exc
     except ProbeError as exc:
-        raise InvalidInput(_loc(incoming.field), f"not a media file FFmpeg can read ({exc})") from exc
+        raise InvalidInput(_loc(incoming.field), f"{name} is not a media file FFmpeg can read ({exc})") from exc
     if not info.audio:
-        raise InvalidInput(_loc(incoming.field), "the file has no audio stream")
+        raise InvalidInput(_loc(incoming.field), f"{name} has no audio stream")
     if info.duration <= 0:
-        raise InvalidInput(_loc(incoming.field), "the file has no measurable duration")
+        raise InvalidInput(_loc(incoming.field), f"{name} has no measurable duration")
     return _Input(incoming, role, language, info)
 
 

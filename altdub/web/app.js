@@ -856,7 +856,7 @@ function setUpExportForm(page) {
     voice.disabled = !hasStem("voice");
     background.disabled = !hasStem("background");
     if (stem.selectedOptions[0]?.disabled) stem.value = "";
-    const missing = [voice.disabled && "a voice stem in this language", background.disabled && "a background stem"].filter(Boolean);
+    const missing = [voice.disabled && "voice stem in this language", background.disabled && "background stem"].filter(Boolean);
     $(form, "stem-hint").textContent = missing.length ? `The run has no ${missing.join(" and no ")}.` : "";
   };
   format.addEventListener("change", update);

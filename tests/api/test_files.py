@@ -198,13 +198,19 @@ def test_expired_url_is_403(client, mp3_export):
     assert client.get(build(key, signer.sign(key, query["filename"]))).status_code == 200
 
 
-def test_missing_signature_is_refused(client, mp3_export):
+def test_missing_signature_is_refused_as_a_forged_one_is(client, mp3_export):
+    """Any part of the signature missing, or the whole query: 403, as a wrong signature (spec §3), never 422."""
     _, url = mp3_export
     key, query = split(url)
-    for missing in ("signature", "expires", "filename"):
-        response = client.get(build(key, {k: v for k, v in query.items() if k != missing}))
-        assert response.status_code in (403, 422), missing
-        assert "ID3" not in response.text
+    for missing in ("signature", "expires", "filename", "signature expires", "signature expires filename"):
+        kept = {k: v for k, v in query.items() if k not in missing.split()}
+        path = build(key, kept) if kept else f"/files/{quote(key)}"
+        for method in ("GET", "HEAD"):
+            response = client.request(method, path)
+            assert response.status_code == 403, (missing, method, response.text)
+            assert "ID3" not in response.text
+            if method == "GET":
+                assert response.json() == FORBIDDEN
 
 
 # --- keys that leave the root ----------------------------------------------------------------------------
@@ -316,7 +322,7 @@ def test_every_files_answer_is_sandboxed_data(client, mp3_export):
         (url, 200),
         (build(key, query | {"signature": "0" * 64}), 403),
         (missing, 404),
-        (f"/files/{quote(key)}", 422),
+        (f"/files/{quote(key)}", 403),
     ):
         response = client.get(path)
         assert response.status_code == status, path

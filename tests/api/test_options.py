@@ -178,7 +178,8 @@ def test_soft_subtitles_without_the_languages_transcript_is_422(idle: Idle, run:
 @pytest.mark.parametrize("output_format", ["flac", "mp4"])
 def test_stem_the_run_lacks_is_422(idle: Idle, stem: str, output_format: str) -> None:
     error = assert_refused(idle, "plain", {"output_format": output_format, "stem": stem}, "stem")
-    assert stem in error["msg"], error
+    what = "voice stem for es-es" if stem == "voice" else "background stem"
+    assert error["msg"] == f"run {idle.runs['plain']} has no {what}", error
 
 
 # --- what does apply is accepted --------------------------------------------------------------------------------

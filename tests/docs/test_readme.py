@@ -346,3 +346,38 @@ def test_quick_start_as_written(service_copy: tuple[Path, Service]) -> None:
 
     assert service.process.poll() is None, service.text[-3000:]
     print("quick start timings: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in timings.items()))
+
+
+# --- always: every document a reader of the repository is pointed to is in it ---------------------
+
+
+def _documents() -> list[Path]:
+    return [README, *sorted((ROOT / "docs").glob("*.md"))]
+
+
+@pytest.mark.parametrize("document", _documents(), ids=lambda path: str(path.relative_to(ROOT)))
+def test_links_and_named_paths_stay_inside_the_repository(document: Path) -> None:
+    """A link or a path written as ``../x`` leads outside a checkout (the README once named ../shared/spec)."""
+    text = document.read_text(encoding="utf-8")
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):  # Markdown links
+        if re.match(r"[a-z][a-z0-9+.-]*:|#", target):  # http(s), mailto, or a heading of this page
+            continue
+        linked = (document.parent / target.split("#", 1)[0]).resolve()
+        assert linked.is_relative_to(ROOT), f"{document.name} links outside the repository: {target}"
+        assert linked.exists(), f"{document.name} links to a missing file: {target}"
+    outside = [path for path in re.findall(r"`([^`\s]*\.\./[^`\s]*)`", text) if not path.startswith("http")]
+    assert not outside, f"{document.name} names paths outside the repository: {outside}"
+
+
+def test_the_readme_points_to_the_contract_in_the_repository() -> None:
+    text = README.read_text(encoding="utf-8")
+    assert "](docs/API.md)" in text, "the README links the contract, docs/API.md"
+    assert (ROOT / "docs" / "API.md").is_file()
+
+
+def test_quick_start_says_to_stop_the_service_before_the_tests() -> None:
+    """The test suite runs the quick start's own service on port 8000: a service left running makes it skip."""
+    section = quick_start()
+    tests_command = sh_blocks()[1].strip()
+    before = section[section.index("Run the tests") : section.index(tests_command)]
+    assert "Ctrl+C" in before and "port 8000" in before, before

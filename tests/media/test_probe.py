@@ -201,3 +201,18 @@ def test_the_packet_walk_is_bounded(media: Media) -> None:
     assert probe(media.video, replace(LIMITS, audio_packets=packets)).duration == pytest.approx(SOURCE_SECONDS)
     with pytest.raises(MediaRefused, match=f"it holds more than the {packets - 1} audio packets allowed"):
         probe(media.video, replace(LIMITS, audio_packets=packets - 1))
+
+
+@pytest.mark.parametrize("reader", [probe, lambda path: probe_output(path, None)], ids=["probe", "probe_output"])
+@pytest.mark.parametrize("content", [b"", bytes(range(256)) * 64, b"not media\n" * 100], ids=["empty", "bytes", "text"])
+def test_unreadable_files_are_described_without_their_path(tmp_path: Path, reader, content: bytes) -> None:
+    """PyAV's errors name the path read (a server's scratch file, ``…/upload-x/part-3``): the reason alone is kept."""
+    path = tmp_path / "upload-x" / "part-3"
+    path.parent.mkdir()
+    path.write_bytes(content)
+    with pytest.raises(ProbeError) as raised:
+        reader(path)
+    assert str(raised.value) == "invalid data found when processing input", raised.value
+    with pytest.raises(ProbeError) as missing:
+        reader(tmp_path / "gone")
+    assert str(missing.value) == "no such file or directory", missing.value

@@ -165,25 +165,30 @@ def test_odd_values_in_an_export_body_are_a_422_naming_the_field(target: Target,
 
 
 @pytest.mark.parametrize(
-    ("content_type", "raw"),
+    ("content_type", "raw", "loc"),
     [
-        ("text/plain", b"\xff\xfe"),
-        ("application/octet-stream", b"\x00\xff"),
-        ("application/x-www-form-urlencoded", b"output_format=%ff"),
-        ("application/vnd.altdub+json", b"NaN"),
-        ("application/json; charset=latin-1", b'{"output_format":"mp3\xe9"}'),
+        ("text/plain", b"\xff\xfe", ["header", "content-type"]),
+        ("application/octet-stream", b"\x00\xff", ["header", "content-type"]),
+        ("application/x-www-form-urlencoded", b"output_format=%ff", ["header", "content-type"]),
+        ("application/vnd.altdub+json", b"NaN", ["body"]),
+        ("application/json; charset=latin-1", b'{"output_format":"mp3\xe9"}', ["body"]),
     ],
     ids=["text-not-utf8", "octets", "form", "json-suffix-nan", "latin1-json"],
 )
-def test_bodies_that_are_not_json_are_a_422_naming_the_body(target: Target, content_type: str, raw: bytes) -> None:
-    """Before the fix, the 422 echoing non-UTF-8 bytes (or NaN) could not be encoded: a 500."""
+def test_bodies_that_are_not_json_are_a_422_naming_the_body_or_its_type(
+    target: Target, content_type: str, raw: bytes, loc: list[str]
+) -> None:
+    """Before the fix, the 422 echoing non-UTF-8 bytes (or NaN) could not be encoded: a 500.
+
+    A body of another declared type is refused for its type (send application/json), whatever it holds.
+    """
     response = httpx.post(
         f"{target.server.base_url}/dub-alt-format/{target.run_id}/es-es",
         content=raw,
         headers={**auth(target.key), "content-type": content_type},
         timeout=30,
     )
-    assert all(loc[0] == "body" for loc in error_locs(response)), response.text
+    assert all(found[: len(loc)] == loc for found in error_locs(response)), response.text
 
 
 @pytest.mark.parametrize(

@@ -293,6 +293,9 @@ def test_failures_are_shown_in_the_page(page, server: Server, media: Media):
     # an audio-only run offers no video format
     assert page.locator('#export-format option[value="mp4"]').is_disabled()
     expect(page.get_by_text("This run has no video, so video formats are not offered.")).to_be_visible()
+    expect(page.locator("#opt-stem-hint")).to_have_text(
+        "The run has no voice stem in this language and no background stem."
+    )
     page.get_by_label("Format", exact=True).select_option("mp3")
     page.get_by_label("Sample rate").select_option("96000")
     page.get_by_role("button", name="Start export").click()
@@ -359,3 +362,30 @@ def test_untrusted_run_names_are_shown_isolated_and_as_text(page, server: Server
     expect(heading.locator("bdi")).to_have_text(name)
     assert page.title() == f"\u2068{name}\u2069 · altdub"
     assert page.evaluate("window.pwned") is None
+
+
+def test_api_docs_render_with_the_network_closed(page, server: Server):
+    """Issue 12: /docs shows every operation of the schema with nothing reachable but the service itself."""
+    import httpx
+    from playwright.sync_api import expect
+
+    elsewhere: list[str] = []
+
+    def only_the_service(route) -> None:
+        if route.request.url.startswith(server.base_url + "/"):
+            route.continue_()
+        else:  # what a machine without internet access would get
+            elsewhere.append(route.request.url)
+            route.abort("internetdisconnected")
+
+    page.route("**/*", only_the_service)
+    schema = httpx.get(f"{server.base_url}/openapi.json", timeout=30).json()
+    operations = [(method.upper(), path) for path, item in schema["paths"].items() for method in item]
+    page.goto(server.base_url + "/docs")
+    blocks = page.locator(".opblock")
+    expect(blocks.first).to_be_visible()
+    expect(blocks).to_have_count(len(operations))
+    export = page.locator(".opblock-post", has=page.locator('[data-path="/dub-alt-format/{run_id}/{language}"]'))
+    expect(export).to_be_visible()
+    shot(page, "15-api-docs-offline")
+    assert not elsewhere, f"/docs asked for other origins: {elsewhere}"

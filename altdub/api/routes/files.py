@@ -43,23 +43,26 @@ class DownloadHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-@router.get(PREFIX + "{key:path}", responses={403: {"description": "Expired or tampered URL."}})
+@router.get(PREFIX + "{key:path}", responses={403: {"description": "Expired, tampered or unsigned URL."}})
+@router.head(PREFIX + "{key:path}", include_in_schema=False)  # the same answer without its body
 def download(
     key: str,
     context: ContextDep,
-    filename: str = Query(),
-    expires: str = Query(),
-    signature: str = Query(),
+    filename: str | None = Query(None),
+    expires: str | None = Query(None),
+    signature: str | None = Query(None),
 ) -> FileResponse:
-    """A signed download of local storage (Range requests answered 206).
+    """A signed download of local storage (Range requests answered 206; HEAD answered as GET, without the body).
 
     Its type comes from the extension of the signed ``filename``, which the service chose from
     the file's probed format, from a closed list of media and text types (never HTML or script).
+    A URL missing any part of its signature is refused as a forged one is (403), not as a bad request.
     """
     storage = context.storage
     if not isinstance(storage, LocalStorage):
         raise HTTPException(status_code=404, detail="Not found")
-    if not storage.signer.verify(key, filename, expires, signature):
+    unsigned = filename is None or expires is None or signature is None
+    if unsigned or not storage.signer.verify(key, filename, expires, signature):
         raise HTTPException(status_code=403, detail="Signature invalid or expired")
     try:
         path = storage.path_for(key)

@@ -8,12 +8,14 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
+@router.head("/healthz", include_in_schema=False)  # load balancers and uptime checks that send HEAD
 def healthz() -> dict[str, str]:
     """The process is alive."""
     return {"status": "ok"}
 
 
 @router.get("/readyz")
+@router.head("/readyz", include_in_schema=False)
 def readyz(context: ContextDep) -> JSONResponse:
     """Database, storage and broker are reachable (503 naming what is not)."""
     checks: dict[str, str] = {}
