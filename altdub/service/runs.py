@@ -233,6 +233,20 @@ def list_runs(session: Session, workspace_id: int, page: int, page_size: int) ->
     return list(rows), total
 
 
+def stem_file(run: Run, language: languages.Language, stem: str) -> RunFile:
+    """The stored file behind ``stem``: the dubbed mix, the voice stem or the background stem."""
+    role, language_id = {
+        "mix": (FileRole.DUB, language.id),
+        "voice": (FileRole.VOICE, language.id),
+        "background": (FileRole.BACKGROUND, None),
+    }[stem]
+    found = run.file(role, language_id)
+    if found is None:
+        what = f"a voice stem for {language.short_name}" if stem == "voice" else "a background stem"
+        raise InvalidInput(("body", "stem"), f"run {run.id} has no {what}")
+    return found
+
+
 def exports_prefix(workspace_id: int, run_id: int) -> str:
     return f"w{workspace_id}/exports/{run_id}/"
 
