@@ -52,10 +52,10 @@ def download_filename(run_id: int, language_id: int, output_format: str) -> str:
     return f"run-{run_id}_{languages.by_id(language_id).short_name}.{FORMATS[output_format].extension}"
 
 
-def signed_url(ctx: Context, task: ExportTask, base_url: str) -> str:
+def signed_url(ctx: Context, task: ExportTask) -> str:
     assert task.storage_key is not None
     filename = download_filename(task.run_id, task.language_id, task.output_format)
-    return ctx.download_url(task.storage_key, filename, base_url)
+    return ctx.download_url(task.storage_key, filename)
 
 
 def _request_key(run_id: int, language_value: str, output_format: str, requested_options: dict[str, Any]) -> bytes:
@@ -92,7 +92,6 @@ def cached_export_url(
     language_value: str,
     output_format: str,
     requested_options: dict[str, Any],
-    base_url: str,
 ) -> str | None:
     """The signed URL of an export that exists, found with one indexed query; None sends the caller the long way.
 
@@ -107,7 +106,7 @@ def cached_export_url(
     if row is None:
         return None
     filename = download_filename(row.run_id, row.language_id, row.output_format)
-    return ctx.download_url(row.storage_key, filename, base_url)
+    return ctx.download_url(row.storage_key, filename)
 
 
 def request_export(
@@ -118,7 +117,6 @@ def request_export(
     language_value: str,
     output_format: str,
     requested_options: dict[str, Any],
-    base_url: str,
 ) -> ExportAnswer:
     """The signed URL when the export exists; else the live task for it, created if there is none.
 
@@ -151,7 +149,7 @@ def request_export(
     if created and ctx.executor is not None and task.status == TaskStatus.PENDING:
         ctx.executor.submit(task.id)
     if task.status == TaskStatus.SUCCESS:
-        return ExportAnswer(output_url=signed_url(ctx, task, base_url))
+        return ExportAnswer(output_url=signed_url(ctx, task))
     return ExportAnswer(task_id=task.id)
 
 

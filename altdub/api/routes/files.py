@@ -7,8 +7,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from altdub.api.deps import ContextDep
 from altdub.media.formats import content_type_for
-from altdub.storage import StorageError
-from altdub.storage.local import LocalStorage
+from altdub.storage import SignatureRefused, StorageError
 
 router = APIRouter(tags=["files"])
 
@@ -56,17 +55,12 @@ def download(
     Its type comes from the extension of the signed ``filename``, which the service chose from
     the file's probed format, from a closed list of media and text types (never HTML or script).
     """
-    storage = context.storage
-    if not isinstance(storage, LocalStorage):
-        raise HTTPException(status_code=404, detail="Not found")
-    if not storage.signer.verify(key, filename, expires, signature):
-        raise HTTPException(status_code=403, detail="Signature invalid or expired")
     try:
-        path = storage.path_for(key)
+        path = context.storage.signed_download(key, filename=filename, expires=expires, signature=signature)
+    except SignatureRefused:
+        raise HTTPException(status_code=403, detail="Signature invalid or expired") from None
     except StorageError:
         raise HTTPException(status_code=404, detail="Not found") from None
-    if not path.is_file():
-        raise HTTPException(status_code=404, detail="Not found")
     return FileResponse(
         path, media_type=content_type_for(filename), filename=filename, content_disposition_type="attachment"
     )
