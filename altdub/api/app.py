@@ -32,6 +32,13 @@ def _unprocessable(errors: Sequence[Any]) -> JSONResponse:
     return JSONResponse({"detail": json_safe(errors)}, status_code=422)
 
 
+def _location(request: Request, field: str | None) -> list[str]:
+    """FastAPI's ``loc`` of a value a use-case refused: a parameter of the route's path, else the body's field."""
+    if field is None:
+        return ["body"]
+    return ["path" if field in request.path_params else "body", field]
+
+
 def create_app(settings: Settings | None = None, *, workers: bool = True) -> FastAPI:
     settings = settings or Settings()
 
@@ -73,8 +80,8 @@ def create_app(settings: Settings | None = None, *, workers: bool = True) -> Fas
         return _unprocessable(exc.errors())
 
     @app.exception_handler(InvalidInput)
-    async def invalid_input(_: Request, exc: InvalidInput) -> JSONResponse:
-        return _unprocessable([{"loc": list(exc.loc), "msg": exc.message, "type": exc.kind}])
+    async def invalid_input(request: Request, exc: InvalidInput) -> JSONResponse:
+        return _unprocessable([{"loc": _location(request, exc.field), "msg": exc.message, "type": exc.kind}])
 
     @app.exception_handler(TooLarge)
     async def too_large(_: Request, exc: TooLarge) -> JSONResponse:

@@ -22,20 +22,13 @@ from altdub.service import tasks
 from altdub.service.context import Context
 from altdub.service.errors import InvalidInput, NotFound
 from altdub.service.keys import hash_key
-from altdub.service.runs import get_run, stem_file
+from altdub.service.runs import get_run, parse_language, stem_file
 
 
 @dataclass(frozen=True)
 class ExportAnswer:
     output_url: str | None = None
     task_id: str | None = None
-
-
-def parse_language(value: str, loc: tuple[str, ...]) -> languages.Language:
-    language = languages.lookup(value)
-    if language is None:
-        raise InvalidInput(loc, f"unknown language {value!r}: use an id or short_name of /target-languages")
-    return language
 
 
 def export_identity(run_id: int, language_id: int, output_format: str, options: dict[str, Any]) -> str:
@@ -124,21 +117,19 @@ def request_export(
     values first, so that spelling out a default gives the same export as omitting it. A new task
     is handed to the executor.
     """
-    language = parse_language(language_value, ("path", "language"))
+    language = parse_language(language_value, "language")
     run = get_run(session, workspace_id, run_id)
     if language.id not in run.dub_language_ids:
         raise NotFound(f"language {language.short_name} is not in run {run_id}")
     if FORMATS[output_format].is_video and not run.has_video:
-        raise InvalidInput(
-            ("body", "output_format"), f"{output_format} is a video format and run {run_id} has no video"
-        )
+        raise InvalidInput("output_format", f"{output_format} is a video format and run {run_id} has no video")
     stem = stem_file(run, language, requested_options.get("stem") or "mix")
     try:
         options = resolve_options(output_format, requested_options, MediaInfo.from_json(stem.probe).audio[0])
     except OptionError as exc:
-        raise InvalidInput(("body", exc.key), exc.message) from exc
+        raise InvalidInput(exc.key, exc.message) from exc
     if options.subtitles == "soft" and run.transcript(language.id) is None:
-        raise InvalidInput(("body", "subtitles"), f"run {run_id} has no transcript for {language.short_name}")
+        raise InvalidInput("subtitles", f"run {run_id} has no transcript for {language.short_name}")
     resolved = options.as_dict()
     identity = export_identity(run.id, language.id, output_format, resolved)
     ctx.identities.put(_request_key(run_id, language_value, output_format, requested_options), identity)

@@ -17,8 +17,8 @@ from altdub.media.probe import MediaInfo
 from altdub.media.transcripts import Segment, TextFormat, render
 from altdub.service.context import Context
 from altdub.service.errors import NotFound
-from altdub.service.exports import export_identity, parse_language, signed_url
-from altdub.service.runs import get_run, run_exists
+from altdub.service.exports import export_identity, signed_url
+from altdub.service.runs import get_run, parse_language, run_exists
 
 
 def _segments(run: Run, language: languages.Language) -> list[Segment]:
@@ -31,7 +31,7 @@ def _segments(run: Run, language: languages.Language) -> list[Segment]:
 def transcript_text(
     session: Session, workspace_id: int, run_id: int, language_value: str, text_format: TextFormat
 ) -> str:
-    language = parse_language(language_value, ("path", "language"))
+    language = parse_language(language_value, "language")
     return render(_segments(get_run(session, workspace_id, run_id), language), text_format)
 
 
@@ -44,7 +44,7 @@ def transcript_url(
     text_format: TextFormat,
 ) -> str:
     """A signed URL of the transcript file, written to storage on first use (the same bytes every time)."""
-    language = parse_language(language_value, ("path", "language"))
+    language = parse_language(language_value, "language")
     run = get_run(session, workspace_id, run_id)
     text = render(_segments(run, language), text_format)
     key = f"{run.storage_prefix}transcript_{language.id}.{text_format}"
