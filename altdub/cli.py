@@ -118,11 +118,8 @@ def worker() -> None:
 
     Example: ALTDUB_BROKER_URL=redis://queue:6379/0 ALTDUB_DATABASE_URL=postgresql+psycopg://… altdub worker
     """
-    from functools import partial
-
-    from altdub.jobs.celery import make_celery, run_worker
     from altdub.service.context import remove_stale_scratch
-    from altdub.service.exports import run_next_task
+    from altdub.service.workers import consume_broker
 
     settings = Settings()
     if not settings.broker_url:
@@ -132,10 +129,7 @@ def worker() -> None:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s: %(levelname)s/%(name)s] %(message)s")
     context = _context()
     remove_stale_scratch(settings)
-    celery = make_celery(
-        settings.broker_url, time_limit=settings.task_time_limit, redelivery_margin=settings.redelivery_margin
-    )
-    run_worker(celery, partial(run_next_task, context))
+    consume_broker(context)
 
 
 @keys_app.command("create")

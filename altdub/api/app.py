@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from functools import partial
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -19,15 +17,9 @@ from altdub.api.routes.files import DownloadHeaders
 from altdub.api.routes.metrics import metrics_registry
 from altdub.api.routes.web import mount_web
 from altdub.config import Settings
-from altdub.jobs.celery import CeleryExecutor, make_celery
-from altdub.jobs.inprocess import InProcessExecutor
-from altdub.service.context import Context, build_context, remove_stale_scratch
+from altdub.service.context import build_context, remove_stale_scratch
 from altdub.service.errors import InsufficientStorage, InvalidInput, NotFound, TooLarge, TooManyPending
-from altdub.service.exports import release_pending_tasks, run_next_task
-from altdub.service.runs import remove_unfinished_imports
-from altdub.storage import StorageError
-
-log = logging.getLogger(__name__)
+from altdub.service.workers import attach_executor
 
 # The event loop uvicorn serves with. Not uvloop: under saturation uvloop served some connections
 # 10-20x later than others (p99 540 ms against 34 ms with asyncio's loop, at the same throughput,
@@ -35,25 +27,16 @@ log = logging.getLogger(__name__)
 EVENT_LOOP = "asyncio"
 
 
-def _start_workers(context: Context) -> None:
-    context.executor = InProcessExecutor(partial(run_next_task, context), context.settings.workers)
-    try:
-        removed = remove_unfinished_imports(context)  # embedded mode: this process is the only one
-    except StorageError as exc:  # readiness reports the storage; serving must not depend on the sweep
-        log.warning("could not look for imports cut short by a crash: %s", exc)
-    else:
-        if removed:
-            log.warning("removed %d import(s) cut short by a crash", removed)
-    pending = release_pending_tasks(context)  # left unfinished by a process that died: run them again
-    if pending:
-        log.warning("resuming %d unfinished task(s)", len(pending))
-    for task_id in pending:
-        context.executor.submit(task_id)
-
-
 def _unprocessable(errors: Sequence[Any]) -> JSONResponse:
     """The 422 of FastAPI's shape, ``{"detail": [{"loc", "msg", "type", ...}]}``, encodable whatever it echoes."""
     return JSONResponse({"detail": json_safe(errors)}, status_code=422)
+
+
+def _location(request: Request, field: str | None) -> list[str]:
+    """FastAPI's ``loc`` of a value a use-case refused: a parameter of the route's path, else the body's field."""
+    if field is None:
+        return ["body"]
+    return ["path" if field in request.path_params else "body", field]
 
 
 def create_app(settings: Settings | None = None, *, workers: bool = True) -> FastAPI:
@@ -65,16 +48,7 @@ def create_app(settings: Settings | None = None, *, workers: bool = True) -> Fas
         remove_stale_scratch(settings)
         app.state.context = context
         app.state.metrics = metrics_registry(context)
-        if settings.broker_url:  # conversions run in `altdub worker` processes
-            context.executor = CeleryExecutor(
-                make_celery(
-                    settings.broker_url,
-                    time_limit=settings.task_time_limit,
-                    redelivery_margin=settings.redelivery_margin,
-                )
-            )
-        elif workers:
-            _start_workers(context)
+        attach_executor(context, workers=workers)
         try:
             yield
         finally:
@@ -108,8 +82,8 @@ def create_app(settings: Settings | None = None, *, workers: bool = True) -> Fas
         return _unprocessable(exc.errors())
 
     @app.exception_handler(InvalidInput)
-    async def invalid_input(_: Request, exc: InvalidInput) -> JSONResponse:
-        return _unprocessable([{"loc": list(exc.loc), "msg": exc.message, "type": exc.kind}])
+    async def invalid_input(request: Request, exc: InvalidInput) -> JSONResponse:
+        return _unprocessable([{"loc": _location(request, exc.field), "msg": exc.message, "type": exc.kind}])
 
     @app.exception_handler(TooLarge)
     async def too_large(_: Request, exc: TooLarge) -> JSONResponse:

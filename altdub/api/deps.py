@@ -51,18 +51,9 @@ def require_workspace(session: Session, api_key: str | None) -> Workspace:
     return workspace
 
 
-def public_base_url(request: Request) -> str:
-    """The configured address of the service (ALTDUB_PUBLIC_URL, else the one served), for signed URLs.
-
-    Never the request's Host header: a client could make the service hand out links to any host.
-    """
-    return get_context(request).settings.effective_public_url
-
-
 MAX_ID = 2**63 - 1  # the database's integer range: larger ids exist nowhere
 RunId = Annotated[int, Path(ge=1, le=MAX_ID, description="The run's id.")]
 ContextDep = Annotated[Context, Depends(get_context)]
 ApiKeyDep = Annotated[str | None, Security(api_key_header)]
 SessionDep = Annotated[Session, Depends(get_session)]
 WorkspaceDep = Annotated[Workspace, Depends(current_workspace)]
-BaseUrlDep = Annotated[str, Depends(public_base_url)]

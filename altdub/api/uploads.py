@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from fastapi.exceptions import RequestValidationError
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
-from altdub.service.errors import InsufficientStorage, InvalidInput, TooLarge
-from altdub.service.runs import IncomingFile
+from altdub.service.errors import InsufficientStorage, TooLarge
+from altdub.service.runs import TRANSCRIPT, ImportRequest, IncomingFile
 
 MAX_PARTS = 64
 MAX_TEXT_FIELD = 64 * 1024
@@ -26,10 +27,32 @@ _SAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]")
 _BOUNDARY = re.compile(rb"[0-9A-Za-z'()+_,./:=? -]{0,69}[0-9A-Za-z'()+_,./:=?-]")
 
 
+TEXT_FIELDS = ("source_language", "name")
+
+
+def _invalid(loc: tuple[str, ...], message: str, kind: str = "value_error") -> RequestValidationError:
+    """A 422 of FastAPI's shape about the form itself (the use-case names the values it refuses)."""
+    return RequestValidationError([{"loc": loc, "msg": message, "type": kind}])
+
+
 @dataclass
 class ParsedForm:
     fields: dict[str, str] = field(default_factory=dict)
     files: list[IncomingFile] = field(default_factory=list)
+
+    def import_request(self) -> ImportRequest:
+        """The typed request of ``runs.import_run``: text fields checked (known, source_language given)."""
+        for name in self.fields:
+            if name not in TEXT_FIELDS and not name.startswith(TRANSCRIPT):
+                raise _invalid(("body", name), "unknown field: expected source_language, name or file fields")
+        if not self.fields.get("source_language"):
+            raise _invalid(("body", "source_language"), "field required", "missing")
+        return ImportRequest(
+            source_language=self.fields["source_language"],
+            files=self.files,
+            transcript_texts={name: text for name, text in self.fields.items() if name.startswith(TRANSCRIPT)},
+            name=self.fields.get("name", ""),
+        )
 
 
 @dataclass
@@ -67,7 +90,7 @@ class _Collector:
     def on_part_begin(self) -> None:
         self.count += 1
         if self.count > MAX_PARTS:
-            raise InvalidInput(("body",), f"too many form parts (at most {MAX_PARTS})")
+            raise _invalid(("body",), f"too many form parts (at most {MAX_PARTS})")
         self.part = _Part()
         self.headers = {}
 
@@ -80,7 +103,7 @@ class _Collector:
         _, options = parse_options_header(self.headers.get("content-disposition", b""))
         name = options.get(b"name", b"").decode("utf-8", "replace")
         if not name:
-            raise InvalidInput(("body",), "a form part has no name")
+            raise _invalid(("body",), "a form part has no name")
         self.part.name = name
         if b"filename" in options:
             filename = options[b"filename"].decode("utf-8", "replace")
@@ -97,7 +120,7 @@ class _Collector:
             part.handle.write(data[start:end])
         else:
             if part.size > MAX_TEXT_FIELD:
-                raise InvalidInput(("body", part.name), "text field too long")
+                raise _invalid(("body", part.name), "text field too long")
             part.text.extend(data[start:end])
 
     def on_part_end(self) -> None:
@@ -107,11 +130,11 @@ class _Collector:
             self.form.files.append(IncomingFile(part.name, part.filename, part.path, part.size))
         else:
             if part.name in self.form.fields:
-                raise InvalidInput(("body", part.name), "field given more than once")
+                raise _invalid(("body", part.name), "field given more than once")
             try:
                 text = part.text.decode("utf-8")
             except UnicodeDecodeError:
-                raise InvalidInput(("body", part.name), "not UTF-8 text (text fields must be UTF-8)") from None
+                raise _invalid(("body", part.name), "not UTF-8 text (text fields must be UTF-8)") from None
             self.form.fields[part.name] = text.strip()
 
     def close(self) -> None:
@@ -126,9 +149,9 @@ async def read_multipart(
     mime, options = parse_options_header(content_type)
     boundary = options.get(b"boundary")
     if mime != b"multipart/form-data" or not boundary:
-        raise InvalidInput(("header", "content-type"), "expected multipart/form-data with a boundary")
+        raise _invalid(("header", "content-type"), "expected multipart/form-data with a boundary")
     if not _BOUNDARY.fullmatch(boundary):
-        raise InvalidInput(
+        raise _invalid(
             ("header", "content-type"),
             "invalid multipart boundary: RFC 2046 allows 1 to 70 letters, digits, spaces or '()+_,-./:=?, "
             "the last one not a space",
@@ -139,8 +162,8 @@ async def read_multipart(
         async for chunk in body:
             parser.write(chunk)
         if parser.state != MultipartState.END:
-            raise InvalidInput(("body",), "the multipart body ends before its closing boundary")
-    except (InvalidInput, TooLarge):
+            raise _invalid(("body",), "the multipart body ends before its closing boundary")
+    except (RequestValidationError, TooLarge):
         raise
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -149,7 +172,7 @@ async def read_multipart(
             ) from exc
         raise
     except Exception as exc:  # the parser's own errors: a malformed body
-        raise InvalidInput(("body",), f"malformed multipart body: {exc}") from exc
+        raise _invalid(("body",), f"malformed multipart body: {exc}") from exc
     finally:
         collector.close()
     return collector.form

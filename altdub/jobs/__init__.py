@@ -1,7 +1,7 @@
 """Executors run export tasks; in-process threads, or Celery workers in other processes.
 
 A submission says "one task's worth of work is waiting", not "run this task": a worker that
-becomes free claims the fairest waiting task from the database (``service.exports.run_next_task``),
+becomes free claims the fairest waiting task from the database (``service.conversion.run_next_task``),
 so both executors schedule by the same rule and a task's state lives in the database only.
 """
 

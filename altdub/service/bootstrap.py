@@ -12,7 +12,7 @@ from altdub.db.session import session_scope
 from altdub.media.synth import make_tone, make_video
 from altdub.service.context import Context
 from altdub.service.keys import create_key, has_any_workspace
-from altdub.service.runs import IncomingFile, import_run
+from altdub.service.runs import ImportRequest, IncomingFile, import_run
 
 DEMO_SECONDS = 10.0
 
@@ -50,5 +50,6 @@ def create_demo_run(context: Context, workspace_id: int) -> int:
             IncomingFile(field, path.name, path, path.stat().st_size)
             for field, path in zip(("source", "dub_es-es", "dub_fr-fr"), files, strict=True)
         ]
-        run = import_run(context, workspace_id, {"source_language": "en-us", "name": "altdub demo"}, incoming)
+        request = ImportRequest(source_language="en-us", files=incoming, transcript_texts={}, name="altdub demo")
+        run = import_run(context, workspace_id, request)
     return run.id

@@ -133,10 +133,16 @@ class Context:
         self.conversions = RunningConversions(self.stopping)
         self.identities = IdentityCache(self.settings.identity_cache_bytes)
 
-    def download_url(self, key: str, filename: str, base_url: str) -> str:
-        """A fresh signed URL that downloads ``key`` as ``filename``."""
+    def download_url(self, key: str, filename: str) -> str:
+        """A fresh signed URL that downloads ``key`` as ``filename``, at the service's public address.
+
+        The address is a setting (``ALTDUB_PUBLIC_URL``), never taken from a request: no use-case carries it.
+        """
         return self.storage.signed_url(
-            key, filename=filename, content_type=content_type_for(filename), base_url=base_url
+            key,
+            filename=filename,
+            content_type=content_type_for(filename),
+            base_url=self.settings.effective_public_url,
         )
 
 

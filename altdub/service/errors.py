@@ -8,11 +8,16 @@ class NotFound(Exception):
 
 
 class InvalidInput(Exception):
-    """A request value that cannot be used; ``loc`` names it as FastAPI would (``("body", "dub_es-es")``)."""
+    """A value a use-case was given that cannot be used.
 
-    def __init__(self, loc: tuple[str | int, ...], message: str, kind: str = "value_error") -> None:
+    ``field`` names it as the client did (``"dub_es-es"``, ``"language"``, ``"stem"``), or is None for
+    what was sent as a whole; where it travelled (a path, a body) is the API's to say.
+    ``kind`` is ``"missing"`` for a value that is required and absent, else ``"value_error"``.
+    """
+
+    def __init__(self, field: str | None, message: str, kind: str = "value_error") -> None:
         super().__init__(message)
-        self.loc = loc
+        self.field = field
         self.message = message
         self.kind = kind
 

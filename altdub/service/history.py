@@ -57,7 +57,7 @@ class ExportEntry:
 
 
 def list_exports(
-    ctx: Context, session: Session, workspace_id: int, run_id: int, base_url: str, limit: int = MAX_EXPORTS
+    ctx: Context, session: Session, workspace_id: int, run_id: int, limit: int = MAX_EXPORTS
 ) -> list[ExportEntry]:
     """The run's export tasks, newest first, with a fresh signed URL for each finished one."""
     get_run(session, workspace_id, run_id)  # 404 for an unknown run or one of another workspace
@@ -84,7 +84,7 @@ def list_exports(
                 exception_reason=task.exception_reason,
                 created_at=_utc(task.created_at) or datetime.now(UTC),
                 finished_at=_utc(task.finished_at),
-                output_url=signed_url(ctx, task, base_url) if done else None,
+                output_url=signed_url(ctx, task) if done else None,
             )
         )
     return entries

@@ -17,8 +17,8 @@ from altdub.media.probe import MediaInfo
 from altdub.media.transcripts import Segment, TextFormat, render
 from altdub.service.context import Context
 from altdub.service.errors import NotFound
-from altdub.service.exports import export_identity, parse_language, signed_url
-from altdub.service.runs import get_run, run_exists
+from altdub.service.exports import export_identity, signed_url
+from altdub.service.runs import get_run, parse_language, run_exists
 
 
 def _segments(run: Run, language: languages.Language) -> list[Segment]:
@@ -31,7 +31,7 @@ def _segments(run: Run, language: languages.Language) -> list[Segment]:
 def transcript_text(
     session: Session, workspace_id: int, run_id: int, language_value: str, text_format: TextFormat
 ) -> str:
-    language = parse_language(language_value, ("path", "language"))
+    language = parse_language(language_value, "language")
     return render(_segments(get_run(session, workspace_id, run_id), language), text_format)
 
 
@@ -42,10 +42,9 @@ def transcript_url(
     run_id: int,
     language_value: str,
     text_format: TextFormat,
-    base_url: str,
 ) -> str:
     """A signed URL of the transcript file, written to storage on first use (the same bytes every time)."""
-    language = parse_language(language_value, ("path", "language"))
+    language = parse_language(language_value, "language")
     run = get_run(session, workspace_id, run_id)
     text = render(_segments(run, language), text_format)
     key = f"{run.storage_prefix}transcript_{language.id}.{text_format}"
@@ -58,7 +57,7 @@ def transcript_url(
             ctx.storage.delete_prefix(key)  # its folder is gone: leave no transcript behind in it
             raise NotFound("run not found")
     filename = f"run-{run_id}_{language.short_name}.{text_format}"
-    return ctx.download_url(key, filename, base_url)
+    return ctx.download_url(key, filename)
 
 
 def _default_mp4(session: Session, run: Run, language_id: int, dub: RunFile) -> ExportTask | None:
@@ -70,7 +69,7 @@ def _default_mp4(session: Session, run: Run, language_id: int, dub: RunFile) -> 
     )
 
 
-def dub_result(ctx: Context, session: Session, workspace_id: int, run_id: int, base_url: str) -> dict[str, Any]:
+def dub_result(ctx: Context, session: Session, workspace_id: int, run_id: int) -> dict[str, Any]:
     """Per language (by short_name): the dubbed audio's URL, the video's (an mp4 export, once made), the transcript."""
     run = get_run(session, workspace_id, run_id)
     result: dict[str, Any] = {}
@@ -80,11 +79,11 @@ def dub_result(ctx: Context, session: Session, workspace_id: int, run_id: int, b
         assert dub is not None
         video = _default_mp4(session, run, language_id, dub) if run.has_video else None
         extension = probed_extension(MediaInfo.from_json(dub.probe))  # never the uploader's file name
-        audio_url = ctx.download_url(dub.storage_key, f"run-{run.id}_{language.short_name}.{extension}", base_url)
+        audio_url = ctx.download_url(dub.storage_key, f"run-{run.id}_{language.short_name}.{extension}")
         transcript = run.transcript(language_id)
         result[language.short_name] = {
             "audio_url": audio_url,
-            "video_url": signed_url(ctx, video, base_url) if video else None,
+            "video_url": signed_url(ctx, video) if video else None,
             "transcript": transcript.segments if transcript else [],
         }
     return result

@@ -19,8 +19,7 @@ from altdub.service.context import Context
 from altdub.service.errors import InvalidInput, NotFound
 
 DURATION_TOLERANCE = 0.02  # a dub may differ from the source by 2 % (spec §5)
-TEXT_FIELDS = ("source_language", "name")
-TRANSCRIPT = "transcript_"
+TRANSCRIPT = "transcript_"  # the slot of a language's transcript: transcript_<language>, a file or text
 MAX_NAME_CHARS = Run.__table__.c.name.type.length  # what the database keeps
 
 
@@ -35,6 +34,20 @@ class IncomingFile:
 
 
 @dataclass(frozen=True)
+class ImportRequest:
+    """What an import was given, as the API parsed it: every file staged whole on disk, each in its slot.
+
+    Slots are named as the client named them (``source``, ``dub_<language>``, ``voice_<language>``,
+    ``background``, ``transcript_<language>``), the names errors report.
+    """
+
+    source_language: str  # an id or short_name, checked here
+    files: list[IncomingFile]
+    transcript_texts: dict[str, str]  # transcripts sent as text, by slot
+    name: str = ""  # empty: the reference file's name
+
+
+@dataclass(frozen=True)
 class _Input:
     incoming: IncomingFile
     role: FileRole
@@ -42,14 +55,11 @@ class _Input:
     info: MediaInfo
 
 
-def _loc(field: str) -> tuple[str, str]:
-    return ("body", field)
-
-
-def _parse_language(field: str, value: str) -> languages.Language:
+def parse_language(value: str, field: str) -> languages.Language:
+    """The language ``value`` (an id or short_name) names; InvalidInput on ``field`` when none."""
     language = languages.lookup(value)
     if language is None:
-        raise InvalidInput(_loc(field), f"unknown language {value!r}: use an id or short_name of /target-languages")
+        raise InvalidInput(field, f"unknown language {value!r}: use an id or short_name of /target-languages")
     return language
 
 
@@ -60,9 +70,9 @@ def _classify(field: str) -> tuple[FileRole, languages.Language | None]:
         return FileRole.BACKGROUND, None
     prefix, _, tag = field.partition("_")
     if prefix in ("dub", "voice") and tag:
-        return FileRole(prefix), _parse_language(field, tag)
+        return FileRole(prefix), parse_language(tag, field)
     raise InvalidInput(
-        _loc(field),
+        field,
         "unknown file field: expected source, dub_<language>, voice_<language>, background or transcript_<language>",
     )
 
@@ -72,17 +82,17 @@ def _probe_input(incoming: IncomingFile, limits: MediaLimits) -> _Input:
     role, language = _classify(incoming.field)
     name = f'"{incoming.filename}"'
     if incoming.size == 0:
-        raise InvalidInput(_loc(incoming.field), f"{name} is empty")
+        raise InvalidInput(incoming.field, f"{name} is empty")
     try:
         info = probe(incoming.path, limits)
     except MediaRefused as exc:
-        raise InvalidInput(_loc(incoming.field), f"{name} is refused: {exc}") from exc
+        raise InvalidInput(incoming.field, f"{name} is refused: {exc}") from exc
     except ProbeError as exc:
-        raise InvalidInput(_loc(incoming.field), f"{name} is not a media file FFmpeg can read ({exc})") from exc
+        raise InvalidInput(incoming.field, f"{name} is not a media file FFmpeg can read ({exc})") from exc
     if not info.audio:
-        raise InvalidInput(_loc(incoming.field), f"{name} has no audio stream")
+        raise InvalidInput(incoming.field, f"{name} has no audio stream")
     if info.duration <= 0:
-        raise InvalidInput(_loc(incoming.field), f"{name} has no measurable duration")
+        raise InvalidInput(incoming.field, f"{name} has no measurable duration")
     return _Input(incoming, role, language, info)
 
 
@@ -94,7 +104,7 @@ def _check_lengths(inputs: list[_Input], reference: _Input) -> None:
         drift = abs(item.info.duration - ref) / ref
         if drift > DURATION_TOLERANCE:
             raise InvalidInput(
-                _loc(item.incoming.field),
+                item.incoming.field,
                 f"duration {item.info.duration:.3f} s differs from the {reference.incoming.field}'s "
                 f"{ref:.3f} s by {drift:.1%}, more than the 2 % allowed",
             )
@@ -106,16 +116,16 @@ def _parse_transcripts(
     """Validated transcripts (field -> (file name, bytes)), one per language of the run: a dub's or the source's."""
     transcripts: dict[int, Transcript] = {}
     for field, (name, data) in texts.items():
-        language = _parse_language(field, field.removeprefix(TRANSCRIPT))
+        language = parse_language(field.removeprefix(TRANSCRIPT), field)
         if language.id not in languages_allowed:
-            raise InvalidInput(_loc(field), f"the run has no dub in {language.short_name} and its source is not in it")
+            raise InvalidInput(field, f"the run has no dub in {language.short_name} and its source is not in it")
         if language.id in transcripts:
-            raise InvalidInput(_loc(field), f"a second transcript for {language.short_name}")
+            raise InvalidInput(field, f"a second transcript for {language.short_name}")
         try:
             segments = parse_transcript(data)
             validate(segments, duration)
         except TranscriptError as exc:
-            raise InvalidInput(_loc(field), f"invalid transcript: {exc}") from exc
+            raise InvalidInput(field, f"invalid transcript: {exc}") from exc
         transcripts[language.id] = Transcript(
             language_id=language.id, original_name=name[:500], segments=[seg.as_dict() for seg in segments]
         )
@@ -124,10 +134,10 @@ def _parse_transcripts(
 
 def _check_name(name: str) -> None:
     if len(name) > MAX_NAME_CHARS:
-        raise InvalidInput(_loc("name"), f"longer than {MAX_NAME_CHARS} characters")
+        raise InvalidInput("name", f"longer than {MAX_NAME_CHARS} characters")
     problem = label_problem(name)
     if problem:
-        raise InvalidInput(_loc("name"), f"the name {problem}")
+        raise InvalidInput("name", f"the name {problem}")
 
 
 def _extension(filename: str) -> str:
@@ -135,26 +145,22 @@ def _extension(filename: str) -> str:
     return suffix if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix) else ""
 
 
-def import_run(ctx: Context, workspace_id: int, fields: dict[str, str], files: list[IncomingFile]) -> Run:
+def import_run(ctx: Context, workspace_id: int, request: ImportRequest) -> Run:
     """Validate every field and probe every file, then store them and create the run.
 
     Nothing is stored unless everything is valid; a failure while storing removes what was written.
     """
-    transcript_texts = {name: (name, value.encode()) for name, value in fields.items() if name.startswith(TRANSCRIPT)}
-    for name in fields:
-        if name not in TEXT_FIELDS and name not in transcript_texts:
-            raise InvalidInput(_loc(name), "unknown field: expected source_language, name or file fields")
-    if not fields.get("source_language"):
-        raise InvalidInput(_loc("source_language"), "field required", "missing")
-    source_language = _parse_language("source_language", fields["source_language"])
-    _check_name(fields.get("name", ""))
+    transcript_texts = {slot: (slot, text.encode()) for slot, text in request.transcript_texts.items()}
+    files = request.files
+    source_language = parse_language(request.source_language, "source_language")
+    _check_name(request.name)
 
     for incoming in files:
         if incoming.field.startswith(TRANSCRIPT):
             if incoming.field in transcript_texts:
-                raise InvalidInput(_loc(incoming.field), "field given more than once")
+                raise InvalidInput(incoming.field, "field given more than once")
             if incoming.size > MAX_TRANSCRIPT_BYTES:
-                raise InvalidInput(_loc(incoming.field), "transcript larger than 10 MiB")
+                raise InvalidInput(incoming.field, "transcript larger than 10 MiB")
             transcript_texts[incoming.field] = (incoming.filename, incoming.path.read_bytes())
     limits = MediaLimits(
         ctx.settings.max_video_pixels,
@@ -168,15 +174,15 @@ def import_run(ctx: Context, workspace_id: int, fields: dict[str, str], files: l
     for item in inputs:
         slot = (item.role, item.language.id if item.language else None)
         if slot in seen:
-            raise InvalidInput(_loc(item.incoming.field), f"the same file slot as {seen[slot]!r}")
+            raise InvalidInput(item.incoming.field, f"the same file slot as {seen[slot]!r}")
         seen[slot] = item.incoming.field
     dubs = [i for i in inputs if i.role == FileRole.DUB]
     if not dubs:
-        raise InvalidInput(_loc("dub_<language>"), "at least one dub_<language> file is required", "missing")
+        raise InvalidInput("dub_<language>", "at least one dub_<language> file is required", "missing")
     dub_languages = {d.language.id for d in dubs if d.language}
     for item in inputs:
         if item.role == FileRole.VOICE and item.language and item.language.id not in dub_languages:
-            raise InvalidInput(_loc(item.incoming.field), "a voice stem needs the dub_<language> it belongs to")
+            raise InvalidInput(item.incoming.field, "a voice stem needs the dub_<language> it belongs to")
     source = next((i for i in inputs if i.role == FileRole.SOURCE), None)
     reference = source or dubs[0]
     _check_lengths(inputs, reference)
@@ -185,7 +191,7 @@ def import_run(ctx: Context, workspace_id: int, fields: dict[str, str], files: l
     default_name = Path(reference.incoming.filename).stem or "Untitled run"
     run = Run(
         workspace_id=workspace_id,
-        name=fields.get("name") or default_name,
+        name=request.name or default_name,
         source_language_id=source_language.id,
         has_video=bool(source and source.info.video),
         duration=reference.info.duration,
@@ -233,6 +239,20 @@ def list_runs(session: Session, workspace_id: int, page: int, page_size: int) ->
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.scalars(query.order_by(Run.id.desc()).offset((page - 1) * page_size).limit(page_size))
     return list(rows), total
+
+
+def stem_file(run: Run, language: languages.Language, stem: str) -> RunFile:
+    """The stored file behind ``stem``: the dubbed mix, the voice stem or the background stem."""
+    role, language_id = {
+        "mix": (FileRole.DUB, language.id),
+        "voice": (FileRole.VOICE, language.id),
+        "background": (FileRole.BACKGROUND, None),
+    }[stem]
+    found = run.file(role, language_id)
+    if found is None:
+        what = f"voice stem for {language.short_name}" if stem == "voice" else "background stem"
+        raise InvalidInput("stem", f"run {run.id} has no {what}")
+    return found
 
 
 def exports_prefix(workspace_id: int, run_id: int) -> str:

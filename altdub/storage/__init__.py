@@ -12,6 +12,10 @@ class StorageError(Exception):
     pass
 
 
+class SignatureRefused(StorageError):
+    """A download URL whose signature does not match what it names, or has expired."""
+
+
 class Storage(Protocol):
     def put_file(self, key: str, path: Path) -> int:
         """Publish the complete local file ``path`` under ``key`` atomically; returns its size.
@@ -33,6 +37,13 @@ class Storage(Protocol):
     def signed_url(self, key: str, *, filename: str, content_type: str, base_url: str) -> str:
         """A URL that downloads ``key`` as ``filename`` of ``content_type`` until it expires."""
 
+    def signed_download(self, key: str, *, filename: str, expires: str, signature: str) -> Path:
+        """The local file that a signed ``/files`` URL of this storage names, for the API to serve.
+
+        SignatureRefused when the URL is forged or expired; StorageError when it names nothing this
+        storage serves locally (no such file, or a storage whose URLs the bucket serves itself).
+        """
+
     def check(self) -> None:
         """Raise StorageError when the storage cannot be used."""
 
@@ -51,4 +62,4 @@ def open_storage(url: str, *, secret: str, url_ttl: int, scratch: Path, fsync: b
     raise StorageError(f"unsupported storage URL {url!r} (expected file:///PATH or s3://BUCKET/PREFIX)")
 
 
-__all__ = ["Storage", "StorageError", "open_storage"]
+__all__ = ["SignatureRefused", "Storage", "StorageError", "open_storage"]

@@ -101,6 +101,10 @@ class S3Storage:
             ExpiresIn=self.url_ttl,
         )
 
+    def signed_download(self, key: str, *, filename: str, expires: str, signature: str) -> Path:
+        """Never: the bucket serves its own presigned URLs, this service serves none of them."""
+        raise StorageError("downloads are served by the bucket")
+
     def check(self) -> None:
         try:
             self.client.head_bucket(Bucket=self.bucket)

@@ -13,7 +13,7 @@ from altdub.api.app import create_app
 from altdub.config import Settings
 from altdub.db.models import ExportTask
 from altdub.media.synth import make_tone, make_video
-from altdub.service import exports as exports_service
+from altdub.service import tasks as tasks_service
 from tests.api.conftest import ffmpeg_children, files_root, new_key, staging_root, stored_files
 from tests.conftest import SOURCE_SECONDS, auth, export, make_run, wait_for_task
 
@@ -269,7 +269,7 @@ def test_concurrent_identical_requests_share_one_task(idle, monkeypatch):
     # Widen the window between "no live task" and the insert, so the requests really collide
     # and the database's unique index (not luck in scheduling) has to make them converge.
     misses: list[str] = []
-    lookup = exports_service._live_task
+    lookup = tasks_service.live_task
 
     def slow_lookup(session, identity):
         task = lookup(session, identity)
@@ -278,7 +278,7 @@ def test_concurrent_identical_requests_share_one_task(idle, monkeypatch):
             time.sleep(0.3)
         return task
 
-    monkeypatch.setattr(exports_service, "_live_task", slow_lookup)
+    monkeypatch.setattr(tasks_service, "live_task", slow_lookup)
     results = _post_concurrently(client, key, run_id, "wav")
     for r in results:
         assert not isinstance(r, Exception), repr(r)

@@ -12,7 +12,7 @@ from sqlalchemy import update
 from altdub.api.app import create_app
 from altdub.api.routes import exports as export_routes
 from altdub.db.models import ExportTask, TaskStatus
-from altdub.service import exports as exports_service
+from altdub.service import conversion
 from tests.api.conftest import new_key
 from tests.conftest import auth, make_run
 
@@ -38,7 +38,7 @@ def test_a_worker_of_this_process_wakes_the_waiting_request(pending, monkeypatch
     client, key, task_id = pending
     monkeypatch.setattr(export_routes, "RECHECK_SECONDS", 60.0)
     context = client.app.state.context
-    worker = later(0.3, lambda: exports_service.run_next_task(context))
+    worker = later(0.3, lambda: conversion.run_next_task(context))
     started = time.monotonic()
     response = client.get(f"/dub-alt-format/{task_id}", params={"wait": 30}, headers=auth(key))
     elapsed = time.monotonic() - started
@@ -109,7 +109,7 @@ def test_the_wait_ends_with_the_task_still_pending(pending):
 
 def test_a_finished_task_is_answered_at_once(pending):
     client, key, task_id = pending
-    exports_service.run_next_task(client.app.state.context)
+    conversion.run_next_task(client.app.state.context)
     started = time.monotonic()
     response = client.get(f"/dub-alt-format/{task_id}", params={"wait": 30}, headers=auth(key))
     assert response.json()["status"] == "SUCCESS"

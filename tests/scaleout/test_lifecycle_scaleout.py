@@ -17,7 +17,7 @@ import imageio_ffmpeg
 import pytest
 
 from altdub.media.synth import make_tone, make_video
-from altdub.service.exports import HEARTBEAT_SECONDS
+from altdub.service.tasks import HEARTBEAT_SECONDS
 from tests.e2e.conftest import Server, auth, import_run_id, wait_until_gone
 from tests.reliability.conftest import ffmpeg_processes, files_under, request_export, wait_task
 from tests.scaleout.conftest import Databases, Processes, S3Server, ScaleOut, new_prefix, pg_connect

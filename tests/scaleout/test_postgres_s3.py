@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from altdub.media.probe import probe
-from altdub.service import exports as exports_service
+from altdub.service import tasks as tasks_service
 from altdub.storage.s3 import S3Storage
 from tests.conftest import SOURCE_SECONDS, auth, export, make_run, wait_for_task
 from tests.scaleout.conftest import (
@@ -194,7 +194,7 @@ def test_concurrent_identical_requests_converge_on_postgres(
     client, key = app
     # Widen the window between "no live task" and the insert so that the requests really collide
     # and PostgreSQL's partial unique index has to make them converge.
-    lookup = exports_service._live_task
+    lookup = tasks_service.live_task
 
     def slow_lookup(session, identity):
         task = lookup(session, identity)
@@ -202,7 +202,7 @@ def test_concurrent_identical_requests_converge_on_postgres(
             time.sleep(0.3)
         return task
 
-    monkeypatch.setattr(exports_service, "_live_task", slow_lookup)
+    monkeypatch.setattr(tasks_service, "live_task", slow_lookup)
     n = 20
     barrier = threading.Barrier(n)
     results: list[object] = [None] * n

@@ -6,13 +6,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from altdub.api.bodies import StrictJsonRoute
-from altdub.api.deps import (
-    MAX_ID,
-    ApiKeyDep,
-    RunId,
-    public_base_url,
-    require_workspace,
-)
+from altdub.api.deps import MAX_ID, ApiKeyDep, RunId, require_workspace
 from altdub.api.schemas import ExportRequest, OutputUrlOut, TaskIdOut, TaskStatusOut
 from altdub.db.models import TaskStatus
 from altdub.service import exports
@@ -41,12 +35,11 @@ async def get_dubbed_output_in_alt_format(
     loop with one indexed query; everything else takes a worker thread.
     """
     context: Context = request.app.state.context
-    base_url = public_base_url(request)
     options = body.requested_options()
-    url = exports.cached_export_url(context, api_key, run_id, language, body.output_format, options, base_url)
+    url = exports.cached_export_url(context, api_key, run_id, language, body.output_format, options)
     if url is None:
         answer = await run_in_threadpool(
-            _request_export, context, api_key, run_id, language, body.output_format, options, base_url
+            _request_export, context, api_key, run_id, language, body.output_format, options
         )
         url = answer.output_url
         if url is None:
@@ -61,13 +54,10 @@ def _request_export(
     language: str,
     output_format: str,
     options: dict[str, Any],
-    base_url: str,
 ) -> exports.ExportAnswer:
     with context.sessions() as session:
         workspace = require_workspace(session, api_key)
-        return exports.request_export(
-            context, session, workspace.id, run_id, language, output_format, options, base_url
-        )
+        return exports.request_export(context, session, workspace.id, run_id, language, output_format, options)
 
 
 MAX_WAIT_SECONDS = 30.0
@@ -105,25 +95,22 @@ async def get_dubbed_output_in_alt_format_status(
     a waiting request holds no thread and reads the task twice: now, and when woken or at the end.
     """
     context: Context = request.app.state.context
-    base_url = public_base_url(request)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     ends_here = not context.settings.broker_url  # embedded: only this process's workers end tasks, and notify
     limit = context.settings.max_waiting_requests if wait > 0 else 0
     with context.task_events.watch(task_id, limit) as waiter:
-        answer = await run_in_threadpool(_task_status, context, api_key, task_id, run_id, base_url)
+        answer = await run_in_threadpool(_task_status, context, api_key, task_id, run_id)
         if waiter is None:
             return answer
         events = context.task_events
         while answer.status == TaskStatus.PENDING and not events.closed and (remaining := deadline - loop.time()) > 0:
             await waiter.wait(remaining if ends_here else min(remaining, RECHECK_SECONDS))
-            answer = await run_in_threadpool(_task_status, context, api_key, task_id, run_id, base_url)
+            answer = await run_in_threadpool(_task_status, context, api_key, task_id, run_id)
         return answer
 
 
-def _task_status(
-    context: Context, api_key: str | None, task_id: str, run_id: int | None, base_url: str
-) -> TaskStatusOut:
+def _task_status(context: Context, api_key: str | None, task_id: str, run_id: int | None) -> TaskStatusOut:
     with context.sessions() as session:
         workspace = require_workspace(session, api_key)
         task = exports.get_task(session, workspace.id, task_id, run_id)
@@ -135,5 +122,5 @@ def _task_status(
             progress=task.progress,
         )
         if task.status == TaskStatus.SUCCESS:
-            answer.output_url = exports.signed_url(context, task, base_url)
+            answer.output_url = exports.signed_url(context, task)
         return answer

@@ -7,8 +7,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from altdub.api.deps import ContextDep
 from altdub.media.formats import content_type_for
-from altdub.storage import StorageError
-from altdub.storage.local import LocalStorage
+from altdub.storage import SignatureRefused, StorageError
 
 router = APIRouter(tags=["files"])
 
@@ -58,18 +57,14 @@ def download(
     the file's probed format, from a closed list of media and text types (never HTML or script).
     A URL missing any part of its signature is refused as a forged one is (403), not as a bad request.
     """
-    storage = context.storage
-    if not isinstance(storage, LocalStorage):
-        raise HTTPException(status_code=404, detail="Not found")
-    unsigned = filename is None or expires is None or signature is None
-    if unsigned or not storage.signer.verify(key, filename, expires, signature):
+    if filename is None or expires is None or signature is None:  # unsigned: refused as a forged URL is
         raise HTTPException(status_code=403, detail="Signature invalid or expired")
     try:
-        path = storage.path_for(key)
+        path = context.storage.signed_download(key, filename=filename, expires=expires, signature=signature)
+    except SignatureRefused:
+        raise HTTPException(status_code=403, detail="Signature invalid or expired") from None
     except StorageError:
         raise HTTPException(status_code=404, detail="Not found") from None
-    if not path.is_file():
-        raise HTTPException(status_code=404, detail="Not found")
     return FileResponse(
         path, media_type=content_type_for(filename), filename=filename, content_disposition_type="attachment"
     )

@@ -6,10 +6,9 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
 
-from altdub.db.models import ExportTask, TaskStatus
 from altdub.service.context import Context
+from altdub.service.tasks import task_counts
 
 router = APIRouter(tags=["health"])
 
@@ -19,22 +18,16 @@ class TaskCollector(Collector):
         self.context = context
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        with self.context.sessions() as session:
-            counts = dict(session.execute(select(ExportTask.status, func.count()).group_by(ExportTask.status)).all())
-            waiting = session.scalar(
-                select(func.count()).where(
-                    ExportTask.status == TaskStatus.PENDING.value, ExportTask.heartbeat_at.is_(None)
-                )
-            )
+        counts = task_counts(self.context)
         tasks = GaugeMetricFamily("altdub_export_tasks", "Export tasks by status (all processes).", labels=["status"])
-        for status in TaskStatus:
-            tasks.add_metric([status.value], counts.get(status.value, 0))
+        for status, count in counts.by_status.items():
+            tasks.add_metric([status.value], count)
         yield tasks
         executor = self.context.executor
-        depth = executor.queue_depth() if executor is not None else waiting
+        depth = executor.queue_depth() if executor is not None else counts.waiting
         yield GaugeMetricFamily("altdub_queue_depth", "Export tasks submitted and not yet started.", value=depth)
         yield GaugeMetricFamily(
-            "altdub_tasks_waiting", "PENDING tasks no worker has claimed yet (database view).", value=waiting or 0
+            "altdub_tasks_waiting", "PENDING tasks no worker has claimed yet (database view).", value=counts.waiting
         )
 
 

@@ -74,7 +74,7 @@ async def import_run(request: Request, context: ContextDep, workspace: Workspace
             Path(staging),
             context.settings.max_upload_bytes,
         )
-        run = await run_in_threadpool(runs.import_run, context, workspace.id, form.fields, form.files)
+        run = await run_in_threadpool(runs.import_run, context, workspace.id, form.import_request())
     finally:
         if _cancelled():  # a shutdown past its grace: the loop may never run again, remove what was staged now
             shutil.rmtree(staging, ignore_errors=True)

@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.types import Scope
 
-from altdub.api.deps import BaseUrlDep, ContextDep, RunId, SessionDep, WorkspaceDep
+from altdub.api.deps import ContextDep, RunId, SessionDep, WorkspaceDep
 from altdub.db.models import TaskStatus
 from altdub.service import history
 
@@ -77,11 +77,10 @@ def list_run_exports(
     context: ContextDep,
     session: SessionDep,
     workspace: WorkspaceDep,
-    base_url: BaseUrlDep,
     limit: Annotated[int, Query(ge=1, le=history.MAX_EXPORTS)] = 100,
 ) -> list[ExportOut]:
     """The run's export tasks, newest first: status, progress, size, loudness, and a signed URL once done."""
-    entries = history.list_exports(context, session, workspace.id, run_id, base_url, limit)
+    entries = history.list_exports(context, session, workspace.id, run_id, limit)
     return [ExportOut.model_validate(entry, from_attributes=True) for entry in entries]
 
 

@@ -1,0 +1,315 @@
+"""The run of one claimed export task: open its inputs, convert, verify, measure loudness, publish.
+
+Outcomes are decided here and only here: FFmpeg's errors become a task's TIMEOUT or ERROR in
+``_ffmpeg_step``, and a conversion stopped by a shutdown or by the deletion of its run records no
+outcome at all (``_run_claimed``), whatever exception the stop surfaced as. Every state it writes goes
+through ``service.tasks``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from sqlalchemy.orm import selectinload
+
+from altdub import languages
+from altdub.db.models import ExportTask, FileRole, Run, RunFile, TaskStatus
+from altdub.media.ffmpeg import FFmpegCancelled, FFmpegError, FFmpegTimeout, run_ffmpeg
+from altdub.media.formats import FORMATS, AudioTrack, ExportInputs, build_plan, pre_loudness_chain
+from altdub.media.loudness import ON_TARGET as LOUDNESS_ON_TARGET
+from altdub.media.loudness import Limits, LoudnessFigures, Normalisation, plan_normalisation
+from altdub.media.loudness import measure as measure_loudness
+from altdub.media.options import ExportOptions
+from altdub.media.probe import MediaInfo, ProbeError, probe_output
+from altdub.media.transcripts import Segment, write_subrip
+from altdub.service import tasks
+from altdub.service.context import Context, TaskCancel
+from altdub.service.errors import InvalidInput
+from altdub.service.runs import exports_prefix, stem_file
+from altdub.storage import StorageError
+
+log = logging.getLogger(__name__)
+
+DURATION_TOLERANCE = 0.05  # seconds (spec §4)
+
+
+def run_next_task(ctx: Context) -> str | None:
+    """Claim the fairest waiting task (``tasks.claim_next``) and make its export; the task's id, or None.
+
+    Executors call this once per task submitted, when a worker is free: the task to run is chosen
+    then, not when it was submitted. None when every PENDING task is taken (a duplicate delivery,
+    or a task already run by an earlier call) or the process is stopping.
+    Idempotent: a re-run after a crash starts over and publishes under the same key.
+    """
+    if ctx.stopping.is_set():
+        return None  # shutting down: the tasks stay PENDING and resume at the next start
+    task_id = tasks.claim_next(ctx)
+    if task_id is not None:
+        _run_claimed(ctx, task_id)
+    return task_id
+
+
+class _TaskFailed(Exception):
+    """Ends the task in ``status`` with a Camb ``exception_reason`` and a human message."""
+
+    def __init__(self, message: str, reason: str = "PROCESSING_ERROR", status: TaskStatus = TaskStatus.ERROR) -> None:
+        super().__init__(message)
+        self.status, self.reason, self.message = status, reason, message
+
+
+@contextmanager
+def _ffmpeg_step(failure: str) -> Iterator[None]:
+    """FFmpeg's errors as task outcomes, the one place they are translated.
+
+    Its time limit is a TIMEOUT; any other error an ERROR saying ``failure: <FFmpeg's reason>``; a
+    cancellation passes through untouched: it is no outcome (``_run_claimed``).
+    """
+    try:
+        yield
+    except FFmpegCancelled:
+        raise
+    except FFmpegTimeout as exc:
+        raise _TaskFailed(str(exc), "TIMEOUT", TaskStatus.TIMEOUT) from exc
+    except FFmpegError as exc:
+        raise _TaskFailed(f"{failure}: {exc}") from exc
+
+
+def _run_claimed(ctx: Context, task_id: str) -> None:
+    """Make the export of a task claimed for this worker, and record how it ended."""
+    with ctx.sessions() as session:
+        task = session.get(ExportTask, task_id)
+        loaders = [selectinload(Run.files), selectinload(Run.transcripts)]
+        run = session.get(Run, task.run_id, options=loaders) if task else None
+        session.expunge_all()  # detached copies: the conversion holds no session open
+    if task is None or run is None:
+        return  # the run was deleted meanwhile
+    scratch = Path(tempfile.mkdtemp(prefix=f"export-{task.id}-", dir=ctx.settings.staging_dir))
+    cancel: TaskCancel | None = None
+    try:
+        with ctx.conversions.running(task.id) as cancel, tasks.Heartbeat(ctx, task.id, cancel):
+            result = _convert_and_publish(ctx, task, run, scratch, cancel)
+    except Exception as exc:
+        if isinstance(exc, FFmpegCancelled) or (cancel is not None and cancel.is_set()):
+            _log_cancelled(task.id, cancel)  # whatever the stop surfaced as, it is not the task's failure
+            return
+        if isinstance(exc, _TaskFailed):
+            failure = exc
+        else:
+            log.exception("export task %s failed", task.id)
+            failure = _TaskFailed(f"internal error: {exc.__class__.__name__}", "INTERNAL_ERROR")
+        recorded = tasks.finish(
+            ctx, task.id, status=failure.status.value, exception_reason=failure.reason, message=failure.message
+        )
+        if not recorded and isinstance(exc, _TaskFailed):
+            log.info(
+                "task %s ended %s (%s) after it was deleted with its run", task.id, failure.status, failure.message
+            )
+        return
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    published = tasks.finish(
+        ctx,
+        task.id,
+        status=TaskStatus.SUCCESS.value,
+        progress=100,
+        storage_key=result.key,
+        size=result.size,
+        loudness=result.loudness.as_dict() if result.loudness else None,
+        message=result.message,
+    )
+    if not published and not tasks.task_exists(ctx, task.id):  # the run was deleted meanwhile: drop the orphan file
+        ctx.storage.delete_prefix(result.key)
+        log.info("task %s was deleted with its run as it finished; its file was dropped", task.id)
+
+
+def _log_cancelled(task_id: str, cancel: TaskCancel | None) -> None:
+    if cancel is not None and cancel.task_gone:  # not a failure: there is no task left to record one on
+        log.info("task %s was deleted with its run; its conversion was stopped", task_id)
+    else:
+        log.info("task %s interrupted by shutdown; it resumes at the next start", task_id)
+
+
+@dataclass(frozen=True)
+class _Published:
+    key: str
+    size: int
+    loudness: LoudnessFigures | None
+    message: str | None
+
+
+def _convert_and_publish(ctx: Context, task: ExportTask, run: Run, scratch: Path, cancel: TaskCancel) -> _Published:
+    fmt = FORMATS[task.output_format]
+    output = scratch / f"output.{fmt.extension}"
+    options = ExportOptions(**task.options)
+    language = languages.by_id(task.language_id)
+    try:
+        stem = stem_file(run, language, options.stem)
+    except InvalidInput as exc:
+        raise _TaskFailed(exc.message, "INVALID_SOURCE_DATA") from exc
+    source = run.file(FileRole.SOURCE)
+    try:
+        with ExitStack() as stack:
+            stem_path = stack.enter_context(ctx.storage.local_copy(stem.storage_key))
+            source_path = stack.enter_context(ctx.storage.local_copy(source.storage_key)) if source else None
+            for stored, path in ((stem, stem_path), (source, source_path)):
+                if stored is not None and path is not None and path.stat().st_size != stored.size:
+                    raise _TaskFailed(
+                        f"the stored {stored.role} changed since it was imported "
+                        f"({path.stat().st_size} bytes instead of {stored.size})",
+                        "INVALID_SOURCE_DATA",
+                    )
+            inputs = _export_inputs(run, language, options, stem, stem_path, source, source_path, scratch)
+            figures = _convert(ctx, task, options, inputs, output, cancel)
+    except StorageError as exc:
+        raise _TaskFailed(f"an input of the run is unreadable: {exc}", "INVALID_SOURCE_DATA") from exc
+    key = f"{exports_prefix(task.workspace_id, run.id)}{task.id}.{fmt.extension}"
+    message = None
+    if figures is not None and options.loudness_target is not None:
+        target = options.loudness_target
+        message = (
+            f"loudness {target.name} (target {target.integrated:g} LUFS, true peak <= {target.true_peak:g} dBTP): "
+            f"integrated {figures.integrated:.1f} LUFS, true peak {figures.true_peak:.1f} dBTP, "
+            f"range {figures.lra:.1f} LU"
+        )
+    return _Published(key, ctx.storage.put_file(key, output), figures, message)
+
+
+def _export_inputs(
+    run: Run,
+    language: languages.Language,
+    options: ExportOptions,
+    stem: RunFile,
+    stem_path: Path,
+    source: RunFile | None,
+    source_path: Path | None,
+    scratch: Path,
+) -> ExportInputs:
+    stem_info = MediaInfo.from_json(stem.probe)
+    audio = AudioTrack(stem_path, stem_info.audio[0], stem_info.duration, language.iso639_2)
+    video_path = video = original = None
+    if source is not None and source_path is not None:
+        source_info = MediaInfo.from_json(source.probe)
+        if source_info.video:
+            video_path, video = source_path, source_info.video[0]
+        source_language = languages.by_id(run.source_language_id)
+        original = AudioTrack(source_path, source_info.audio[0], source_info.duration, source_language.iso639_2)
+    subtitles_path = None
+    transcript = run.transcript(language.id)
+    if options.subtitles == "soft" and transcript is not None:
+        segments = [Segment(**s) for s in transcript.segments]
+        subtitles_path = write_subrip(segments, scratch / "subtitles.srt")
+    title = f"{run.name} ({language.name})" + ("" if options.stem == "mix" else f" [{options.stem}]")
+    return ExportInputs(
+        audio=audio,
+        duration=run.duration,
+        title=title,
+        video_path=video_path,
+        video=video,
+        original=original,
+        subtitles_path=subtitles_path,
+        subtitles_language=language.iso639_2,
+    )
+
+
+_LOSSY = {"mp3", "aac", "m4a", "mp4", "mov"}
+_ENCODES = 2  # a normalised export is encoded again, once, when the encoder moved its loudness
+
+
+def _plan_normalisation(
+    track: AudioTrack, options: ExportOptions, duration: float, output_format: str, limits: Limits
+) -> Normalisation:
+    """The gain (and limiter) that a measurement of the track calls for."""
+    target = options.loudness_target
+    assert target is not None
+    # Lossy encoders overshoot the peaks they are given: aim below the ceiling.
+    ceiling = target.true_peak - (1.0 if output_format in _LOSSY else 0.1)
+    chain = pre_loudness_chain(track, options, duration)
+    with _ffmpeg_step("loudness measurement failed"):
+        return plan_normalisation(
+            track.path, f"0:{track.stream.index}", chain, target, ceiling, options.sample_rate, limits
+        )
+
+
+def _convert(
+    ctx: Context, task: ExportTask, options: ExportOptions, inputs: ExportInputs, output: Path, cancel: TaskCancel
+) -> LoudnessFigures | None:
+    """Encode (and, for a loudness target, measure the output and correct once); returns the figures."""
+    target = options.loudness_target
+    plans: list[Normalisation] = []
+    if target is not None:
+        tracks = [inputs.audio] + ([inputs.original] if options.include_original_audio and inputs.original else [])
+        limits = Limits(ctx.settings.task_time_limit, cancel)
+        plans = [_plan_normalisation(t, options, inputs.duration, task.output_format, limits) for t in tracks]
+    per_track = _tracks_per_programme(task.output_format, options)
+    attempt = 0
+    while True:
+        attempt += 1
+        if plans:
+            inputs = replace(inputs, audio=replace(inputs.audio, loudnorm=plans[0].filter()))
+            if len(plans) > 1 and inputs.original is not None:
+                inputs = replace(inputs, original=replace(inputs.original, loudnorm=plans[1].filter()))
+        written = _encode(ctx, task, options, inputs, output, cancel)
+        info = _verify(task.output_format, output, written, inputs, options)
+        if target is None:
+            return None
+        streams = [s.index for s in info.audio]
+        programmes = [streams[i * per_track : (i + 1) * per_track] for i in range(len(plans))]
+        limits = Limits(ctx.settings.task_time_limit, cancel)
+        with _ffmpeg_step("output loudness unreadable"):
+            figures = [measure_loudness(output, programme, limits) for programme in programmes]
+        misses = [target.integrated - f.integrated for f in figures]
+        if attempt == _ENCODES or all(abs(m) <= LOUDNESS_ON_TARGET for m in misses):
+            return figures[0]
+        plans = [plan.corrected(miss) for plan, miss in zip(plans, misses, strict=True)]
+
+
+def _encode(
+    ctx: Context, task: ExportTask, options: ExportOptions, inputs: ExportInputs, output: Path, cancel: TaskCancel
+) -> float | None:
+    """Run the plan; returns the seconds of media FFmpeg says it wrote."""
+    try:
+        plan = build_plan(task.output_format, inputs, options, output)
+    except ValueError as exc:
+        raise _TaskFailed(str(exc), "MISMATCHED_SOURCE_CODEC") from exc
+    with _ffmpeg_step("conversion failed"):
+        return run_ffmpeg(
+            plan.args,
+            duration=inputs.duration,
+            on_progress=tasks.ProgressWriter(ctx, task.id),
+            time_limit=ctx.settings.task_time_limit,
+            cancel=cancel,
+        ).written_seconds
+
+
+def _tracks_per_programme(output_format: str, options: ExportOptions) -> int:
+    """Audio streams that make up the dubbed programme: one, or one per channel in MXF."""
+    return options.channels if output_format == "mxf" else 1
+
+
+def _verify(
+    output_format: str, output: Path, written_seconds: float | None, inputs: ExportInputs, options: ExportOptions
+) -> MediaInfo:
+    """Check the file before it is published: readable, the right streams, the right length."""
+    try:
+        info = probe_output(output, written_seconds)
+    except ProbeError as exc:
+        raise _TaskFailed(f"output is unreadable: {exc}") from exc
+    expected_audio = _tracks_per_programme(output_format, options) * (2 if options.include_original_audio else 1)
+    problems = []
+    if len(info.audio) != expected_audio:
+        problems.append(f"{len(info.audio)} audio streams instead of {expected_audio}")
+    if FORMATS[output_format].is_video and len(info.video) != 1:
+        problems.append("no video stream")
+    if options.subtitles == "soft" and len(info.subtitles) != 1:
+        problems.append("no subtitle stream")
+    if abs(info.duration - inputs.duration) > DURATION_TOLERANCE:
+        problems.append(f"duration {info.duration:.3f} s instead of {inputs.duration:.3f} s")
+    if problems:
+        raise _TaskFailed("output failed verification: " + "; ".join(problems))
+    return info
