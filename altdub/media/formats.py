@@ -1,38 +1,19 @@
-"""The nine output formats and the FFmpeg argument list that makes each (spec §3 options, §4 formats)."""
+"""The FFmpeg argument list that makes each output format (spec §3 options, §4 formats).
+
+What a format is (extension, muxer, codecs, options) is in media/catalogue.py; this is how it is made.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from altdub.media.catalogue import CATALOGUE, Format
 from altdub.media.ffmpeg import file_arg
 from altdub.media.options import ExportOptions
 from altdub.media.probe import MediaInfo, StreamInfo
 
-
-@dataclass(frozen=True)
-class OutputFormat:
-    name: str
-    extension: str
-    content_type: str
-    muxer: str
-    is_video: bool
-
-
-FORMATS: dict[str, OutputFormat] = {
-    f.name: f
-    for f in (
-        OutputFormat("flac", "flac", "audio/flac", "flac", False),
-        OutputFormat("wav", "wav", "audio/wav", "wav", False),
-        OutputFormat("mp3", "mp3", "audio/mpeg", "mp3", False),
-        OutputFormat("aac", "aac", "audio/aac", "adts", False),
-        OutputFormat("m4a", "m4a", "audio/mp4", "ipod", False),
-        OutputFormat("mp4", "mp4", "video/mp4", "mp4", True),
-        OutputFormat("mov", "mov", "video/quicktime", "mov", True),
-        OutputFormat("mkv", "mkv", "video/x-matroska", "matroska", True),
-        OutputFormat("mxf", "mxf", "application/mxf", "mxf", True),
-    )
-}
+FORMATS = CATALOGUE  # the output formats, by name: each one's facts are in media/catalogue.py
 
 _TEXT_TYPES = {
     "srt": "application/x-subrip; charset=utf-8",
@@ -84,18 +65,11 @@ def probed_extension(info: MediaInfo) -> str:
     return _PROBED_EXTENSIONS.get(info.format_name, UNKNOWN_EXTENSION)
 
 
-# Video codecs each container takes as they are (stream copy, bit-identical packets).
-_COPYABLE_VIDEO = {
-    "mp4": {"h264", "hevc", "av1", "mpeg4"},
-    "mov": {"h264", "hevc", "prores", "mpeg4", "mjpeg", "dnxhd", "mpeg2video"},
-    "mxf": {"mpeg2video", "dnxhd"},
-}
 # Audio codecs Matroska holds as they are.
 _MATROSKA_AUDIO = {
     "flac", "aac", "opus", "vorbis", "mp3", "ac3", "eac3", "alac",
     "pcm_s16le", "pcm_s24le", "pcm_s32le", "pcm_f32le",
 }  # fmt: skip
-_SUBTITLE_CODECS = {"mp4": "mov_text", "mov": "mov_text", "mkv": "subrip"}
 _DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 8: "7.1"}
 _COPY_SLACK = 0.001  # seconds a copied dub may fall short of the picture (Matroska's timestamp unit)
 
@@ -180,10 +154,12 @@ def build_plan(output_format: str, inputs: ExportInputs, options: ExportOptions,
         if inputs.video is None or inputs.video_path is None:
             raise ValueError("the run has no video")
         maps += ["-map", f"{files.index(inputs.video_path)}:{inputs.video.index}"]
-        video_args, video_copied = _video_codec_args(fmt.name, inputs.video)
+        video_args, video_copied = _video_codec_args(fmt, inputs.video)
         codecs += video_args
-    elif options.include_original_audio or options.subtitles != "none":
-        raise ValueError(f"{output_format} carries neither a second audio track nor subtitles")
+    if options.include_original_audio and not fmt.is_video:
+        raise ValueError(f"{output_format} carries no second audio track")
+    if options.subtitles != "none" and fmt.subtitle_codec is None:
+        raise ValueError(f"{output_format} carries no subtitles")
 
     tracks = [inputs.audio]
     if options.include_original_audio:
@@ -196,7 +172,7 @@ def build_plan(output_format: str, inputs: ExportInputs, options: ExportOptions,
     for number, track in enumerate(tracks):
         stream = f"{files.index(track.path)}:{track.stream.index}"
         default = number == 0
-        if fmt.name == "mxf":
+        if fmt.track_per_channel:
             graph, labels = _mxf_track_graph(stream, track, options, inputs.duration, number)
             graphs.append(graph)
             for channel, label in enumerate(labels):
@@ -215,14 +191,14 @@ def build_plan(output_format: str, inputs: ExportInputs, options: ExportOptions,
             codecs += _audio_codec_args(fmt.name, audio_index, track.stream, options)
         codecs += _tag_args(audio_index, track.language, default)
         audio_index += 1
-    if fmt.name == "mxf":
-        codecs += ["-c:a", "pcm_s24le", "-ar", "48000"]
+    if fmt.track_per_channel:
+        codecs += ["-c:a", fmt.audio_codecs[0], "-ar", str(options.sample_rate)]
 
     if options.subtitles == "soft":
         if inputs.subtitles_path is None:
             raise ValueError("the language has no transcript")
         maps += ["-map", f"{files.index(inputs.subtitles_path)}:0"]
-        codecs += ["-c:s", _SUBTITLE_CODECS[fmt.name], "-disposition:s:0", "0"]
+        codecs += ["-c:s", fmt.subtitle_codec, "-disposition:s:0", "0"]
         codecs += ["-metadata:s:s:0", f"language={inputs.subtitles_language or inputs.audio.language}"]
 
     args = files.args()
@@ -260,12 +236,11 @@ def _copies_audio(fmt: str, track: AudioTrack, options: ExportOptions, duration:
     )
 
 
-def _video_codec_args(fmt: str, video: StreamInfo) -> tuple[list[str], bool]:
-    copyable = _COPYABLE_VIDEO.get(fmt)
-    if copyable is None or video.codec in copyable:
-        extra = ["-tag:v", "hvc1"] if video.codec == "hevc" and fmt in ("mp4", "mov") else []
+def _video_codec_args(fmt: Format, video: StreamInfo) -> tuple[list[str], bool]:
+    if fmt.copyable_video is None or video.codec in fmt.copyable_video:
+        extra = ["-tag:v", "hvc1"] if video.codec == "hevc" and fmt.muxer in ("mp4", "mov") else []
         return ["-c:v", "copy", *extra], True
-    if fmt == "mxf":
+    if fmt.name == "mxf":
         return _xdcam_hd422_args(), False
     return ["-c:v", "libx264", "-preset", "medium", "-crf", "18", "-pix_fmt", "yuv420p"], False
 

@@ -217,7 +217,6 @@ def _export_inputs(
     )
 
 
-_LOSSY = {"mp3", "aac", "m4a", "mp4", "mov"}
 _ENCODES = 2  # a normalised export is encoded again, once, when the encoder moved its loudness
 
 
@@ -228,7 +227,7 @@ def _plan_normalisation(
     target = options.loudness_target
     assert target is not None
     # Lossy encoders overshoot the peaks they are given: aim below the ceiling.
-    ceiling = target.true_peak - (1.0 if output_format in _LOSSY else 0.1)
+    ceiling = target.true_peak - (1.0 if FORMATS[output_format].lossy else 0.1)
     chain = pre_loudness_chain(track, options, duration)
     with _ffmpeg_step("loudness measurement failed"):
         return plan_normalisation(
@@ -289,7 +288,7 @@ def _encode(
 
 def _tracks_per_programme(output_format: str, options: ExportOptions) -> int:
     """Audio streams that make up the dubbed programme: one, or one per channel in MXF."""
-    return options.channels if output_format == "mxf" else 1
+    return options.channels if FORMATS[output_format].track_per_channel else 1
 
 
 def _verify(

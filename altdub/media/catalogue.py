@@ -1,0 +1,203 @@
+"""The catalogue of output formats: every fact about a format, once (yt-dlp's codec tables are the model).
+
+Every reader takes its facts from here: the options resolver (media/options.py), the request schema
+and the OpenAPI enum (api/schemas.py), the FFmpeg plans (media/formats.py), ``GET /formats`` (and
+through it the dashboard's option lists) and the CLI help of ``altdub export``. tests/media/
+test_catalogue.py fails when any of them disagrees with this table.
+
+Adding a format is one entry plus its plan:
+1. add a ``Format(...)`` to ``CATALOGUE`` below: its name, label, extension, MIME type, FFmpeg muxer,
+   audio codecs, whether it takes video and several languages, and the values its options allow
+   (an option a format does not take is left out: ``bitrate_kbps=None``, ``subtitle_codec=None``;
+   ``include_original_audio`` follows ``is_video``);
+2. teach ``media/formats.py`` how to encode its audio (``_audio_codec_args``) and any muxer flags
+   (``_muxer_args``), then cover it in tests/media/test_plans.py.
+The schema, ``GET /formats``, the dashboard and the CLI pick it up without further edits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Option values every format shares (a format narrows them in its entry).
+SAMPLE_RATES = (22050, 44100, 48000, 96000)
+CHANNEL_COUNTS = (1, 2, 6)
+STEMS = ("mix", "voice", "background")
+SUBTITLE_MODES = ("none", "soft")
+MIN_KBPS = 32
+BITRATE_STEPS_KBPS = (64, 96, 128, 160, 192, 256, 320, 384, 448, 512)  # offered in the dashboard
+_MP3_RATES = (48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)  # the rates MPEG audio has
+_AAC_KBPS = {1: 128, 2: 192, 6: 384}  # by channel count
+
+
+@dataclass(frozen=True)
+class LoudnessTarget:
+    name: str
+    label: str
+    integrated: float  # LUFS (LKFS)
+    true_peak: float  # dBTP ceiling
+    lra: float = 11.0
+
+
+LOUDNESS_TARGETS = {
+    t.name: t
+    for t in (
+        LoudnessTarget("ebu_r128", "EBU R128", -23.0, -1.0),
+        LoudnessTarget("atsc_a85", "ATSC A/85", -24.0, -2.0),
+        LoudnessTarget("streaming", "Streaming", -14.0, -1.0),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Format:
+    """One output format. Options a format does not take are absent from ``options()``."""
+
+    name: str
+    label: str  # for people: the dashboard's select
+    note: str  # one sentence on what the file holds
+    extension: str
+    content_type: str
+    muxer: str  # FFmpeg's -f
+    audio_codecs: tuple[str, ...]  # FFmpeg encoders the plan may use ("copy" when the dub goes in as it is)
+    is_video: bool
+    multiple_languages: bool  # takes one audio track per language (masters)
+    sample_rates: tuple[int, ...] = SAMPLE_RATES  # the rates a client may ask for
+    carried_rates: tuple[int, ...] | None = None  # every rate the format can hold (None: any); the dub's own is kept
+    channels: tuple[int, ...] = CHANNEL_COUNTS
+    bitrate_kbps: tuple[int, int] | None = None  # lowest and highest, for lossy formats only
+    default_kbps: dict[int, int] = field(default_factory=dict)  # by channel count
+    subtitle_codec: str | None = None  # soft subtitles only where set
+    copyable_video: frozenset[str] | None = None  # video codecs copied as they are (None: every codec)
+    track_per_channel: bool = False  # MXF: one mono PCM track per channel
+
+    @property
+    def lossy(self) -> bool:
+        return self.bitrate_kbps is not None
+
+    @property
+    def default_sample_rate(self) -> int | None:
+        """A rate imposed whatever the dub's own (None: the dub's own, within what the format carries)."""
+        return self.sample_rates[0] if len(self.sample_rates) == 1 else None
+
+    def carries_rate(self, rate: int) -> bool:
+        return rate in (self.carried_rates or (rate,))
+
+    def default_bitrate(self, channels: int) -> int | None:
+        """Bits per second; None for lossless and PCM formats."""
+        if not self.lossy:
+            return None
+        return self.default_kbps.get(channels, max(self.default_kbps.values())) * 1000
+
+    def bitrate_steps(self) -> tuple[str, ...]:
+        if self.bitrate_kbps is None:
+            return ()
+        low, high = self.bitrate_kbps
+        return tuple(f"{k}k" for k in BITRATE_STEPS_KBPS if low <= k <= high)
+
+    def options(self) -> dict[str, dict[str, Any]]:
+        """Each option that applies: its allowed values and its default (None: the dub's own).
+
+        ``audio_bitrate`` also has ``min`` and ``max``: any whole number of kb/s between them is taken;
+        its ``values`` are the usual steps.
+        """
+        options: dict[str, dict[str, Any]] = {}
+        if self.bitrate_kbps is not None:
+            low, high = self.bitrate_kbps
+            options["audio_bitrate"] = {
+                "values": list(self.bitrate_steps()),
+                "min": f"{low}k",
+                "max": f"{high}k",
+                "default": {str(c): f"{k}k" for c, k in self.default_kbps.items()},
+            }
+        options["sample_rate"] = {"values": list(self.sample_rates), "default": self.default_sample_rate}
+        options["channels"] = {"values": list(self.channels), "default": None}
+        options["loudness"] = {"values": list(LOUDNESS_TARGETS), "default": None}
+        options["stem"] = {"values": list(STEMS), "default": "mix"}
+        if self.is_video:
+            options["include_original_audio"] = {"values": [False, True], "default": False}
+        if self.subtitle_codec is not None:
+            options["subtitles"] = {"values": list(SUBTITLE_MODES), "default": "none"}
+        return options
+
+
+_MP4_VIDEO = frozenset({"h264", "hevc", "av1", "mpeg4"})
+_MOV_VIDEO = frozenset({"h264", "hevc", "prores", "mpeg4", "mjpeg", "dnxhd", "mpeg2video"})
+_MXF_VIDEO = frozenset({"mpeg2video", "dnxhd"})
+_AAC = {"audio_codecs": ("aac",), "bitrate_kbps": (MIN_KBPS, 512), "default_kbps": _AAC_KBPS}
+
+CATALOGUE: dict[str, Format] = {
+    f.name: f
+    for f in (
+        Format("flac", "FLAC (lossless)", "Lossless: the dub's own samples.",
+               "flac", "audio/flac", "flac", ("flac",), is_video=False, multiple_languages=False),
+        Format("wav", "WAV (PCM)", "PCM, 16-bit (24-bit when the dub is deeper).",
+               "wav", "audio/wav", "wav", ("pcm_s16le", "pcm_s24le"), is_video=False, multiple_languages=False),
+        Format("mp3", "MP3", "LAME, 192 kb/s by default, with ID3 tags.",
+               "mp3", "audio/mpeg", "mp3", ("libmp3lame",), is_video=False, multiple_languages=False,
+               sample_rates=(22050, 44100, 48000), carried_rates=_MP3_RATES, channels=(1, 2),
+               bitrate_kbps=(MIN_KBPS, 320), default_kbps={1: 192, 2: 192}),
+        Format("aac", "AAC (ADTS)", "AAC-LC in an ADTS stream.",
+               "aac", "audio/aac", "adts", is_video=False, multiple_languages=False, **_AAC),
+        Format("m4a", "M4A (AAC in MP4)", "AAC-LC in MP4, ready to stream.",
+               "m4a", "audio/mp4", "ipod", is_video=False, multiple_languages=False, **_AAC),
+        Format("mp4", "MP4", "The source video (copied when MP4 can hold it) with the dub as its default AAC track.",
+               "mp4", "video/mp4", "mp4", is_video=True, multiple_languages=True,
+               subtitle_codec="mov_text", copyable_video=_MP4_VIDEO, **_AAC),
+        Format("mov", "MOV (QuickTime)", "QuickTime: the source video (copied when possible) with the dub in AAC.",
+               "mov", "video/quicktime", "mov", is_video=True, multiple_languages=True,
+               subtitle_codec="mov_text", copyable_video=_MOV_VIDEO, **_AAC),
+        Format("mkv", "MKV (Matroska)", "Matroska: the source video copied as is, the dub copied or in FLAC.",
+               "mkv", "video/x-matroska", "matroska", ("copy", "flac"), is_video=True, multiple_languages=True,
+               subtitle_codec="subrip"),
+        Format("mxf", "MXF (broadcast OP1a)", "Broadcast OP1a: MPEG-2 4:2:2 video, PCM 24-bit 48 kHz audio.",
+               "mxf", "application/mxf", "mxf", ("pcm_s24le",), is_video=True, multiple_languages=True,
+               sample_rates=(48000,), carried_rates=(48000,), copyable_video=_MXF_VIDEO, track_per_channel=True),
+    )
+}  # fmt: skip
+FORMAT_NAMES = tuple(CATALOGUE)
+
+
+def union(values: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+    """Every value any format allows, in first-seen order."""
+    return tuple(dict.fromkeys(v for vs in values for v in vs))
+
+
+def formats_with(key: str) -> list[str]:
+    """The formats an option applies to."""
+    return [f.name for f in CATALOGUE.values() if key in f.options()]
+
+
+def describe_sample_rates() -> str:
+    narrowed = [f"{f.name}: {_or(f.sample_rates)}" for f in CATALOGUE.values() if f.sample_rates != SAMPLE_RATES]
+    return f"{_or(SAMPLE_RATES)} (or the dub's own); {'; '.join(narrowed)}. Default: the dub's own (within the format)."
+
+
+def describe_channels() -> str:
+    narrowed = [f"{f.name}: {_or(f.channels)}" for f in CATALOGUE.values() if f.channels != CHANNEL_COUNTS]
+    return f"{_or(CHANNEL_COUNTS)}; {'; '.join(narrowed)}. Default: the dub's own."
+
+
+def describe_bitrates() -> str:
+    lossy = [f for f in CATALOGUE.values() if f.lossy]
+    ranges = [f"{f.name} '{f.bitrate_kbps[0]}k' to '{f.bitrate_kbps[1]}k'" for f in lossy if f.bitrate_kbps]
+    defaults: dict[str, list[str]] = {}
+    for f in lossy:
+        words = ", ".join(f"{k}k {_CHANNEL_WORDS.get(c, f'{c} channels')}" for c, k in f.default_kbps.items())
+        defaults.setdefault(words, []).append(f.name)
+    said = "; ".join(f"{', '.join(names)}: {words}" for words, names in defaults.items())
+    return f"{', '.join(ranges)}. Default: {said}."
+
+
+def describe_loudness() -> str:
+    targets = [f"{t.name}: {t.integrated:g} LUFS, {t.true_peak:g} dBTP" for t in LOUDNESS_TARGETS.values()]
+    return "; ".join(targets) + ". Default null: untouched."
+
+
+_CHANNEL_WORDS = {1: "mono", 2: "stereo", 6: "5.1"}
+
+
+def _or(values: tuple[Any, ...]) -> str:
+    words = [str(v) for v in values]
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
