@@ -9,9 +9,20 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from altdub import languages
 from altdub.db.models import Run, TaskStatus
+from altdub.media import catalogue
+from altdub.media.catalogue import CATALOGUE
 from altdub.media.probe import MediaInfo
 
-OutputFormatName = Literal["flac", "wav", "mp3", "aac", "m4a", "mp4", "mov", "mkv", "mxf"]
+# The enums of the request schema, built from the catalogue (Literal takes a tuple at run time).
+OutputFormatName = Literal[catalogue.FORMAT_NAMES]  # type: ignore[valid-type]
+ChannelCount = Literal[catalogue.union([f.channels for f in CATALOGUE.values()])]  # type: ignore[valid-type]
+LoudnessName = Literal[tuple(catalogue.LOUDNESS_TARGETS)]  # type: ignore[valid-type]
+StemName = Literal[catalogue.STEMS]  # type: ignore[valid-type]
+SubtitleMode = Literal[catalogue.SUBTITLE_MODES]  # type: ignore[valid-type]
+
+
+def _formats_with(key: str) -> str:
+    return ", ".join(catalogue.formats_with(key))
 
 
 class LanguageOut(BaseModel):
@@ -34,31 +45,21 @@ class ExportRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # NaN and Infinity are no option's value
 
     output_format: OutputFormatName
-    audio_bitrate: str | None = Field(
-        default=None,
-        examples=["128k"],
-        description="'32k' to '320k'; mp3, aac, m4a, mp4, mov. Default: 192k (AAC: 128k mono, 384k 5.1).",
-    )
-    sample_rate: int | None = Field(
-        default=None,
-        examples=[48000],
-        description="22050, 44100, 48000 or 96000 (or the dub's own). Default: the dub's own "
-        "(48000 for mxf; at most 48000 for mp3).",
-    )
-    channels: Literal[1, 2, 6] | None = Field(default=None, description="Default: the dub's own.")
-    loudness: Literal["ebu_r128", "atsc_a85", "streaming"] | None = Field(
-        default=None,
-        description="ebu_r128: -23 LUFS, -1 dBTP; atsc_a85: -24 LKFS, -2 dBTP; streaming: -14 LUFS, -1 dBTP. "
-        "Default null: untouched.",
-    )
-    stem: Literal["mix", "voice", "background"] | None = Field(
+    audio_bitrate: str | None = Field(default=None, examples=["128k"], description=catalogue.describe_bitrates())
+    sample_rate: int | None = Field(default=None, examples=[48000], description=catalogue.describe_sample_rates())
+    channels: ChannelCount | None = Field(default=None, description=catalogue.describe_channels())
+    loudness: LoudnessName | None = Field(default=None, description=catalogue.describe_loudness())
+    stem: StemName | None = Field(
         default=None, description="Default mix; voice and background need those stems in the run."
     )
     include_original_audio: bool | None = Field(
-        default=None, description="Video formats: add the source-language audio as a second, non-default track."
+        default=None,
+        description=f"{_formats_with('include_original_audio')}: add the source-language audio as a second, "
+        "non-default track.",
     )
-    subtitles: Literal["none", "soft"] | None = Field(
-        default=None, description="mkv, mp4, mov: 'soft' muxes the language's transcript as a text track."
+    subtitles: SubtitleMode | None = Field(
+        default=None,
+        description=f"{_formats_with('subtitles')}: 'soft' muxes the language's transcript as a text track.",
     )
 
     def requested_options(self) -> dict[str, Any]:
@@ -142,3 +143,57 @@ class RunPage(BaseModel):
     page: int
     page_size: int
     total: int
+
+
+class OptionValuesOut(BaseModel):
+    """The values an option takes in one format."""
+
+    values: list[Any] = Field(description="Every value taken (audio_bitrate: the usual steps between min and max).")
+    default: Any = Field(
+        default=None, description="The default; null: the dub's own (loudness: untouched). audio_bitrate: by channels."
+    )
+    min: str | None = Field(default=None, description="audio_bitrate only: the lowest bitrate taken.")
+    max: str | None = Field(default=None, description="audio_bitrate only: the highest bitrate taken.")
+
+
+class LoudnessTargetOut(BaseModel):
+    name: str
+    label: str
+    integrated: float = Field(description="LUFS (LKFS).")
+    true_peak: float = Field(description="dBTP ceiling.")
+    lra: float = Field(description="LU.")
+
+
+class FormatOut(BaseModel):
+    """One output format of the catalogue: what it is, and each option that applies with its allowed values."""
+
+    name: str = Field(examples=["mp3"])
+    label: str = Field(examples=["MP3"])
+    note: str
+    extension: str = Field(examples=["mp3"])
+    content_type: str = Field(examples=["audio/mpeg"])
+    muxer: str = Field(description="FFmpeg's muxer.", examples=["mp3"])
+    audio_codecs: list[str] = Field(description="FFmpeg's encoders; 'copy' when the dub may go in as it is.")
+    is_video: bool = Field(description="Carries the source's picture (the run needs a video source).")
+    multiple_languages: bool = Field(description="Can carry one audio track per language.")
+    options: dict[str, OptionValuesOut] = Field(description="Only the options that apply to the format.")
+
+    @classmethod
+    def of(cls, fmt: catalogue.Format) -> FormatOut:
+        return cls(
+            name=fmt.name,
+            label=fmt.label,
+            note=fmt.note,
+            extension=fmt.extension,
+            content_type=fmt.content_type,
+            muxer=fmt.muxer,
+            audio_codecs=list(fmt.audio_codecs),
+            is_video=fmt.is_video,
+            multiple_languages=fmt.multiple_languages,
+            options={key: OptionValuesOut(**values) for key, values in fmt.options().items()},
+        )
+
+
+class FormatsOut(BaseModel):
+    formats: list[FormatOut]
+    loudness_targets: list[LoudnessTargetOut]

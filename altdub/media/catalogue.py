@@ -180,14 +180,18 @@ def describe_channels() -> str:
 
 
 def describe_bitrates() -> str:
-    lossy = [f for f in CATALOGUE.values() if f.lossy]
-    ranges = [f"{f.name} '{f.bitrate_kbps[0]}k' to '{f.bitrate_kbps[1]}k'" for f in lossy if f.bitrate_kbps]
-    defaults: dict[str, list[str]] = {}
-    for f in lossy:
-        words = ", ".join(f"{k}k {_CHANNEL_WORDS.get(c, f'{c} channels')}" for c, k in f.default_kbps.items())
-        defaults.setdefault(words, []).append(f.name)
-    said = "; ".join(f"{', '.join(names)}: {words}" for words, names in defaults.items())
-    return f"{', '.join(ranges)}. Default: {said}."
+    groups: dict[str, list[str]] = {}
+    for f in CATALOGUE.values():
+        if f.bitrate_kbps is None:
+            continue
+        kbps = set(f.default_kbps.values())
+        if len(kbps) == 1:
+            default = f"{kbps.pop()}k"
+        else:
+            default = ", ".join(f"{k}k {_CHANNEL_WORDS.get(c, f'{c} channels')}" for c, k in f.default_kbps.items())
+        words = f"'{f.bitrate_kbps[0]}k' to '{f.bitrate_kbps[1]}k', default {default}"
+        groups.setdefault(words, []).append(f.name)
+    return "; ".join(f"{', '.join(names)}: {words}" for words, names in groups.items()) + "."
 
 
 def describe_loudness() -> str:

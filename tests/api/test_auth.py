@@ -107,7 +107,7 @@ def test_keys_are_stored_hashed(client, api_key, other_key, settings):
 
 
 @pytest.mark.parametrize(
-    "path", ["/healthz", "/readyz", "/source-languages", "/target-languages", "/docs", "/openapi.json"]
+    "path", ["/healthz", "/readyz", "/source-languages", "/target-languages", "/formats", "/docs", "/openapi.json"]
 )
 def test_public_endpoints_need_no_key(client, path):
     response = client.get(path)
