@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 import typer
 
 from altdub.config import SERVE_HOST, SERVE_PORT, Settings, served_url
+from altdub.media import catalogue
 
 if TYPE_CHECKING:
     from altdub.service.context import Context
@@ -348,20 +349,18 @@ def runs_import(
 def export(
     run_id: Annotated[int, typer.Argument(help="Run id.")],
     language: Annotated[str, typer.Argument(help="Language id or short_name.")],
-    output_format: Annotated[
-        str, typer.Argument(metavar="FORMAT", help="flac, wav, mp3, aac, m4a, mp4, mov, mkv, mxf")
-    ],
+    output_format: Annotated[str, typer.Argument(metavar="FORMAT", help=", ".join(catalogue.FORMAT_NAMES))],
     api_key: KeyOpt,
     url: UrlOpt = DEFAULT_URL,
-    audio_bitrate: Annotated[str | None, typer.Option(help="e.g. 128k (mp3, aac, m4a, mp4, mov).")] = None,
-    sample_rate: Annotated[int | None, typer.Option(help="22050, 44100, 48000 or 96000.")] = None,
-    channels: Annotated[int | None, typer.Option(help="1, 2 or 6.")] = None,
-    loudness: Annotated[str | None, typer.Option(help="ebu_r128, atsc_a85 or streaming.")] = None,
-    stem: Annotated[str | None, typer.Option(help="mix, voice or background.")] = None,
+    audio_bitrate: Annotated[str | None, typer.Option(help=catalogue.describe_bitrates())] = None,
+    sample_rate: Annotated[int | None, typer.Option(help=catalogue.describe_sample_rates())] = None,
+    channels: Annotated[int | None, typer.Option(help=catalogue.describe_channels())] = None,
+    loudness: Annotated[str | None, typer.Option(help=catalogue.describe_loudness())] = None,
+    stem: Annotated[str | None, typer.Option(help=catalogue.describe_stems())] = None,
     include_original_audio: Annotated[
-        bool, typer.Option("--include-original-audio", help="Video: add the source audio as a second track.")
+        bool, typer.Option("--include-original-audio", help=catalogue.describe_original_audio())
     ] = False,
-    subtitles: Annotated[str | None, typer.Option(help="none or soft (mkv, mp4, mov).")] = None,
+    subtitles: Annotated[str | None, typer.Option(help=catalogue.describe_subtitles())] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the task to finish.")] = False,
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Download to this file (implies --wait).")

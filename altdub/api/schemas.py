@@ -21,10 +21,6 @@ StemName = Literal[catalogue.STEMS]  # type: ignore[valid-type]
 SubtitleMode = Literal[catalogue.SUBTITLE_MODES]  # type: ignore[valid-type]
 
 
-def _formats_with(key: str) -> str:
-    return ", ".join(catalogue.formats_with(key))
-
-
 class LanguageOut(BaseModel):
     id: int = Field(examples=[1])
     language: str = Field(examples=["English (United States)"])
@@ -49,18 +45,9 @@ class ExportRequest(BaseModel):
     sample_rate: int | None = Field(default=None, examples=[48000], description=catalogue.describe_sample_rates())
     channels: ChannelCount | None = Field(default=None, description=catalogue.describe_channels())
     loudness: LoudnessName | None = Field(default=None, description=catalogue.describe_loudness())
-    stem: StemName | None = Field(
-        default=None, description="Default mix; voice and background need those stems in the run."
-    )
-    include_original_audio: bool | None = Field(
-        default=None,
-        description=f"{_formats_with('include_original_audio')}: add the source-language audio as a second, "
-        "non-default track.",
-    )
-    subtitles: SubtitleMode | None = Field(
-        default=None,
-        description=f"{_formats_with('subtitles')}: 'soft' muxes the language's transcript as a text track.",
-    )
+    stem: StemName | None = Field(default=None, description=catalogue.describe_stems())
+    include_original_audio: bool | None = Field(default=None, description=catalogue.describe_original_audio())
+    subtitles: SubtitleMode | None = Field(default=None, description=catalogue.describe_subtitles())
 
     def requested_options(self) -> dict[str, Any]:
         """The option keys the client sent (not output_format)."""

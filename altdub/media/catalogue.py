@@ -194,6 +194,20 @@ def describe_bitrates() -> str:
     return "; ".join(f"{', '.join(names)}: {words}" for words, names in groups.items()) + "."
 
 
+def describe_stems() -> str:
+    return f"{_or(STEMS)}. Default mix; voice and background need those stems in the run."
+
+
+def describe_subtitles() -> str:
+    formats = ", ".join(formats_with("subtitles"))
+    return f"{_or(SUBTITLE_MODES)}; {formats} only: 'soft' adds the language's transcript as a text track."
+
+
+def describe_original_audio() -> str:
+    formats = ", ".join(formats_with("include_original_audio"))
+    return f"{formats}: add the source-language audio as a second, non-default track."
+
+
 def describe_loudness() -> str:
     targets = [f"{t.name}: {t.integrated:g} LUFS, {t.true_peak:g} dBTP" for t in LOUDNESS_TARGETS.values()]
     return "; ".join(targets) + ". Default null: untouched."
