@@ -127,13 +127,10 @@ _MOV_VIDEO = frozenset({"h264", "hevc", "prores", "mpeg4", "mjpeg", "dnxhd", "mp
 _MXF_VIDEO = frozenset({"mpeg2video", "dnxhd"})
 _AAC = {"audio_codecs": ("aac",), "bitrate_kbps": (MIN_KBPS, 512), "default_kbps": _AAC_KBPS}
 
+# In the order the dashboard offers them: the common deliveries first, audio before video.
 CATALOGUE: dict[str, Format] = {
     f.name: f
     for f in (
-        Format("flac", "FLAC (lossless)", "Lossless: the dub's own samples.",
-               "flac", "audio/flac", "flac", ("flac",), is_video=False, multiple_languages=False),
-        Format("wav", "WAV (PCM)", "PCM, 16-bit (24-bit when the dub is deeper).",
-               "wav", "audio/wav", "wav", ("pcm_s16le", "pcm_s24le"), is_video=False, multiple_languages=False),
         Format("mp3", "MP3", "LAME, 192 kb/s by default, with ID3 tags.",
                "mp3", "audio/mpeg", "mp3", ("libmp3lame",), is_video=False, multiple_languages=False,
                sample_rates=(22050, 44100, 48000), carried_rates=_MP3_RATES, channels=(1, 2),
@@ -142,6 +139,10 @@ CATALOGUE: dict[str, Format] = {
                "aac", "audio/aac", "adts", is_video=False, multiple_languages=False, **_AAC),
         Format("m4a", "M4A (AAC in MP4)", "AAC-LC in MP4, ready to stream.",
                "m4a", "audio/mp4", "ipod", is_video=False, multiple_languages=False, **_AAC),
+        Format("flac", "FLAC (lossless)", "Lossless: the dub's own samples.",
+               "flac", "audio/flac", "flac", ("flac",), is_video=False, multiple_languages=False),
+        Format("wav", "WAV (PCM)", "PCM, 16-bit (24-bit when the dub is deeper).",
+               "wav", "audio/wav", "wav", ("pcm_s16le", "pcm_s24le"), is_video=False, multiple_languages=False),
         Format("mp4", "MP4", "The source video (copied when MP4 can hold it) with the dub as its default AAC track.",
                "mp4", "video/mp4", "mp4", is_video=True, multiple_languages=True,
                subtitle_codec="mov_text", copyable_video=_MP4_VIDEO, **_AAC),

@@ -9,20 +9,9 @@ const POLL_MS = 700;
 const HISTORY_POLL_MS = 2500;
 const URL_FRESH_MS = 10 * 60 * 1000; // re-sign a download link older than this before following it
 
-const VIDEO_FORMATS = new Set(["mp4", "mov", "mkv", "mxf"]);
-const BITRATE_FORMATS = new Set(["mp3", "aac", "m4a", "mp4", "mov"]);
-const SUBTITLE_FORMATS = new Set(["mkv", "mp4", "mov"]);
-const FORMAT_NOTES = {
-  flac: "Lossless: the dub's own samples.",
-  wav: "PCM, 16-bit (24-bit when the dub is deeper).",
-  mp3: "LAME, 192 kb/s by default, with ID3 tags.",
-  aac: "AAC-LC in an ADTS stream.",
-  m4a: "AAC-LC in MP4, ready to stream.",
-  mp4: "The source video (copied when MP4 can hold it) with the dub as its default AAC track.",
-  mov: "QuickTime: the source video (copied when possible) with the dub in AAC.",
-  mkv: "Matroska: the source video copied as is, the dub copied or in FLAC.",
-  mxf: "Broadcast OP1a: MPEG-2 4:2:2 video, PCM 24-bit 48 kHz audio.",
-};
+// Formats and their options come from GET /formats (the server's catalogue); these are only words for values.
+const CHANNEL_LABELS = { 1: "Mono", 2: "Stereo", 6: "5.1 (6 channels)" };
+const STEM_LABELS = { voice: "Voice only", background: "Background only" };
 const STATUS_TEXT = {
   PENDING: "Pending",
   SUCCESS: "Success",
@@ -128,7 +117,7 @@ function optionsSummary(format, options) {
   if (options.sample_rate) parts.push(`${options.sample_rate / 1000} kHz`);
   if (options.channels) parts.push({ 1: "mono", 2: "stereo", 6: "5.1" }[options.channels] || `${options.channels} ch`);
   if (options.audio_bitrate) parts.push(`${Math.round(options.audio_bitrate / 1000)} kb/s`);
-  if (options.loudness) parts.push({ ebu_r128: "EBU R128", atsc_a85: "ATSC A/85", streaming: "Streaming" }[options.loudness]);
+  if (options.loudness) parts.push(loudnessLabels.get(options.loudness) || options.loudness);
   if (options.stem && options.stem !== "mix") parts.push(`${options.stem} stem`);
   if (options.include_original_audio) parts.push("+ original audio");
   if (options.subtitles && options.subtitles !== "none") parts.push("subtitles");
@@ -140,7 +129,7 @@ function requestedSummary(options) {
   if (options.audio_bitrate) parts.push(options.audio_bitrate.replace("k", " kb/s"));
   if (options.sample_rate) parts.push(`${options.sample_rate / 1000} kHz`);
   if (options.channels) parts.push({ 1: "mono", 2: "stereo", 6: "5.1" }[options.channels]);
-  if (options.loudness) parts.push({ ebu_r128: "EBU R128", atsc_a85: "ATSC A/85", streaming: "Streaming" }[options.loudness]);
+  if (options.loudness) parts.push(loudnessLabels.get(options.loudness) || options.loudness);
   if (options.stem) parts.push(`${options.stem} stem`);
   if (options.include_original_audio) parts.push("+ original audio");
   if (options.subtitles) parts.push("subtitles");
@@ -254,6 +243,25 @@ async function api(path, { method = "GET", json, raw = false, key = apiKey(), si
 }
 
 let languagesPromise = null;
+
+let formatsPromise = null;
+const loudnessLabels = new Map(); // by target name, from the catalogue
+
+/** The catalogue of output formats, {formats, loudness_targets} (a public read, cached). */
+function formatCatalogue() {
+  if (!formatsPromise) {
+    formatsPromise = api("formats", { key: null })
+      .then((catalogue) => {
+        for (const target of catalogue.loudness_targets) loudnessLabels.set(target.name, target.label);
+        return catalogue;
+      })
+      .catch((error) => {
+        formatsPromise = null;
+        throw error;
+      });
+  }
+  return formatsPromise;
+}
 
 /** Every language, by lower-case short_name, sorted by name (a public read, cached). */
 function allLanguages() {
@@ -771,8 +779,13 @@ async function showRun(view, runId) {
   const alert = $(node, "alert");
   let run;
   let languages;
+  let catalogue;
   try {
-    [run, languages] = await Promise.all([api(`runs/${runId}`, { signal: view.signal }), allLanguages()]);
+    [run, languages, catalogue] = await Promise.all([
+      api(`runs/${runId}`, { signal: view.signal }),
+      allLanguages(),
+      formatCatalogue(),
+    ]);
   } catch (error) {
     if (error.name === "AbortError" || error.status === 401) return;
     $(node, "crumb").textContent = `Run ${runId}`;
@@ -792,6 +805,7 @@ async function showRun(view, runId) {
     view,
     run,
     languages,
+    catalogue,
     node,
     tasks: tasksOf(run.run_id),
     historyAt: 0,
@@ -820,34 +834,69 @@ function fillFacts(dl, run) {
   );
 }
 
+const kbps = (value) => `${parseInt(value, 10)} kb/s`;
+const signed = (number) => String(number).replace("-", "−");
+
+/** The words shown for one value of an option. */
+function optionLabel(key, value, catalogue) {
+  if (key === "audio_bitrate") return kbps(value);
+  if (key === "sample_rate") return `${value / 1000} kHz`;
+  if (key === "channels") return CHANNEL_LABELS[value] || `${value} channels`;
+  if (key === "stem") return STEM_LABELS[value] || value;
+  if (key === "loudness") {
+    const target = catalogue.loudness_targets.find((t) => t.name === value);
+    return target ? `${target.label} (${signed(target.integrated)} LUFS)` : value;
+  }
+  return String(value);
+}
+
+/** Refill a select with the values the format allows, after its first (default) option; keep the choice if still allowed. */
+function fillOptionSelect(select, key, spec, catalogue) {
+  const chosen = select.value;
+  // The stem select's first option is the default stem itself ("Dubbed mix"); other selects' first option is "the dub's own".
+  const values = key === "stem" ? spec.values.filter((v) => v !== spec.default) : spec.values;
+  select.replaceChildren(select.options[0], ...values.map((v) => h("option", { value: String(v) }, optionLabel(key, v, catalogue))));
+  select.value = values.map(String).includes(chosen) ? chosen : "";
+}
+
+function defaultBitrateLabel(spec) {
+  const entries = Object.entries(spec.default);
+  const distinct = new Set(entries.map(([, value]) => value));
+  if (distinct.size === 1) return `Default (${kbps(entries[0][1])})`;
+  return `Default (${entries.map(([channels, value]) => `${kbps(value)} ${(CHANNEL_LABELS[channels] || `${channels} ch`).toLowerCase()}`).join(", ")})`;
+}
+
 function setUpExportForm(page) {
-  const { node, run } = page;
+  const { node, run, catalogue } = page;
   const form = $(node, "export-form");
   const alert = $(node, "export-alert");
   const language = form.querySelector("#export-language");
   const format = form.querySelector("#export-format");
   for (const l of run.languages) language.append(h("option", { value: l.short_name }, `${l.language} (${l.short_name})`));
-  if (!run.has_video) {
-    for (const option of format.querySelectorAll("optgroup[label=Video] option")) {
-      option.disabled = true;
-      option.textContent += " — needs video";
-    }
+  const byName = new Map(catalogue.formats.map((f) => [f.name, f]));
+  for (const [label, video] of [["Audio", false], ["Video", true]]) {
+    const formats = catalogue.formats.filter((f) => f.is_video === video);
+    const options = formats.map((f) =>
+      h("option", { value: f.name, disabled: video && !run.has_video }, video && !run.has_video ? `${f.label} — needs video` : f.label),
+    );
+    format.append(h("optgroup", { label }, ...options));
   }
+  const peaks = catalogue.loudness_targets.map((t) => `${t.label}: ${signed(t.true_peak)} dBTP`).join(", ");
+  $(form, "loudness-hint").textContent += ` True peak at most ${peaks}.`;
   const hasStem = (role) => run.files.some((f) => f.role === role && (role === "background" || f.language?.short_name === language.value));
   const update = () => {
-    const fmt = format.value;
-    const video = VIDEO_FORMATS.has(fmt);
-    const show = {
-      audio_bitrate: BITRATE_FORMATS.has(fmt),
-      include_original_audio: video && run.files.some((f) => f.role === "source"),
-      subtitles: SUBTITLE_FORMATS.has(fmt),
-    };
+    const fmt = byName.get(format.value);
     for (const field of form.querySelectorAll("[data-option]")) {
-      const visible = show[field.dataset.option] ?? true;
-      field.hidden = !visible;
+      const key = field.dataset.option;
+      const spec = fmt.options[key];
+      field.hidden = !spec || (key === "include_original_audio" && !run.files.some((f) => f.role === "source"));
+      const select = field.querySelector("select");
+      if (spec && select) fillOptionSelect(select, key, spec, catalogue);
     }
-    $(form, "default-bitrate").textContent = fmt === "mp3" ? "Default (192 kb/s)" : "Default (192 kb/s stereo)";
-    const hint = [FORMAT_NOTES[fmt]];
+    if (fmt.options.audio_bitrate) $(form, "default-bitrate").textContent = defaultBitrateLabel(fmt.options.audio_bitrate);
+    const rate = fmt.options.sample_rate.default;
+    $(form, "default-rate").textContent = rate ? `Default (${rate / 1000} kHz)` : "Default (the dub's own)";
+    const hint = [fmt.note];
     if (!run.has_video) hint.push("This run has no video, so video formats are not offered.");
     $(form, "format-hint").textContent = hint.join(" ");
     const stem = form.querySelector("#opt-stem");
