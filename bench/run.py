@@ -32,8 +32,9 @@ from pathlib import Path
 import httpx
 
 from altdub.api.app import EVENT_LOOP
+from altdub.media.catalogue import CATALOGUE
 from altdub.media.ffmpeg import ffmpeg_executable, file_arg, run_ffmpeg
-from altdub.media.formats import FORMATS, AudioTrack, ExportInputs, build_plan
+from altdub.media.formats import AudioTrack, ExportInputs, build_plan
 from altdub.media.options import resolve_options
 from altdub.media.probe import probe
 
@@ -302,7 +303,7 @@ def conversion_overhead(report: Report, args: argparse.Namespace, video: Path, d
                 stored_video, stored_dub = stored_inputs(server, runs[repeat])
                 # kept, as altdub keeps its: a file deleted gives its page cache back, and the next write
                 # then finds free memory where altdub's has to reclaim it (1 GB mkv: 0.9 vs 2.0 s)
-                out = args.work / f"bare-{repeat}.{FORMATS[output_format].extension}"
+                out = args.work / f"bare-{repeat}.{CATALOGUE[output_format].extension}"
                 outputs.append(out)
                 if repeat % 2:
                     os.sync()
@@ -440,7 +441,7 @@ def parallel_exports(report: Report, args: argparse.Namespace, video: Path, dub:
                 list(pool.map(partial(wait_for, server), tasks))
             ours.append(time.perf_counter() - started)
             # the plain script, on the same stored inputs, while the idle server still holds them
-            outputs = [args.work / f"par-{repeat}.{FORMATS[f].extension}" for f in formats]  # kept, as altdub's
+            outputs = [args.work / f"par-{repeat}.{CATALOGUE[f].extension}" for f in formats]  # kept, as altdub's
             commands = [bare_command(f, stored_video, stored_dub, o) for f, o in zip(formats, outputs, strict=True)]
             os.sync()
             started = time.perf_counter()
@@ -533,7 +534,7 @@ def main() -> None:
     parser.add_argument("--encode-preset", default="medium", help="x264 preset of the re-encode baseline")
     parser.add_argument("--memory-gib", type=float, default=2.0)
     parser.add_argument("--wrk-seconds", type=int, default=10)
-    parser.add_argument("--formats", type=lambda s: s.split(","), default=list(FORMATS), help="formats of target 1")
+    parser.add_argument("--formats", type=lambda s: s.split(","), default=list(CATALOGUE), help="formats of target 1")
     parser.add_argument("--only", default="", help="comma-separated scenario numbers to run (default: all)")
     parser.add_argument("--work", type=Path, default=ROOT / "work")
     parser.add_argument("--out", type=Path, default=ROOT / "REPORT.md")

@@ -7,8 +7,9 @@ test_catalogue.py fails when any of them disagrees with this table.
 
 Adding a format is one entry plus its plan:
 1. add a ``Format(...)`` to ``CATALOGUE`` below: its name, label, extension, MIME type, FFmpeg muxer,
-   audio codecs, whether it takes video and several languages, and the values its options allow
-   (an option a format does not take is left out: ``bitrate_kbps=None``, ``subtitle_codec=None``;
+   audio codecs, whether it takes video and several languages, the values its options allow,
+   and the video and audio codecs it keeps as they are (``copyable_video``, ``copyable_audio``);
+   an option a format does not take is left out (``bitrate_kbps=None``, ``subtitle_codec=None``;
    ``include_original_audio`` follows ``is_video``);
 2. teach ``media/formats.py`` how to encode its audio (``_audio_codec_args``) and any muxer flags
    (``_muxer_args``), then cover it in tests/media/test_plans.py.
@@ -70,6 +71,7 @@ class Format:
     default_kbps: dict[int, int] = field(default_factory=dict)  # by channel count
     subtitle_codec: str | None = None  # soft subtitles only where set
     copyable_video: frozenset[str] | None = None  # video codecs copied as they are (None: every codec)
+    copyable_audio: frozenset[str] | None = None  # audio codecs a dub may keep (None: always encoded)
     track_per_channel: bool = False  # MXF: one mono PCM track per channel
 
     @property
@@ -125,6 +127,10 @@ class Format:
 _MP4_VIDEO = frozenset({"h264", "hevc", "av1", "mpeg4"})
 _MOV_VIDEO = frozenset({"h264", "hevc", "prores", "mpeg4", "mjpeg", "dnxhd", "mpeg2video"})
 _MXF_VIDEO = frozenset({"mpeg2video", "dnxhd"})
+_MATROSKA_AUDIO = frozenset({
+    "flac", "aac", "opus", "vorbis", "mp3", "ac3", "eac3", "alac",
+    "pcm_s16le", "pcm_s24le", "pcm_s32le", "pcm_f32le",
+})  # fmt: skip
 _AAC = {"audio_codecs": ("aac",), "bitrate_kbps": (MIN_KBPS, 512), "default_kbps": _AAC_KBPS}
 
 # In the order the dashboard offers them: the common deliveries first, audio before video.
@@ -151,7 +157,7 @@ CATALOGUE: dict[str, Format] = {
                subtitle_codec="mov_text", copyable_video=_MOV_VIDEO, **_AAC),
         Format("mkv", "MKV (Matroska)", "Matroska: the source video copied as is, the dub copied or in FLAC.",
                "mkv", "video/x-matroska", "matroska", ("copy", "flac"), is_video=True, multiple_languages=True,
-               subtitle_codec="subrip"),
+               subtitle_codec="subrip", copyable_audio=_MATROSKA_AUDIO),
         Format("mxf", "MXF (broadcast OP1a)", "Broadcast OP1a: MPEG-2 4:2:2 video, PCM 24-bit 48 kHz audio.",
                "mxf", "application/mxf", "mxf", ("pcm_s24le",), is_video=True, multiple_languages=True,
                sample_rates=(48000,), carried_rates=(48000,), copyable_video=_MXF_VIDEO, track_per_channel=True),

@@ -13,8 +13,6 @@ from altdub.media.ffmpeg import file_arg
 from altdub.media.options import ExportOptions
 from altdub.media.probe import MediaInfo, StreamInfo
 
-FORMATS = CATALOGUE  # the output formats, by name: each one's facts are in media/catalogue.py
-
 _TEXT_TYPES = {
     "srt": "application/x-subrip; charset=utf-8",
     "vtt": "text/vtt; charset=utf-8",
@@ -30,7 +28,7 @@ _INPUT_TYPES = {
 }
 # Every type a download is ever served with, by extension: a closed list of media and plain text.
 # Nothing a browser would run or render as a page (HTML, SVG, JavaScript) can be among them.
-DOWNLOAD_TYPES = {f.extension: f.content_type for f in FORMATS.values()} | _INPUT_TYPES | _TEXT_TYPES
+DOWNLOAD_TYPES = {f.extension: f.content_type for f in CATALOGUE.values()} | _INPUT_TYPES | _TEXT_TYPES
 UNKNOWN_EXTENSION = "bin"  # for media of any other kind: served as application/octet-stream
 
 # The extension of a stored file, by the container FFmpeg found in it (PyAV's format name); the
@@ -65,11 +63,6 @@ def probed_extension(info: MediaInfo) -> str:
     return _PROBED_EXTENSIONS.get(info.format_name, UNKNOWN_EXTENSION)
 
 
-# Audio codecs Matroska holds as they are.
-_MATROSKA_AUDIO = {
-    "flac", "aac", "opus", "vorbis", "mp3", "ac3", "eac3", "alac",
-    "pcm_s16le", "pcm_s24le", "pcm_s32le", "pcm_f32le",
-}  # fmt: skip
 _DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 8: "7.1"}
 _COPY_SLACK = 0.001  # seconds a copied dub may fall short of the picture (Matroska's timestamp unit)
 
@@ -145,7 +138,7 @@ def _audio_chain(track: AudioTrack, options: ExportOptions, duration: float) -> 
 
 def build_plan(output_format: str, inputs: ExportInputs, options: ExportOptions, output: Path) -> ExportPlan:
     """The FFmpeg arguments that write ``output`` (raises ValueError when the inputs cannot make it)."""
-    fmt = FORMATS[output_format]
+    fmt = CATALOGUE[output_format]
     files = _InputFiles()
     maps: list[str] = []
     codecs: list[str] = []
@@ -180,7 +173,7 @@ def build_plan(output_format: str, inputs: ExportInputs, options: ExportOptions,
                 codecs += _tag_args(audio_index, track.language, default and channel == 0)
                 audio_index += 1
             continue
-        if _copies_audio(fmt.name, track, options, inputs.duration):
+        if _copies_audio(fmt, track, options, inputs.duration):
             maps += ["-map", stream]
             codecs += [f"-c:a:{audio_index}", "copy"]
             audio_copied = audio_copied or number == 0
@@ -223,12 +216,12 @@ def _tag_args(audio_index: int, language: str, default: bool) -> list[str]:
     ]  # fmt: skip
 
 
-def _copies_audio(fmt: str, track: AudioTrack, options: ExportOptions, duration: float) -> bool:
-    """Matroska takes the audio as it is when nothing about it has to change."""
+def _copies_audio(fmt: Format, track: AudioTrack, options: ExportOptions, duration: float) -> bool:
+    """A format that holds the dub's codec (Matroska) takes the audio as it is when nothing about it has to change."""
     stream = track.stream
     return (
-        fmt == "mkv"
-        and stream.codec in _MATROSKA_AUDIO
+        fmt.copyable_audio is not None
+        and stream.codec in fmt.copyable_audio
         and track.loudnorm is None
         and options.sample_rate == stream.sample_rate
         and options.channels == (stream.channels or 2)

@@ -1,4 +1,4 @@
-"""Export options (spec §3): validated against the format, resolved to effective values.
+"""Export options (spec §3): validated against the format's catalogue entry, resolved to effective values.
 
 Resolution makes the export's identity canonical: a request that spells out a default and
 one that omits it resolve to the same values, hence the same export and the same file.

@@ -20,8 +20,9 @@ from sqlalchemy.orm import selectinload
 
 from altdub import languages
 from altdub.db.models import ExportTask, FileRole, Run, RunFile, TaskStatus
+from altdub.media.catalogue import CATALOGUE
 from altdub.media.ffmpeg import FFmpegCancelled, FFmpegError, FFmpegTimeout, run_ffmpeg
-from altdub.media.formats import FORMATS, AudioTrack, ExportInputs, build_plan, pre_loudness_chain
+from altdub.media.formats import AudioTrack, ExportInputs, build_plan, pre_loudness_chain
 from altdub.media.loudness import ON_TARGET as LOUDNESS_ON_TARGET
 from altdub.media.loudness import Limits, LoudnessFigures, Normalisation, plan_normalisation
 from altdub.media.loudness import measure as measure_loudness
@@ -144,7 +145,7 @@ class _Published:
 
 
 def _convert_and_publish(ctx: Context, task: ExportTask, run: Run, scratch: Path, cancel: TaskCancel) -> _Published:
-    fmt = FORMATS[task.output_format]
+    fmt = CATALOGUE[task.output_format]
     output = scratch / f"output.{fmt.extension}"
     options = ExportOptions(**task.options)
     language = languages.by_id(task.language_id)
@@ -227,7 +228,7 @@ def _plan_normalisation(
     target = options.loudness_target
     assert target is not None
     # Lossy encoders overshoot the peaks they are given: aim below the ceiling.
-    ceiling = target.true_peak - (1.0 if FORMATS[output_format].lossy else 0.1)
+    ceiling = target.true_peak - (1.0 if CATALOGUE[output_format].lossy else 0.1)
     chain = pre_loudness_chain(track, options, duration)
     with _ffmpeg_step("loudness measurement failed"):
         return plan_normalisation(
@@ -288,7 +289,7 @@ def _encode(
 
 def _tracks_per_programme(output_format: str, options: ExportOptions) -> int:
     """Audio streams that make up the dubbed programme: one, or one per channel in MXF."""
-    return options.channels if FORMATS[output_format].track_per_channel else 1
+    return options.channels if CATALOGUE[output_format].track_per_channel else 1
 
 
 def _verify(
@@ -303,7 +304,7 @@ def _verify(
     problems = []
     if len(info.audio) != expected_audio:
         problems.append(f"{len(info.audio)} audio streams instead of {expected_audio}")
-    if FORMATS[output_format].is_video and len(info.video) != 1:
+    if CATALOGUE[output_format].is_video and len(info.video) != 1:
         problems.append("no video stream")
     if options.subtitles == "soft" and len(info.subtitles) != 1:
         problems.append("no subtitle stream")

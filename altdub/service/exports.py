@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from altdub import languages
 from altdub.db.models import ApiKey, ExportTask, TaskStatus
-from altdub.media.formats import FORMATS
+from altdub.media.catalogue import CATALOGUE
 from altdub.media.options import OptionError, resolve_options
 from altdub.media.probe import MediaInfo
 from altdub.service import tasks
@@ -42,7 +42,7 @@ def export_identity(run_id: int, language_id: int, output_format: str, options: 
 
 def download_filename(run_id: int, language_id: int, output_format: str) -> str:
     """``run-<id>_<short_name>.<ext>`` (spec §3)."""
-    return f"run-{run_id}_{languages.by_id(language_id).short_name}.{FORMATS[output_format].extension}"
+    return f"run-{run_id}_{languages.by_id(language_id).short_name}.{CATALOGUE[output_format].extension}"
 
 
 def signed_url(ctx: Context, task: ExportTask) -> str:
@@ -121,7 +121,7 @@ def request_export(
     run = get_run(session, workspace_id, run_id)
     if language.id not in run.dub_language_ids:
         raise NotFound(f"language {language.short_name} is not in run {run_id}")
-    if FORMATS[output_format].is_video and not run.has_video:
+    if CATALOGUE[output_format].is_video and not run.has_video:
         raise InvalidInput("output_format", f"{output_format} is a video format and run {run_id} has no video")
     stem = stem_file(run, language, requested_options.get("stem") or "mix")
     try:

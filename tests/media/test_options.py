@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
-from altdub.media.formats import FORMATS
+from altdub.media.catalogue import CATALOGUE
 from altdub.media.options import ExportOptions, OptionError, resolve_options
 from altdub.media.probe import StreamInfo
 
-ALL_FORMATS = list(FORMATS)
-VIDEO_FORMATS = [name for name, f in FORMATS.items() if f.is_video]
-AUDIO_FORMATS = [name for name, f in FORMATS.items() if not f.is_video]
+ALL_FORMATS = list(CATALOGUE)
+VIDEO_FORMATS = [name for name, f in CATALOGUE.items() if f.is_video]
+AUDIO_FORMATS = [name for name, f in CATALOGUE.items() if not f.is_video]
 AAC_FORMATS = ["aac", "m4a", "mp4", "mov"]
 BITRATE_FORMATS = ["mp3", *AAC_FORMATS]
 LOSSLESS_FORMATS = ["flac", "wav", "mkv", "mxf"]

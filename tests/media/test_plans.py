@@ -13,14 +13,15 @@ from typing import Any
 import pytest
 
 import altdub.media.ffmpeg as ffmpeg_module
+from altdub.media.catalogue import CATALOGUE
 from altdub.media.ffmpeg import file_arg, run_ffmpeg
-from altdub.media.formats import FORMATS, AudioTrack, ExportInputs, ExportPlan, build_plan, pre_loudness_chain
+from altdub.media.formats import AudioTrack, ExportInputs, ExportPlan, build_plan, pre_loudness_chain
 from altdub.media.options import ExportOptions, resolve_options
 from altdub.media.probe import StreamInfo, probe
 from tests.conftest import Media
 
-VIDEO_FORMATS = [name for name, f in FORMATS.items() if f.is_video]
-AUDIO_FORMATS = [name for name, f in FORMATS.items() if not f.is_video]
+VIDEO_FORMATS = [name for name, f in CATALOGUE.items() if f.is_video]
+AUDIO_FORMATS = [name for name, f in CATALOGUE.items() if not f.is_video]
 SUBTITLE_CODECS = {"mp4": "mov_text", "mov": "mov_text", "mkv": "subrip"}
 # Names chosen to break anything that splits on spaces, reads options, or goes through a shell.
 HOSTILE = "-i evil; touch pwned $(touch pwned2) `x` concat:a|b.wav"
@@ -137,16 +138,16 @@ def _filters(chain: str) -> list[str]:
 # --- paths: always file: URLs, one argument each ----------------------------------------------------
 
 
-@pytest.mark.parametrize("output_format", list(FORMATS))
+@pytest.mark.parametrize("output_format", list(CATALOGUE))
 def test_every_path_argument_is_a_file_url(tmp_path: Path, output_format: str) -> None:
     output = tmp_path / f"out.{output_format}"
     plan = _plan(output_format, _inputs(tmp_path), output)
     assert all(isinstance(arg, str) for arg in plan.args)
     inputs = _inputs_of(plan.args)
-    assert len(inputs) == (2 if FORMATS[output_format].is_video else 1)
+    assert len(inputs) == (2 if CATALOGUE[output_format].is_video else 1)
     assert all(path.startswith("file:") for path in inputs), inputs
     assert plan.args[-1] == file_arg(output) and plan.args[-1].startswith("file:")
-    assert _pairs(plan.args) >= {("-f", FORMATS[output_format].muxer)}
+    assert _pairs(plan.args) >= {("-f", CATALOGUE[output_format].muxer)}
 
 
 @pytest.mark.parametrize("output_format", SUBTITLE_CODECS)
@@ -161,9 +162,9 @@ def test_every_path_is_a_file_url_with_original_audio_and_subtitles(tmp_path: Pa
     ]
 
 
-@pytest.mark.parametrize("output_format", list(FORMATS))
+@pytest.mark.parametrize("output_format", list(CATALOGUE))
 def test_hostile_file_names_stay_single_file_urls(tmp_path: Path, output_format: str) -> None:
-    is_video = FORMATS[output_format].is_video
+    is_video = CATALOGUE[output_format].is_video
     inputs = _inputs(
         tmp_path, dub_name=HOSTILE, source_name="-y " + HOSTILE + ".mp4", subtitles_name="-c:s " + HOSTILE + ".srt"
     )
@@ -182,7 +183,7 @@ def test_hostile_file_names_stay_single_file_urls(tmp_path: Path, output_format:
     assert not [arg for arg in plan.args if HOSTILE in arg and not arg.startswith("file:/")]
 
 
-@pytest.mark.parametrize("output_format", list(FORMATS))
+@pytest.mark.parametrize("output_format", list(CATALOGUE))
 def test_a_hostile_title_stays_one_metadata_value(tmp_path: Path, output_format: str) -> None:
     plan = _plan(output_format, replace(_inputs(tmp_path), title=HOSTILE), tmp_path / "out")
     expected = [f"title={HOSTILE}"] + ([f"material_package_name={HOSTILE}"] if output_format == "mxf" else [])
@@ -282,7 +283,7 @@ def test_soft_subtitles_without_a_transcript_is_a_value_error(tmp_path: Path, ou
 # --- length, title, language ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("output_format", list(FORMATS))
+@pytest.mark.parametrize("output_format", list(CATALOGUE))
 def test_length_title_and_language_are_asked_for(tmp_path: Path, output_format: str) -> None:
     plan = _plan(output_format, _inputs(tmp_path), tmp_path / "out")
     pairs = _pairs(plan.args)
@@ -291,17 +292,17 @@ def test_length_title_and_language_are_asked_for(tmp_path: Path, output_format: 
     assert ("-metadata", "title=Trailer (Spanish (Spain))") in pairs
     assert ("-metadata:s:a:0", "language=spa") in pairs
     assert ("-disposition:a:0", "default") in pairs
-    if not FORMATS[output_format].is_video:  # ID3 TLAN, Vorbis LANGUAGE, RIFF ILNG
+    if not CATALOGUE[output_format].is_video:  # ID3 TLAN, Vorbis LANGUAGE, RIFF ILNG
         assert ("-metadata", "language=spa") in pairs
     if output_format == "mxf":
         assert ("-metadata", "material_package_name=Trailer (Spanish (Spain))") in pairs
 
 
-@pytest.mark.parametrize("output_format", list(FORMATS))
+@pytest.mark.parametrize("output_format", list(CATALOGUE))
 def test_the_dub_is_padded_to_the_picture(tmp_path: Path, output_format: str) -> None:
     plan = _plan(output_format, _inputs(tmp_path, dub=_audio(duration=3.9)), tmp_path / "out")
     first = _chains(plan.args)["[m0c0]" if output_format == "mxf" else "[a0]"]
-    assert first.startswith("[1:0]" if FORMATS[output_format].is_video else "[0:0]")
+    assert first.startswith("[1:0]" if CATALOGUE[output_format].is_video else "[0:0]")
     assert _filters(first)[0] == "apad=whole_dur=4.000000"
 
 
@@ -459,7 +460,7 @@ def test_lossless_and_pcm_formats_ask_for_no_bitrate(tmp_path: Path, output_form
     assert not [arg for arg in plan.args if arg.startswith("-b:a")]
 
 
-@pytest.mark.parametrize("output_format", [f for f in FORMATS if f != "mxf"])
+@pytest.mark.parametrize("output_format", [f for f in CATALOGUE if f != "mxf"])
 @pytest.mark.parametrize("rate", [22050, 44100])
 def test_a_new_sample_rate_is_resampled(tmp_path: Path, output_format: str, rate: int) -> None:
     plan = _plan(output_format, _inputs(tmp_path), tmp_path / "out", sample_rate=rate)
@@ -467,7 +468,7 @@ def test_a_new_sample_rate_is_resampled(tmp_path: Path, output_format: str, rate
     assert plan.audio_copied is False
 
 
-@pytest.mark.parametrize("output_format", list(FORMATS))
+@pytest.mark.parametrize("output_format", list(CATALOGUE))
 @pytest.mark.parametrize("requested", [{}, {"sample_rate": 48000}])
 def test_the_dub_rate_is_not_resampled(tmp_path: Path, output_format: str, requested: dict[str, Any]) -> None:
     plan = _plan(output_format, _inputs(tmp_path, dub=_audio(duration=3.9)), tmp_path / "out", **requested)
@@ -487,8 +488,8 @@ def test_mp3_resamples_a_96k_dub_to_48k(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("output_format", "channels", "layout"),
     [
-        *((f, 1, "mono") for f in FORMATS if f != "mxf"),
-        *((f, 6, "5.1") for f in FORMATS if f not in ("mxf", "mp3")),  # mp3: mono or stereo only
+        *((f, 1, "mono") for f in CATALOGUE if f != "mxf"),
+        *((f, 6, "5.1") for f in CATALOGUE if f not in ("mxf", "mp3")),  # mp3: mono or stereo only
     ],
 )
 def test_new_channels_are_formatted_to_their_layout(
@@ -499,7 +500,7 @@ def test_new_channels_are_formatted_to_their_layout(
     assert plan.audio_copied is False
 
 
-@pytest.mark.parametrize("output_format", list(FORMATS))
+@pytest.mark.parametrize("output_format", list(CATALOGUE))
 def test_the_dub_channels_are_not_reformatted(tmp_path: Path, output_format: str) -> None:
     plan = _plan(output_format, _inputs(tmp_path, dub=_audio(duration=3.9)), tmp_path / "out", channels=2)
     chain = _chains(plan.args)["[m0c0]" if output_format == "mxf" else "[a0]"]
@@ -523,7 +524,7 @@ def test_mxf_splits_the_layout_asked_for(tmp_path: Path) -> None:
 # --- loudness ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("output_format", list(FORMATS))
+@pytest.mark.parametrize("output_format", list(CATALOGUE))
 def test_the_normalisation_filter_runs_after_the_padding(tmp_path: Path, output_format: str) -> None:
     inputs = _inputs(tmp_path, loudnorm=LOUDNORM)
     plan = _plan(output_format, inputs, tmp_path / "out", loudness="ebu_r128")
@@ -645,7 +646,7 @@ def test_subtitles_take_the_dub_language_when_none_is_given(tmp_path: Path, outp
     assert ("-metadata:s:s:0", "language=spa") in _pairs(plan.args)
 
 
-@pytest.mark.parametrize("output_format", list(FORMATS))
+@pytest.mark.parametrize("output_format", list(CATALOGUE))
 def test_without_soft_subtitles_no_text_track(tmp_path: Path, output_format: str) -> None:
     plan = _plan(output_format, _inputs(tmp_path), tmp_path / "out", subtitles="none")
     assert file_arg(tmp_path / "subtitles.srt") not in plan.args
