@@ -74,7 +74,8 @@ def _check(fmt: Format, key: str, value: Any, also: tuple[Any, ...] = ()) -> Non
     allowed = fmt.options()[key]["values"]
     if value not in allowed and value not in also:
         words = ", ".join(map(str, allowed))
-        extra = f" (or the dub's own, {also[0]})" if also else ""
+        besides = [v for v in also if v not in allowed]
+        extra = f" (or the dub's own, {besides[0]})" if besides else ""
         raise OptionError(key, f"expected one of {words}{extra} for {fmt.name}, got {value!r}")
 
 

@@ -881,8 +881,8 @@ function setUpExportForm(page) {
     );
     format.append(h("optgroup", { label }, ...options));
   }
-  const peaks = catalogue.loudness_targets.map((t) => `${t.label}: ${signed(t.true_peak)} dBTP`).join(", ");
-  $(form, "loudness-hint").textContent += ` True peak at most ${peaks}.`;
+  const peaks = catalogue.loudness_targets.map((t) => `${t.label} ${signed(t.true_peak)} dBTP`).join(", ");
+  $(form, "loudness-hint").textContent += ` True-peak ceilings: ${peaks}.`;
   const hasStem = (role) => run.files.some((f) => f.role === role && (role === "background" || f.language?.short_name === language.value));
   const update = () => {
     const fmt = byName.get(format.value);
