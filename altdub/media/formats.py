@@ -88,6 +88,7 @@ class ExportInputs:
     original: AudioTrack | None = None  # the source-language audio as a second, non-default track
     subtitles_path: Path | None = None  # SubRip of the language's transcript
     subtitles_language: str | None = None
+    timecode: str | None = None  # the source's start timecode, valid at its frame rate
 
 
 @dataclass(frozen=True)
@@ -200,6 +201,8 @@ def build_plan(output_format: str, inputs: ExportInputs, options: ExportOptions,
     args += maps + codecs
     args += ["-t", f"{inputs.duration:.6f}", "-map_metadata", "-1", "-map_chapters", "-1"]
     args += ["-metadata", f"title={inputs.title}"]
+    if fmt.is_video and inputs.timecode:  # MP4/MOV: a tmcd track; MXF: its timecode component; Matroska: a tag
+        args += ["-timecode", inputs.timecode]
     if fmt.name == "mxf":  # FFmpeg's MXF muxer ignores "title"; the material package name is MXF's own
         args += ["-metadata", f"material_package_name={inputs.title}"]
     if not fmt.is_video:  # ID3 TLAN, Vorbis LANGUAGE, RIFF ILNG: the file-level tag is the track's

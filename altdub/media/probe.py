@@ -9,6 +9,8 @@ from typing import Any
 
 import av
 
+from altdub.media.timecode import PATTERN as TIMECODE_PATTERN
+
 # Audio containers whose duration comes from a header a file can lie in (FLAC STREAMINFO, MP3 Xing)
 # or from a bitrate estimate (ADTS, AC-3, MPEG): count their packets instead.
 _ESTIMATED_DURATION_FORMATS = {"aac", "mp3", "flac", "ac3", "eac3", "mpeg", "mpegts"}
@@ -95,6 +97,7 @@ class MediaInfo:
     duration: float
     streams: list[StreamInfo] = field(default_factory=list)
     tags: dict[str, str] = field(default_factory=dict)
+    timecode: str | None = None  # the start timecode, "HH:MM:SS:FF" (";FF" drop-frame); None in older stored probes
 
     @property
     def audio(self) -> list[StreamInfo]:
@@ -114,7 +117,8 @@ class MediaInfo:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> MediaInfo:
         streams = [StreamInfo(**s) for s in data.get("streams", [])]
-        return cls(data["format_name"], data["duration"], streams, dict(data.get("tags", {})))
+        tags = dict(data.get("tags", {}))
+        return cls(data["format_name"], data["duration"], streams, tags, data.get("timecode"))
 
 
 def _stream_info(stream: av.stream.Stream) -> StreamInfo:
@@ -317,7 +321,15 @@ def _describe(container: av.container.InputContainer) -> MediaInfo:
     else:
         duration = max((s.duration or 0.0) for s in streams)
     tags = {k.lower(): v for k, v in container.metadata.items()}
-    return MediaInfo(container.format.name, duration, streams, tags)
+    return MediaInfo(container.format.name, duration, streams, tags, _start_timecode(container, tags))
+
+
+def _start_timecode(container: av.container.InputContainer, tags: dict[str, str]) -> str | None:
+    """The start timecode where FFmpeg puts it: the container's tag (MXF, Matroska), else a stream's
+    (the video's, then the MP4/MOV ``tmcd`` data track's); None when the file has none or a malformed one."""
+    found = [tags.get("timecode")]
+    found += [{k.lower(): v for k, v in s.metadata.items()}.get("timecode") for s in container.streams]
+    return next((tc.strip() for tc in found if tc and TIMECODE_PATTERN.fullmatch(tc.strip())), None)
 
 
 def probe(path: Path | str, limits: MediaLimits | None = None) -> MediaInfo:

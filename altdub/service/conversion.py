@@ -28,6 +28,7 @@ from altdub.media.loudness import Limits, LoudnessFigures, Normalisation, plan_n
 from altdub.media.loudness import measure as measure_loudness
 from altdub.media.options import ExportOptions
 from altdub.media.probe import MediaInfo, ProbeError, probe_output
+from altdub.media.timecode import timecode_problem
 from altdub.media.transcripts import Segment, write_subrip
 from altdub.service import tasks
 from altdub.service.context import Context, TaskCancel
@@ -193,11 +194,13 @@ def _export_inputs(
 ) -> ExportInputs:
     stem_info = MediaInfo.from_json(stem.probe)
     audio = AudioTrack(stem_path, stem_info.audio[0], stem_info.duration, language.iso639_2)
-    video_path = video = original = None
+    video_path = video = original = start_timecode = None
     if source is not None and source_path is not None:
         source_info = MediaInfo.from_json(source.probe)
         if source_info.video:
             video_path, video = source_path, source_info.video[0]
+            if source_info.timecode and timecode_problem(source_info.timecode, video.frame_rate) is None:
+                start_timecode = source_info.timecode
         source_language = languages.by_id(run.source_language_id)
         original = AudioTrack(source_path, source_info.audio[0], source_info.duration, source_language.iso639_2)
     subtitles_path = None
@@ -215,6 +218,7 @@ def _export_inputs(
         original=original,
         subtitles_path=subtitles_path,
         subtitles_language=language.iso639_2,
+        timecode=start_timecode,
     )
 
 

@@ -744,3 +744,19 @@ def test_ffmpeg_resamples_and_downmixes(tmp_path: Path, media: Media, output_for
     run_ffmpeg(build_plan(output_format, inputs, options, output).args, duration=inputs.duration)
     audio = probe(output).audio
     assert [(s.sample_rate, s.channels) for s in audio] == [(44100, 1)]
+
+
+# --- start timecode (DELIVERIES.md §3) ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("output_format", VIDEO_FORMATS)
+@pytest.mark.parametrize("timecode", ["10:00:00:00", "01:00:00;00"])
+def test_video_formats_write_the_source_start_timecode(tmp_path: Path, output_format: str, timecode: str) -> None:
+    inputs = replace(_inputs(tmp_path, subtitles_name=None), timecode=timecode)
+    assert _values(_plan(output_format, inputs, tmp_path / "out").args, "-timecode") == [timecode]
+
+
+@pytest.mark.parametrize("output_format", [*VIDEO_FORMATS, *AUDIO_FORMATS])
+def test_no_timecode_is_written_when_the_source_has_none(tmp_path: Path, output_format: str) -> None:
+    args = _plan(output_format, _inputs(tmp_path, subtitles_name=None), tmp_path / "out").args
+    assert "-timecode" not in args

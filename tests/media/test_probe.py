@@ -13,7 +13,7 @@ import pytest
 
 from altdub.config import Settings
 from altdub.media.ffmpeg import file_arg, run_ffmpeg
-from altdub.media.probe import MediaLimits, MediaRefused, ProbeError, probe, probe_output
+from altdub.media.probe import MediaInfo, MediaLimits, MediaRefused, ProbeError, probe, probe_output
 from tests.conftest import SOURCE_SECONDS, Media
 from tests.media import lies
 
@@ -216,3 +216,10 @@ def test_unreadable_files_are_described_without_their_path(tmp_path: Path, reade
     with pytest.raises(ProbeError) as missing:
         reader(tmp_path / "gone")
     assert str(missing.value) == "no such file or directory", missing.value
+
+
+def test_a_stored_probe_without_timecode_reads_as_none() -> None:
+    """Probes stored before the start timecode was read have no such key."""
+    stored = {"format_name": "mov,mp4,m4a,3gp,3g2,mj2", "duration": 4.0, "streams": [], "tags": {}}
+    assert MediaInfo.from_json(stored).timecode is None
+    assert MediaInfo.from_json({**stored, "timecode": "10:00:00:00"}).timecode == "10:00:00:00"

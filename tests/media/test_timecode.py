@@ -1,0 +1,111 @@
+"""Start timecode (DELIVERIES.md §3) through HTTP: kept from the source in every video export, read back with
+PyAV and, independently, with MediaInfo."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import av
+import pytest
+from fastapi.testclient import TestClient
+
+from altdub.api.app import create_app
+from altdub.config import Settings
+from altdub.db.session import session_scope
+from altdub.media.ffmpeg import file_arg, run_ffmpeg
+from altdub.service.keys import create_key
+from tests.conftest import SOURCE_SECONDS, Media, auth, make_run, wait_for_task
+
+VIDEO_FORMATS = ("mxf", "mov", "mp4", "mkv")
+
+
+def make_timecoded_video(path: Path, rate: str, timecode: str, size: str = "320x240") -> Path:
+    run_ffmpeg([
+        "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}:duration={SOURCE_SECONDS}",
+        "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={SOURCE_SECONDS}",
+        "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-ac", "2",
+        "-timecode", timecode, file_arg(path),
+    ])  # fmt: skip
+    return path
+
+
+@dataclass
+class Studio:
+    client: TestClient
+    key: str
+    runs: dict[str, int]
+    directory: Path
+
+    def export(self, run: str, output_format: str, **options: Any) -> Path:
+        response = self.client.post(
+            f"/dub-alt-format/{self.runs[run]}/es-es",
+            headers=auth(self.key),
+            json={"output_format": output_format, **options},
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        if "output_url" not in body:
+            body = wait_for_task(self.client, self.key, body["task_id"])
+            assert body["status"] == "SUCCESS", body
+        download = self.client.get(body["output_url"])
+        assert download.status_code == 200, download.text
+        path = self.directory / f"{run}-{output_format}-{len(list(self.directory.iterdir()))}.{output_format}"
+        path.write_bytes(download.content)
+        return path
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory: pytest.TempPathFactory, media: Media) -> Iterator[Studio]:
+    d = tmp_path_factory.mktemp("timecode-media")
+    sources = {
+        "ten": make_timecoded_video(d / "ten.mov", "25", "10:00:00:00"),
+        "ntsc": make_timecoded_video(d / "ntsc.mp4", "30000/1001", "01:00:00;00"),
+        "plain": media.video,
+    }
+    settings = Settings(data_dir=d / "data", create_demo=False, workers=2, task_time_limit=120)
+    with TestClient(create_app(settings)) as client:
+        with session_scope(client.app.state.context.sessions) as session:  # type: ignore[attr-defined]
+            key, _ = create_key(session, "timecode")
+        runs = {
+            name: make_run(client, key, {"source": path, "dub_es-es": media.dub_wav}) for name, path in sources.items()
+        }
+        yield Studio(client, key, runs, tmp_path_factory.mktemp("timecode-exports"))
+
+
+def pyav_timecode(path: Path) -> str | None:
+    """The start timecode as FFmpeg reads it: the container's tag (MXF, Matroska), else a stream's (tmcd)."""
+    with av.open(str(path)) as container:
+        found = [container.metadata.get("timecode"), container.metadata.get("TIMECODE")]
+        found += [s.metadata.get("timecode") for s in container.streams]
+    return next((tc for tc in found if tc), None)
+
+
+def mediainfo_timecode(path: Path) -> str | None:
+    """The start timecode as MediaInfo (not FFmpeg) reads it."""
+    executable = shutil.which("mediainfo")
+    assert executable is not None, "mediainfo is not installed (apt-get install -y mediainfo)"
+    report = json.loads(
+        subprocess.run([executable, "--Output=JSON", str(path)], capture_output=True, check=True).stdout
+    )
+    tracks = report["media"]["track"]
+    found = [t.get("TimeCode_FirstFrame") for t in tracks]
+    return next((tc for tc in found if tc), None)
+
+
+@pytest.mark.parametrize("output_format", VIDEO_FORMATS)
+@pytest.mark.parametrize(("run", "timecode"), [("ten", "10:00:00:00"), ("ntsc", "01:00:00;00")])
+def test_source_start_timecode_is_kept(studio: Studio, output_format: str, run: str, timecode: str) -> None:
+    path = studio.export(run, output_format)
+    assert pyav_timecode(path) == timecode
+    if output_format != "mkv":  # MediaInfo reads no timecode from a Matroska tag
+        assert mediainfo_timecode(path) == timecode
+
+
+def test_source_without_timecode_starts_at_zero_in_mxf(studio: Studio) -> None:
+    assert pyav_timecode(studio.export("plain", "mxf")) == "00:00:00:00"
