@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from altdub import languages
 from altdub.db.models import Run, TaskStatus
-from altdub.media import catalogue
+from altdub.media import catalogue, timecode
 from altdub.media.catalogue import CATALOGUE
 from altdub.media.probe import MediaInfo
 
@@ -48,6 +48,9 @@ class ExportRequest(BaseModel):
     stem: StemName | None = Field(default=None, description=catalogue.describe_stems())
     include_original_audio: bool | None = Field(default=None, description=catalogue.describe_original_audio())
     subtitles: SubtitleMode | None = Field(default=None, description=catalogue.describe_subtitles())
+    start_timecode: str | None = Field(
+        default=None, examples=[timecode.EXAMPLE], description=catalogue.describe_start_timecode()
+    )
 
     def requested_options(self) -> dict[str, Any]:
         """The option keys the client sent (not output_format)."""
@@ -141,6 +144,7 @@ class OptionValuesOut(BaseModel):
     )
     min: str | None = Field(default=None, description="audio_bitrate only: the lowest bitrate taken.")
     max: str | None = Field(default=None, description="audio_bitrate only: the highest bitrate taken.")
+    pattern: str | None = Field(default=None, description="start_timecode only: the form a value takes (a regex).")
 
 
 class LoudnessTargetOut(BaseModel):

@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from altdub.media import timecode
+
 # Option values every format shares (a format narrows them in its entry).
 SAMPLE_RATES = (22050, 44100, 48000, 96000)
 CHANNEL_COUNTS = (1, 2, 6)
@@ -102,7 +104,7 @@ class Format:
         """Each option that applies: its allowed values and its default (None: the dub's own).
 
         ``audio_bitrate`` also has ``min`` and ``max``: any whole number of kb/s between them is taken;
-        its ``values`` are the usual steps.
+        its ``values`` are the usual steps. ``start_timecode`` lists no values: it has a ``pattern``.
         """
         options: dict[str, dict[str, Any]] = {}
         if self.bitrate_kbps is not None:
@@ -121,6 +123,8 @@ class Format:
             options["include_original_audio"] = {"values": [False, True], "default": False}
         if self.subtitle_codec is not None:
             options["subtitles"] = {"values": list(SUBTITLE_MODES), "default": "none"}
+        if self.is_video:  # any timecode of the pattern whose frame exists at the source's rate
+            options["start_timecode"] = {"values": [], "default": None, "pattern": f"^{timecode.PATTERN.pattern}$"}
         return options
 
 
@@ -213,6 +217,14 @@ def describe_subtitles() -> str:
 def describe_original_audio() -> str:
     formats = ", ".join(formats_with("include_original_audio"))
     return f"{formats}: add the source-language audio as a second, non-default track."
+
+
+def describe_start_timecode() -> str:
+    formats = ", ".join(formats_with("start_timecode"))
+    return (
+        f"{formats}: the picture's first timecode, 'HH:MM:SS:FF' (e.g. '{timecode.EXAMPLE}'; 'HH:MM:SS;FF' drop-frame, "
+        "29.97 and 59.94 fps only), FF below the frame rate. Default: the source's own, else 00:00:00:00."
+    )
 
 
 def describe_loudness() -> str:

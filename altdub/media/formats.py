@@ -201,8 +201,9 @@ def build_plan(output_format: str, inputs: ExportInputs, options: ExportOptions,
     args += maps + codecs
     args += ["-t", f"{inputs.duration:.6f}", "-map_metadata", "-1", "-map_chapters", "-1"]
     args += ["-metadata", f"title={inputs.title}"]
-    if fmt.is_video and inputs.timecode:  # MP4/MOV: a tmcd track; MXF: its timecode component; Matroska: a tag
-        args += ["-timecode", inputs.timecode]
+    start_timecode = options.start_timecode or inputs.timecode
+    if fmt.is_video and start_timecode:  # MP4/MOV: a tmcd track; MXF: its timecode component; Matroska: a tag
+        args += ["-timecode", start_timecode]
     if fmt.name == "mxf":  # FFmpeg's MXF muxer ignores "title"; the material package name is MXF's own
         args += ["-metadata", f"material_package_name={inputs.title}"]
     if not fmt.is_video:  # ID3 TLAN, Vorbis LANGUAGE, RIFF ILNG: the file-level tag is the track's

@@ -13,6 +13,7 @@ from typing import Any
 
 from altdub.media.catalogue import CATALOGUE, LOUDNESS_TARGETS, Format, LoudnessTarget
 from altdub.media.probe import StreamInfo
+from altdub.media.timecode import timecode_problem
 
 __all__ = ["ExportOptions", "LoudnessTarget", "OptionError", "resolve_options"]
 
@@ -39,9 +40,14 @@ class ExportOptions:
     stem: str = "mix"
     include_original_audio: bool = False
     subtitles: str = "none"
+    start_timecode: str | None = None  # None: the source's own
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The export's identity. An unset start timecode is left out: exports made before it existed keep theirs."""
+        resolved = asdict(self)
+        if resolved["start_timecode"] is None:
+            del resolved["start_timecode"]
+        return resolved
 
     @property
     def loudness_target(self) -> LoudnessTarget | None:
@@ -79,10 +85,13 @@ def _check(fmt: Format, key: str, value: Any, also: tuple[Any, ...] = ()) -> Non
         raise OptionError(key, f"expected one of {words}{extra} for {fmt.name}, got {value!r}")
 
 
-def resolve_options(output_format: str, requested: Mapping[str, Any], audio: StreamInfo) -> ExportOptions:
+def resolve_options(
+    output_format: str, requested: Mapping[str, Any], audio: StreamInfo, frame_rate: float | None = None
+) -> ExportOptions:
     """Check each requested option against the format's catalogue entry; fill the rest from the audio's own.
 
-    ``requested`` holds only the keys the client sent (a key sent as null means its default).
+    ``requested`` holds only the keys the client sent (a key sent as null means its default); ``frame_rate``
+    is the source picture's, which a start timecode must fit (None: only its form is checked).
     """
     fmt = CATALOGUE[output_format]
     applies = fmt.options()
@@ -110,6 +119,11 @@ def resolve_options(output_format: str, requested: Mapping[str, Any], audio: Str
     subtitles = given.get("subtitles", "none")
     if "subtitles" in applies:
         _check(fmt, "subtitles", subtitles)
+    start_timecode = given.get("start_timecode")
+    if start_timecode is not None:
+        problem = timecode_problem(start_timecode, frame_rate) if isinstance(start_timecode, str) else None
+        if problem or not isinstance(start_timecode, str):
+            raise OptionError("start_timecode", problem or f"expected a timecode string, got {start_timecode!r}")
     bitrate = _parse_bitrate(fmt, given["audio_bitrate"]) if "audio_bitrate" in given else None
     return ExportOptions(
         sample_rate=sample_rate,
@@ -119,6 +133,7 @@ def resolve_options(output_format: str, requested: Mapping[str, Any], audio: Str
         stem=stem,
         include_original_audio=bool(include_original),
         subtitles=subtitles,
+        start_timecode=start_timecode,
     )
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from altdub import languages
-from altdub.db.models import ApiKey, ExportTask, TaskStatus
+from altdub.db.models import ApiKey, ExportTask, FileRole, Run, TaskStatus
 from altdub.media.catalogue import CATALOGUE
 from altdub.media.options import OptionError, resolve_options
 from altdub.media.probe import MediaInfo
@@ -38,6 +38,13 @@ def export_identity(run_id: int, language_id: int, output_format: str, options: 
         separators=(",", ":"),
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _source_frame_rate(run: Run) -> float | None:
+    """The rate of the run's picture, which a start timecode must fit (None: no picture, or no rate known)."""
+    source = run.file(FileRole.SOURCE)
+    video = MediaInfo.from_json(source.probe).video if source is not None else []
+    return video[0].frame_rate if video else None
 
 
 def download_filename(run_id: int, language_id: int, output_format: str) -> str:
@@ -125,7 +132,8 @@ def request_export(
         raise InvalidInput("output_format", f"{output_format} is a video format and run {run_id} has no video")
     stem = stem_file(run, language, requested_options.get("stem") or "mix")
     try:
-        options = resolve_options(output_format, requested_options, MediaInfo.from_json(stem.probe).audio[0])
+        audio = MediaInfo.from_json(stem.probe).audio[0]
+        options = resolve_options(output_format, requested_options, audio, _source_frame_rate(run))
     except OptionError as exc:
         raise InvalidInput(exc.key, exc.message) from exc
     if options.subtitles == "soft" and run.transcript(language.id) is None:

@@ -24,7 +24,10 @@ from altdub.media.probe import StreamInfo
 from tests.conftest import Media
 from tests.e2e.conftest import ALTDUB, Server, ServerFactory, clean_env, import_run
 
-OPTION_KEYS = ("audio_bitrate", "sample_rate", "channels", "loudness", "stem", "include_original_audio", "subtitles")
+OPTION_KEYS = (
+    "audio_bitrate", "sample_rate", "channels", "loudness", "stem",
+    "include_original_audio", "subtitles", "start_timecode",
+)  # fmt: skip
 # Values no format takes, beside every value some format takes: each format must refuse what it does not list.
 OUTSIDERS: dict[str, tuple[Any, ...]] = {
     "audio_bitrate": ("31k", "513k", "128", "128kb", "k", ""),
@@ -34,6 +37,7 @@ OUTSIDERS: dict[str, tuple[Any, ...]] = {
     "stem": ("drums", "Mix", ""),
     "include_original_audio": ("yes",),
     "subtitles": ("hard", "Soft", ""),
+    "start_timecode": ("1:00:00:00", "01:00:00", "01:60:00:00", "01:00:00.00", "01:00:00;00 ", "", 3600),
 }
 # A dub whose own rate no format offers, so "the dub's own rate" adds nothing to the lists.
 DUB = StreamInfo(index=0, kind="audio", codec="pcm_s16le", duration=4.0, sample_rate=37800, channels=2)
@@ -113,7 +117,7 @@ def _expected_formats() -> dict[str, Any]:
     """GET /formats as the catalogue says it, in JSON's terms."""
     formats = []
     for f in CATALOGUE.values():
-        options = {key: {"min": None, "max": None} | spec for key, spec in f.options().items()}
+        options = {key: {"min": None, "max": None, "pattern": None} | spec for key, spec in f.options().items()}
         formats.append(
             {
                 "name": f.name,

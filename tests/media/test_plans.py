@@ -760,3 +760,10 @@ def test_video_formats_write_the_source_start_timecode(tmp_path: Path, output_fo
 def test_no_timecode_is_written_when_the_source_has_none(tmp_path: Path, output_format: str) -> None:
     args = _plan(output_format, _inputs(tmp_path, subtitles_name=None), tmp_path / "out").args
     assert "-timecode" not in args
+
+
+@pytest.mark.parametrize("output_format", VIDEO_FORMATS)
+def test_start_timecode_option_overrides_the_source(tmp_path: Path, output_format: str) -> None:
+    inputs = replace(_inputs(tmp_path, subtitles_name=None), timecode="10:00:00:00")
+    args = _plan(output_format, inputs, tmp_path / "out", start_timecode="01:00:00:00").args
+    assert _values(args, "-timecode") == ["01:00:00:00"]

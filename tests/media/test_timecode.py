@@ -22,7 +22,7 @@ from altdub.media.ffmpeg import file_arg, run_ffmpeg
 from altdub.service.keys import create_key
 from tests.conftest import SOURCE_SECONDS, Media, auth, make_run, wait_for_task
 
-VIDEO_FORMATS = ("mxf", "mov", "mp4", "mkv")
+VIDEO_FORMATS = ("mxf", "mov", "mp4", "mkv")  # every video format of the catalogue
 
 
 def make_timecoded_video(path: Path, rate: str, timecode: str, size: str = "320x240") -> Path:
@@ -109,3 +109,51 @@ def test_source_start_timecode_is_kept(studio: Studio, output_format: str, run: 
 
 def test_source_without_timecode_starts_at_zero_in_mxf(studio: Studio) -> None:
     assert pyav_timecode(studio.export("plain", "mxf")) == "00:00:00:00"
+
+
+@pytest.mark.parametrize("output_format", VIDEO_FORMATS)
+@pytest.mark.parametrize(
+    ("run", "timecode"), [("ten", "01:00:00:00"), ("ntsc", "00:59:59;29"), ("plain", "23:59:50:24")]
+)
+def test_start_timecode_overrides_the_source(studio: Studio, output_format: str, run: str, timecode: str) -> None:
+    path = studio.export(run, output_format, start_timecode=timecode)
+    assert pyav_timecode(path) == timecode
+    if output_format != "mkv":
+        assert mediainfo_timecode(path) == timecode
+
+
+@pytest.mark.parametrize(
+    ("run", "output_format", "timecode", "reason"),
+    [
+        ("ten", "mxf", "01:00:00:25", "frame 25 does not exist"),  # 25 fps: frames 0-24
+        ("ntsc", "mp4", "01:00:00:30", "frame 30 does not exist"),
+        ("ten", "mov", "01:00:00;00", "drop-frame"),  # drop-frame at 25 fps
+        ("plain", "mkv", "01:00:00;00", "drop-frame"),
+        ("ntsc", "mov", "01:01:00;00", "skipped"),  # 01:01:00;00 and ;01 do not exist in drop-frame
+        ("ten", "mp4", "1:00:00:00", "HH:MM:SS:FF"),
+        ("ten", "mxf", "01:00:60:00", "HH:MM:SS:FF"),
+        ("ten", "mp4", "01:00:00", "HH:MM:SS:FF"),
+        ("ten", "mp3", "01:00:00:00", "not mp3"),  # an audio format takes none
+    ],
+)
+def test_a_bad_start_timecode_is_a_422_naming_it(
+    studio: Studio, run: str, output_format: str, timecode: str, reason: str
+) -> None:
+    response = studio.client.post(
+        f"/dub-alt-format/{studio.runs[run]}/es-es",
+        headers=auth(studio.key),
+        json={"output_format": output_format, "start_timecode": timecode},
+    )
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", "start_timecode"], error
+    assert reason in error["msg"], error
+
+
+def test_start_timecode_is_part_of_the_export_identity(studio: Studio) -> None:
+    """Another start timecode is another export; the source's own spelled out is not the same request as none."""
+    first = studio.export("ten", "mov", start_timecode="02:00:00:00")
+    again = studio.export("ten", "mov", start_timecode="02:00:00:00")
+    other = studio.export("ten", "mov", start_timecode="03:00:00:00")
+    assert first.read_bytes() == again.read_bytes()
+    assert pyav_timecode(other) == "03:00:00:00"
