@@ -362,6 +362,7 @@ def export(
     ] = False,
     subtitles: Annotated[str | None, typer.Option(help=catalogue.describe_subtitles())] = None,
     start_timecode: Annotated[str | None, typer.Option(help=catalogue.describe_start_timecode())] = None,
+    raster: Annotated[str | None, typer.Option(help=catalogue.describe_raster())] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the task to finish.")] = False,
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Download to this file (implies --wait).")
@@ -386,6 +387,7 @@ def export(
         "include_original_audio": include_original_audio or None,
         "subtitles": subtitles,
         "start_timecode": start_timecode,
+        "raster": raster,
     }
     options = {key: value for key, value in given.items() if value is not None}
     with _client_errors(url), AltdubClient(url, api_key) as client:

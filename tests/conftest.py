@@ -30,7 +30,7 @@ class Media:
     dub_short_ok: Path  # 3.95 s: within 2 %, needs padding
     dub_too_short: Path  # 3.0 s: 25 % short
     audio_source: Path  # 4 s mp3, for audio-only runs
-    mpeg2_video: Path  # 4 s MPEG-2 4:2:0 in MXF (copied into MXF and MOV)
+    mpeg2_video: Path  # 4 s MPEG-2 4:2:0 1280x720 in MXF (a broadcast raster: copied into MXF and MOV)
     vp9_video: Path  # 4 s VP9 in Matroska (MP4 and MOV re-encode it)
     silent_video: Path  # video without audio
     garbage: Path  # random bytes named .mp4
@@ -56,7 +56,7 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Media:
         dub_too_short=make_tone(d / "dub-3s.wav", 3.0),
         audio_source=make_tone(d / "podcast.mp3", SOURCE_SECONDS, tone_hz=330, codec="libmp3lame"),
         mpeg2_video=make_video(
-            d / "source-mpeg2.mxf", SOURCE_SECONDS, video_codec="mpeg2video", audio_codec="pcm_s16le"
+            d / "source-mpeg2.mxf", SOURCE_SECONDS, size="1280x720", video_codec="mpeg2video", audio_codec="pcm_s16le"
         ),
         vp9_video=make_video(d / "source-vp9.mkv", SOURCE_SECONDS, video_codec="libvpx-vp9", audio_codec="libopus"),
         silent_video=silent,

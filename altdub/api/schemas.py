@@ -19,6 +19,7 @@ ChannelCount = Literal[catalogue.union([f.channels for f in CATALOGUE.values()])
 LoudnessName = Literal[tuple(catalogue.LOUDNESS_TARGETS)]  # type: ignore[valid-type]
 StemName = Literal[catalogue.STEMS]  # type: ignore[valid-type]
 SubtitleMode = Literal[catalogue.SUBTITLE_MODES]  # type: ignore[valid-type]
+RasterMode = Literal[catalogue.RASTER_MODES]  # type: ignore[valid-type]
 
 
 class LanguageOut(BaseModel):
@@ -48,6 +49,7 @@ class ExportRequest(BaseModel):
     stem: StemName | None = Field(default=None, description=catalogue.describe_stems())
     include_original_audio: bool | None = Field(default=None, description=catalogue.describe_original_audio())
     subtitles: SubtitleMode | None = Field(default=None, description=catalogue.describe_subtitles())
+    raster: RasterMode | None = Field(default=None, description=catalogue.describe_raster())
     start_timecode: str | None = Field(
         default=None, examples=[timecode.EXAMPLE], description=catalogue.describe_start_timecode()
     )

@@ -28,6 +28,7 @@ SAMPLE_RATES = (22050, 44100, 48000, 96000)
 CHANNEL_COUNTS = (1, 2, 6)
 STEMS = ("mix", "voice", "background")
 SUBTITLE_MODES = ("none", "soft")
+RASTER_MODES = ("broadcast", "source")  # scaled and padded to a broadcast raster, or the source's as it is
 MIN_KBPS = 32
 BITRATE_STEPS_KBPS = (64, 96, 128, 160, 192, 256, 320, 384, 448, 512)  # offered in the dashboard
 _MP3_RATES = (48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)  # the rates MPEG audio has
@@ -75,6 +76,7 @@ class Format:
     copyable_video: frozenset[str] | None = None  # video codecs copied as they are (None: every codec)
     copyable_audio: frozenset[str] | None = None  # audio codecs a dub may keep (None: always encoded)
     track_per_channel: bool = False  # MXF: one mono PCM track per channel
+    broadcast_rasters: tuple[tuple[int, int], ...] = ()  # width x height a picture is scaled and padded to (raster)
 
     @property
     def lossy(self) -> bool:
@@ -123,6 +125,8 @@ class Format:
             options["include_original_audio"] = {"values": [False, True], "default": False}
         if self.subtitle_codec is not None:
             options["subtitles"] = {"values": list(SUBTITLE_MODES), "default": "none"}
+        if self.broadcast_rasters:
+            options["raster"] = {"values": list(RASTER_MODES), "default": RASTER_MODES[0]}
         if self.is_video:  # any timecode of the pattern whose frame exists at the source's rate
             options["start_timecode"] = {"values": [], "default": None, "pattern": f"^{timecode.PATTERN.pattern}$"}
         return options
@@ -164,7 +168,8 @@ CATALOGUE: dict[str, Format] = {
                subtitle_codec="subrip", copyable_audio=_MATROSKA_AUDIO),
         Format("mxf", "MXF (broadcast OP1a)", "Broadcast OP1a: MPEG-2 4:2:2 video, PCM 24-bit 48 kHz audio.",
                "mxf", "application/mxf", "mxf", ("pcm_s24le",), is_video=True, multiple_languages=True,
-               sample_rates=(48000,), carried_rates=(48000,), copyable_video=_MXF_VIDEO, track_per_channel=True),
+               sample_rates=(48000,), carried_rates=(48000,), copyable_video=_MXF_VIDEO, track_per_channel=True,
+               broadcast_rasters=((1920, 1080), (1280, 720))),
     )
 }  # fmt: skip
 FORMAT_NAMES = tuple(CATALOGUE)
@@ -224,6 +229,15 @@ def describe_start_timecode() -> str:
     return (
         f"{formats}: the picture's first timecode, 'HH:MM:SS:FF' (e.g. '{timecode.EXAMPLE}'; 'HH:MM:SS;FF' drop-frame, "
         "29.97 and 59.94 fps only), FF below the frame rate. Default: the source's own, else 00:00:00:00."
+    )
+
+
+def describe_raster() -> str:
+    formats = ", ".join(formats_with("raster"))
+    rasters = " or ".join(f"{w}x{h}" for f in CATALOGUE.values() for w, h in f.broadcast_rasters)
+    return (
+        f"{_or(RASTER_MODES)}; {formats} only. Default broadcast: a picture that is not {rasters} is scaled and padded "
+        "(aspect kept) to the nearest; 'source' keeps the source's."
     )
 
 

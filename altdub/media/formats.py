@@ -148,7 +148,7 @@ def build_plan(output_format: str, inputs: ExportInputs, options: ExportOptions,
         if inputs.video is None or inputs.video_path is None:
             raise ValueError("the run has no video")
         maps += ["-map", f"{files.index(inputs.video_path)}:{inputs.video.index}"]
-        video_args, video_copied = _video_codec_args(fmt, inputs.video)
+        video_args, video_copied = _video_codec_args(fmt, inputs.video, options)
         codecs += video_args
     if options.include_original_audio and not fmt.is_video:
         raise ValueError(f"{output_format} carries no second audio track")
@@ -233,13 +233,50 @@ def _copies_audio(fmt: Format, track: AudioTrack, options: ExportOptions, durati
     )
 
 
-def _video_codec_args(fmt: Format, video: StreamInfo) -> tuple[list[str], bool]:
-    if fmt.copyable_video is None or video.codec in fmt.copyable_video:
+def _video_codec_args(fmt: Format, video: StreamInfo, options: ExportOptions) -> tuple[list[str], bool]:
+    raster = _broadcast_raster(fmt, video) if options.raster == "broadcast" else None
+    if raster is None and (fmt.copyable_video is None or video.codec in fmt.copyable_video):
         extra = ["-tag:v", "hvc1"] if video.codec == "hevc" and fmt.muxer in ("mp4", "mov") else []
         return ["-c:v", "copy", *extra], True
     if fmt.name == "mxf":
-        return _xdcam_hd422_args(), False
+        if raster is None:
+            _check_mpeg2_raster(video)
+            return _xdcam_hd422_args(), False
+        width, height = raster
+        fit = f"scale={width}:{height}:force_original_aspect_ratio=decrease"
+        pad = f"pad={width}:{height}:(ow-iw)/2:(oh-ih)/2"
+        return ["-vf", f"{fit},{pad},setsar=1", *_xdcam_hd422_args()], False
     return ["-c:v", "libx264", "-preset", "medium", "-crf", "18", "-pix_fmt", "yuv420p"], False
+
+
+# Sources below this many lines (SD: 480, 576) are up-converted to the larger raster, the HD master's.
+_SD_LINES = 576
+_MPEG2_MAX_SIDE = 16_383  # 14 bits of horizontal_size/vertical_size (with the extension)
+_MPEG2_FORBIDDEN_MULTIPLE = 4096  # a side of 4096 * n would emulate a start code
+
+
+def _broadcast_raster(fmt: Format, video: StreamInfo) -> tuple[int, int] | None:
+    """The raster ``video`` is scaled and padded to (None: it is one already, or the format has none).
+
+    The nearest by lines: SD sources go to the largest (1920x1080), others to the raster whose height is nearest.
+    """
+    if not fmt.broadcast_rasters or (video.width, video.height) in fmt.broadcast_rasters:
+        return None
+    largest = max(fmt.broadcast_rasters, key=lambda r: r[1])
+    if (video.height or 0) <= _SD_LINES:
+        return largest
+    return min(fmt.broadcast_rasters, key=lambda r: abs(r[1] - (video.height or 0)))
+
+
+def _check_mpeg2_raster(video: StreamInfo) -> None:
+    """Raise ValueError for a picture that MPEG-2 (MXF's video) cannot hold as it is (``raster: "source"``)."""
+    for side, size in (("width", video.width or 0), ("height", video.height or 0)):
+        if size > _MPEG2_MAX_SIDE or size % _MPEG2_FORBIDDEN_MULTIPLE == 0:
+            raise ValueError(
+                f"MXF's MPEG-2 video cannot hold the source's {video.width}x{video.height} picture as it is "
+                f"(a {side} of {size}: above {_MPEG2_MAX_SIDE:,} or a multiple of {_MPEG2_FORBIDDEN_MULTIPLE}); "
+                "ask for raster 'broadcast' to scale it"
+            )
 
 
 def _xdcam_hd422_args() -> list[str]:

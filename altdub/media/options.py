@@ -41,12 +41,14 @@ class ExportOptions:
     include_original_audio: bool = False
     subtitles: str = "none"
     start_timecode: str | None = None  # None: the source's own
+    raster: str | None = None  # MXF only: "broadcast" or "source"
 
     def as_dict(self) -> dict[str, Any]:
-        """The export's identity. An unset start timecode is left out: exports made before it existed keep theirs."""
+        """The export's identity. Options that are unset are left out: exports made before they existed keep theirs."""
         resolved = asdict(self)
-        if resolved["start_timecode"] is None:
-            del resolved["start_timecode"]
+        for key in ("start_timecode", "raster"):
+            if resolved[key] is None:
+                del resolved[key]
         return resolved
 
     @property
@@ -119,6 +121,9 @@ def resolve_options(
     subtitles = given.get("subtitles", "none")
     if "subtitles" in applies:
         _check(fmt, "subtitles", subtitles)
+    raster = given.get("raster", applies["raster"]["default"] if "raster" in applies else None)
+    if "raster" in applies:
+        _check(fmt, "raster", raster)
     start_timecode = given.get("start_timecode")
     if start_timecode is not None:
         problem = timecode_problem(start_timecode, frame_rate) if isinstance(start_timecode, str) else None
@@ -134,6 +139,7 @@ def resolve_options(
         include_original_audio=bool(include_original),
         subtitles=subtitles,
         start_timecode=start_timecode,
+        raster=raster,
     )
 
 

@@ -843,6 +843,7 @@ function optionLabel(key, value, catalogue) {
   if (key === "sample_rate") return `${value / 1000} kHz`;
   if (key === "channels") return CHANNEL_LABELS[value] || `${value} channels`;
   if (key === "stem") return STEM_LABELS[value] || value;
+  if (key === "raster") return value === "source" ? "The source's own" : value;
   if (key === "loudness") {
     const target = catalogue.loudness_targets.find((t) => t.name === value);
     return target ? `${target.label} (${signed(target.integrated)} LUFS)` : value;
@@ -853,8 +854,8 @@ function optionLabel(key, value, catalogue) {
 /** Refill a select with the values the format allows, after its first (default) option; keep the choice if still allowed. */
 function fillOptionSelect(select, key, spec, catalogue) {
   const chosen = select.value;
-  // The stem select's first option is the default stem itself ("Dubbed mix"); other selects' first option is "the dub's own".
-  const values = key === "stem" ? spec.values.filter((v) => v !== spec.default) : spec.values;
+  // The stem and raster selects' first option is the default itself ("Dubbed mix"); other selects' is "the dub's own".
+  const values = ["stem", "raster"].includes(key) ? spec.values.filter((v) => v !== spec.default) : spec.values;
   select.replaceChildren(select.options[0], ...values.map((v) => h("option", { value: String(v) }, optionLabel(key, v, catalogue))));
   select.value = values.map(String).includes(chosen) ? chosen : "";
 }

@@ -26,7 +26,7 @@ from tests.e2e.conftest import ALTDUB, Server, ServerFactory, clean_env, import_
 
 OPTION_KEYS = (
     "audio_bitrate", "sample_rate", "channels", "loudness", "stem",
-    "include_original_audio", "subtitles", "start_timecode",
+    "include_original_audio", "subtitles", "start_timecode", "raster",
 )  # fmt: skip
 # Values no format takes, beside every value some format takes: each format must refuse what it does not list.
 OUTSIDERS: dict[str, tuple[Any, ...]] = {
@@ -37,6 +37,7 @@ OUTSIDERS: dict[str, tuple[Any, ...]] = {
     "stem": ("drums", "Mix", ""),
     "include_original_audio": ("yes",),
     "subtitles": ("hard", "Soft", ""),
+    "raster": ("Broadcast", "1920x1080", ""),
     "start_timecode": ("1:00:00:00", "01:00:00", "01:60:00:00", "01:00:00.00", "01:00:00;00 ", "", 3600),
 }
 # A dub whose own rate no format offers, so "the dub's own rate" adds nothing to the lists.

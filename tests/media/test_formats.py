@@ -295,7 +295,9 @@ def test_dub_language_as_file_tag(lab: Lab, output_format: str) -> None:
 def test_video_formats_hold_one_picture_and_only_the_dub(lab: Lab, output_format: str) -> None:
     info = probe(lab.file("h264", output_format))
     assert len(info.video) == 1
-    assert (info.video[0].width, info.video[0].height) == (320, 240)
+    # MXF is a broadcast raster: the 320x240 source is scaled and pillarboxed to 1920x1080 (DELIVERIES.md §3)
+    expected = (1920, 1080) if output_format == "mxf" else (320, 240)
+    assert (info.video[0].width, info.video[0].height) == expected
     assert not info.subtitles
     assert len(info.audio) == (2 if output_format == "mxf" else 1)  # no original-language audio
 

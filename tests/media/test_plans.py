@@ -30,7 +30,7 @@ LOUDNORM = "volume=6.880dB"  # a measured normalisation: altdub.media.loudness.N
 
 
 def _video(codec: str = "h264", index: int = 0) -> StreamInfo:
-    return StreamInfo(index=index, kind="video", codec=codec, width=320, height=240, pixel_format="yuv420p")
+    return StreamInfo(index=index, kind="video", codec=codec, width=1920, height=1080, pixel_format="yuv420p")
 
 
 def _audio(
@@ -767,3 +767,48 @@ def test_start_timecode_option_overrides_the_source(tmp_path: Path, output_forma
     inputs = replace(_inputs(tmp_path, subtitles_name=None), timecode="10:00:00:00")
     args = _plan(output_format, inputs, tmp_path / "out", start_timecode="01:00:00:00").args
     assert _values(args, "-timecode") == ["01:00:00:00"]
+
+
+# --- MXF raster (DELIVERIES.md §3) --------------------------------------------------------------------------
+
+
+def _sized_inputs(tmp_path: Path, width: int, height: int, codec: str = "h264") -> ExportInputs:
+    inputs = _inputs(tmp_path, subtitles_name=None)
+    assert inputs.video is not None
+    return replace(inputs, video=replace(inputs.video, codec=codec, width=width, height=height))
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "raster"),
+    [(640, 480, "1920:1080"), (720, 576, "1920:1080"), (8192, 256, "1920:1080"), (1280, 800, "1280:720"),
+     (960, 720, "1280:720"), (3840, 2160, "1920:1080"), (1440, 1080, "1920:1080")],
+)  # fmt: skip
+def test_mxf_scales_and_pads_to_the_nearest_broadcast_raster(
+    tmp_path: Path, width: int, height: int, raster: str
+) -> None:
+    args = _plan("mxf", _sized_inputs(tmp_path, width, height, "mpeg2video"), tmp_path / "out").args
+    (chain,) = _values(args, "-vf")
+    assert chain.startswith(f"scale={raster}:force_original_aspect_ratio=decrease,pad={raster}:"), chain
+    assert _values(args, "-c:v") == ["mpeg2video"]
+
+
+@pytest.mark.parametrize(("width", "height"), [(1920, 1080), (1280, 720)])
+def test_mxf_keeps_a_broadcast_raster_and_copies_mpeg2(tmp_path: Path, width: int, height: int) -> None:
+    plan = _plan("mxf", _sized_inputs(tmp_path, width, height, "mpeg2video"), tmp_path / "out")
+    assert "-vf" not in plan.args and plan.video_copied
+
+
+def test_mxf_raster_source_keeps_the_picture(tmp_path: Path) -> None:
+    plan = _plan("mxf", _sized_inputs(tmp_path, 640, 480, "mpeg2video"), tmp_path / "out", raster="source")
+    assert "-vf" not in plan.args and plan.video_copied
+
+
+@pytest.mark.parametrize(("width", "height"), [(8192, 256), (640, 4096), (16384, 128)])
+def test_mxf_raster_source_refuses_a_picture_mpeg2_cannot_hold(tmp_path: Path, width: int, height: int) -> None:
+    with pytest.raises(ValueError, match="raster 'broadcast'"):
+        _plan("mxf", _sized_inputs(tmp_path, width, height), tmp_path / "out", raster="source")
+
+
+@pytest.mark.parametrize("output_format", ["mp4", "mov", "mkv"])
+def test_other_video_formats_keep_the_source_raster(tmp_path: Path, output_format: str) -> None:
+    assert "-vf" not in _plan(output_format, _sized_inputs(tmp_path, 640, 480), tmp_path / "out").args

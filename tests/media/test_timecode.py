@@ -157,3 +157,72 @@ def test_start_timecode_is_part_of_the_export_identity(studio: Studio) -> None:
     other = studio.export("ten", "mov", start_timecode="03:00:00:00")
     assert first.read_bytes() == again.read_bytes()
     assert pyav_timecode(other) == "03:00:00:00"
+
+
+# --- MXF raster ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sized(studio: Studio, tmp_path_factory: pytest.TempPathFactory, media: Media) -> dict[str, int]:
+    """Runs of a 640x480 (SD) and an 8192x256 source."""
+    d = tmp_path_factory.mktemp("raster-media")
+    sources = {
+        "sd": make_timecoded_video(d / "sd.mp4", "25", "00:00:00:00", size="640x480"),
+        "wide": make_timecoded_video(d / "wide.mp4", "25", "00:00:00:00", size="8192x256"),
+    }
+    for name, path in sources.items():
+        studio.runs[name] = make_run(studio.client, studio.key, {"source": path, "dub_es-es": media.dub_wav})
+    return studio.runs
+
+
+def picture(path: Path) -> tuple[int, int, list[float]]:
+    """Width, height and the mean luma of the first frame's left, middle and right tenths."""
+    with av.open(str(path)) as container:
+        frame = next(container.decode(video=0))
+        luma = frame.to_ndarray(format="gray")
+    tenth = luma.shape[1] // 10
+    columns = [luma[:, :tenth], luma[:, 4 * tenth : 6 * tenth], luma[:, -tenth:]]
+    return frame.width, frame.height, [float(c.mean()) for c in columns]
+
+
+def test_an_sd_source_is_pillarboxed_to_1080_in_mxf(studio: Studio, sized: dict[str, int]) -> None:
+    width, height, (left, middle, right) = picture(studio.export("sd", "mxf"))
+    assert (width, height) == (1920, 1080)
+    assert left < 20 and right < 20, (left, right)  # black bars: 4:3 in 16:9 leaves 240 columns each side
+    assert middle > 40, middle  # the test pattern
+
+
+def test_raster_source_keeps_an_sd_picture_in_mxf(studio: Studio, sized: dict[str, int]) -> None:
+    width, height, _ = picture(studio.export("sd", "mxf", raster="source"))
+    assert (width, height) == (640, 480)
+
+
+def test_an_8192_pixel_source_is_scaled_into_mxf(studio: Studio, sized: dict[str, int]) -> None:
+    width, height, _ = picture(studio.export("wide", "mxf"))
+    assert (width, height) == (1920, 1080)
+
+
+def test_an_8192_pixel_source_at_its_own_raster_is_refused_with_the_reason(
+    studio: Studio, sized: dict[str, int]
+) -> None:
+    response = studio.client.post(
+        f"/dub-alt-format/{studio.runs['wide']}/es-es",
+        headers=auth(studio.key),
+        json={"output_format": "mxf", "raster": "source"},
+    )
+    assert response.status_code == 200, response.text
+    body = wait_for_task(studio.client, studio.key, response.json()["task_id"])
+    assert body["status"] == "ERROR", body
+    assert "8192x256" in body["message"] and "raster 'broadcast'" in body["message"], body
+    assert "received no packets" not in body["message"], body
+
+
+@pytest.mark.parametrize(("output_format", "raster"), [("mp4", "source"), ("mkv", "broadcast"), ("mxf", "hd")])
+def test_raster_is_mxf_only_and_checked(studio: Studio, output_format: str, raster: str) -> None:
+    response = studio.client.post(
+        f"/dub-alt-format/{studio.runs['ten']}/es-es",
+        headers=auth(studio.key),
+        json={"output_format": output_format, "raster": raster},
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["body", "raster"], response.text
