@@ -207,6 +207,8 @@ def test_cli_help_lists_every_format_and_value(tmp_path: Path) -> None:
         catalogue.describe_bitrates(),
         catalogue.describe_loudness(),
         catalogue.describe_subtitles(),
+        catalogue.describe_start_timecode(),
+        catalogue.describe_raster(),
     ):
         assert " ".join(described.split()) in text, described
 
@@ -243,6 +245,7 @@ def test_dashboard_selects_show_the_catalogue(served: Server, output_format: str
                 ("channels", "#opt-channels"),
                 ("loudness", "#opt-loudness"),
                 ("stem", "#opt-stem"),
+                ("raster", "#opt-raster"),
             ):
                 field = page.locator(f'[data-option="{key}"]')
                 if key not in fmt.options():
@@ -251,9 +254,10 @@ def test_dashboard_selects_show_the_catalogue(served: Server, output_format: str
                 spec = fmt.options()[key]
                 shown = page.locator(f"{select} option").evaluate_all("options => options.map(o => o.value)")
                 assert shown[0] == "", shown  # the default
-                expected = [str(v) for v in spec["values"] if not (key == "stem" and v == spec["default"])]
+                # the stem and raster selects' first option is their default itself
+                expected = [str(v) for v in spec["values"] if not (key in ("stem", "raster") and v == spec["default"])]
                 assert shown[1:] == expected, (output_format, key, shown)
-            for key in ("include_original_audio", "subtitles"):
+            for key in ("include_original_audio", "subtitles", "start_timecode"):
                 visible = page.locator(f'[data-option="{key}"]').is_visible()
                 assert visible == (key in fmt.options()), (output_format, key)
         finally:
