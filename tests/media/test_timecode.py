@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -21,6 +22,8 @@ from altdub.db.session import session_scope
 from altdub.media.ffmpeg import file_arg, run_ffmpeg
 from altdub.service.keys import create_key
 from tests.conftest import SOURCE_SECONDS, Media, auth, make_run, wait_for_task
+from tests.e2e.conftest import ServerFactory, download, import_run_id
+from tests.e2e.conftest import wait_for_task as served_wait
 
 VIDEO_FORMATS = ("mxf", "mov", "mp4", "mkv")  # every video format of the catalogue
 
@@ -226,3 +229,45 @@ def test_raster_is_mxf_only_and_checked(studio: Studio, output_format: str, rast
     )
     assert response.status_code == 422, response.text
     assert response.json()["detail"][0]["loc"] == ["body", "raster"], response.text
+
+
+# --- through a real ``altdub serve`` ------------------------------------------------------------------------
+
+
+@pytest.mark.e2e
+def test_a_served_process_keeps_and_overrides_the_timecode(
+    tmp_path_factory: pytest.TempPathFactory, media: Media
+) -> None:
+    """The same behaviour over real HTTP: the drop-frame source's timecode kept in MXF, overridden in MOV,
+    a 640x480 MXF made 1920x1080, and a bad timecode a 422 naming it."""
+    d = tmp_path_factory.mktemp("timecode-served")
+    source = make_timecoded_video(d / "ntsc.mp4", "30000/1001", "01:00:00;00", size="640x480")
+    factory = ServerFactory()
+    try:
+        server = factory(d / "server", demo=False)
+        assert server.api_key, server.text
+        key = str(server.api_key)
+        run_id = import_run_id(server.base_url, key, {"source": source, "dub_es-es": media.dub_wav})
+        url = f"{server.base_url}/dub-alt-format/{run_id}/es-es"
+        cases = [
+            ({"output_format": "mxf"}, "01:00:00;00"),
+            ({"output_format": "mov", "start_timecode": "09:59:50;00"}, "09:59:50;00"),
+        ]
+        for body, expected in cases:
+            answer = httpx.post(url, headers=auth(key), json=body, timeout=30)
+            assert answer.status_code == 200, answer.text
+            status = served_wait(server.base_url, key, answer.json()["task_id"], timeout=120)
+            assert status["status"] == "SUCCESS", status
+            output = d / f"out.{body['output_format']}"
+            download(str(status["output_url"]), output)
+            assert pyav_timecode(output) == expected
+            assert mediainfo_timecode(output) == expected
+            if body["output_format"] == "mxf":
+                assert picture(output)[:2] == (1920, 1080)
+        refused = httpx.post(
+            url, headers=auth(key), json={"output_format": "mp4", "start_timecode": "01:00:00:30"}, timeout=30
+        )
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["detail"][0]["loc"] == ["body", "start_timecode"], refused.text
+    finally:
+        factory.stop_all()
