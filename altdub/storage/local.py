@@ -56,10 +56,12 @@ class LocalStorage:
 
     def delete_prefix(self, prefix: str) -> None:
         target = self.path_for(prefix.rstrip("/"))
-        if target.is_dir():
+        try:
+            target.unlink(missing_ok=True)  # one object
+        except (IsADirectoryError, PermissionError):  # a folder of objects
+            # Tried in this order, not after an is_dir() check: a concurrent writer (a thumbnail made for a run
+            # being deleted) can make the folder appear between the check and the unlink.
             shutil.rmtree(target, ignore_errors=True)
-        else:
-            target.unlink(missing_ok=True)
 
     def children(self, prefix: str) -> list[str]:
         folder = self.path_for(prefix.rstrip("/")) if prefix else self.root
