@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
 from altdub import languages
 from altdub.db.models import Run, TaskStatus
@@ -55,8 +55,33 @@ class ExportRequest(BaseModel):
     )
 
     def requested_options(self) -> dict[str, Any]:
-        """The option keys the client sent (not output_format)."""
-        return self.model_dump(exclude_unset=True, exclude={"output_format"})
+        """The option keys the client sent (not output_format, nor the languages of ``RunExportRequest``)."""
+        return self.model_dump(exclude_unset=True, exclude={"output_format", "languages", "default_language"})
+
+
+LanguageName = Annotated[StrictStr, Field(max_length=40)] | StrictInt
+_MASTERS = ", ".join(f.name for f in CATALOGUE.values() if f.multiple_languages)
+
+
+class RunExportRequest(ExportRequest):
+    """Body of ``POST /runs/{run_id}/exports``: the Camb options, and the languages of the tracks (spec §1)."""
+
+    languages: list[LanguageName] | Literal["all"] | None = Field(
+        default=None,
+        max_length=len(languages.all_languages()),
+        examples=[["es-es", "fr-fr"]],
+        description="Language ids or short_names in track order, or 'all'; omitted: every dubbed language of the "
+        f"run in import order. Several only for {_MASTERS}.",
+    )
+    default_language: LanguageName | None = Field(
+        default=None, examples=["fr-fr"], description="The default track: one of `languages`. Default: the first."
+    )
+
+    def language_names(self) -> tuple[str, ...] | None:
+        """The languages as the client named them; None for every language of the run."""
+        if self.languages is None or self.languages == "all":
+            return None
+        return tuple(str(value) for value in self.languages)
 
 
 class OutputUrlOut(BaseModel):

@@ -90,7 +90,8 @@ class Run(Base):
 
     @property
     def dub_language_ids(self) -> list[int]:
-        return sorted(f.language_id for f in self.files if f.role == FileRole.DUB and f.language_id)
+        """The dubbed languages in import order (the order of the upload's fields)."""
+        return [f.language_id for f in self.files if f.role == FileRole.DUB and f.language_id]
 
     def transcript(self, language_id: int) -> Transcript | None:
         return next((t for t in self.transcripts if t.language_id == language_id), None)
@@ -153,7 +154,9 @@ class ExportTask(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
-    language_id: Mapped[int] = mapped_column(Integer)
+    language_id: Mapped[int] = mapped_column(Integer)  # the default track's language
+    # Every language in track order, when there are several (a master); NULL: ``language_id`` alone.
+    language_ids: Mapped[list[int] | None] = mapped_column(JSON)
     output_format: Mapped[str] = mapped_column(String(8))
     minutes: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")  # charged to the quota
     options: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -170,3 +173,8 @@ class ExportTask(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # a worker is on it
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    @property
+    def track_language_ids(self) -> list[int]:
+        """The languages of the export's dubbed tracks, in order."""
+        return list(self.language_ids or [self.language_id])

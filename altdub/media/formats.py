@@ -5,7 +5,7 @@ What a format is (extension, muxer, codecs, options) is in media/catalogue.py; t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from altdub.media.catalogue import CATALOGUE, Format
@@ -69,26 +69,52 @@ _COPY_SLACK = 0.001  # seconds a copied dub may fall short of the picture (Matro
 
 @dataclass(frozen=True)
 class AudioTrack:
-    """One audio stream to deliver: the dub (or a stem), or the source's original audio."""
+    """One audio stream to deliver: a language's dub (or a stem), or the source's original audio."""
 
     path: Path
     stream: StreamInfo
     duration: float  # of the file it comes from
     language: str  # ISO 639-2/B
+    title: str = ""  # the track's name for people: the language's display name
     loudnorm: str | None = None  # loudness normalisation filter, from a measurement made beforehand
 
 
 @dataclass(frozen=True)
+class TextTrack:
+    """A language's transcript as a subtitle track (SubRip on disk)."""
+
+    path: Path
+    language: str  # ISO 639-2/B
+    title: str
+
+
+@dataclass(frozen=True)
 class ExportInputs:
-    audio: AudioTrack  # first and default track
+    dubs: tuple[AudioTrack, ...]  # one per language, in track order
     duration: float  # every output lasts this long: the source's, else the dub's
     title: str
+    default_dub: int = 0  # the index in ``dubs`` of the default track
     video_path: Path | None = None  # the source, when the run has a picture
     video: StreamInfo | None = None
-    original: AudioTrack | None = None  # the source-language audio as a second, non-default track
-    subtitles_path: Path | None = None  # SubRip of the language's transcript
-    subtitles_language: str | None = None
+    original: AudioTrack | None = None  # the source-language audio, after the dubs, never default
+    subtitles: tuple[TextTrack, ...] = ()  # one per language that has a transcript, none default
     timecode: str | None = None  # the source's start timecode, valid at its frame rate
+
+    def audio_tracks(self, options: ExportOptions) -> tuple[AudioTrack, ...]:
+        """Every audio track the output holds, in order: the dubs, then the original when asked for."""
+        if options.include_original_audio:
+            if self.original is None:
+                raise ValueError("the run has no original audio")
+            return (*self.dubs, self.original)
+        return self.dubs
+
+    def with_loudnorm(self, filters: list[str]) -> ExportInputs:
+        """The same inputs with each audio track's loudness filter set (in ``audio_tracks`` order)."""
+        dubs = tuple(replace(t, loudnorm=f) for t, f in zip(self.dubs, filters, strict=False))
+        original = self.original
+        if original is not None and len(filters) > len(self.dubs):
+            original = replace(original, loudnorm=filters[len(self.dubs)])
+        return replace(self, dubs=dubs, original=original)
 
 
 @dataclass(frozen=True)
@@ -96,6 +122,7 @@ class ExportPlan:
     args: list[str]
     video_copied: bool
     audio_copied: bool
+    disable_text_tracks: bool = False  # MP4/MOV: FFmpeg enables the first text track; none may be (isobmff.py)
 
 
 @dataclass
@@ -154,46 +181,44 @@ def build_plan(output_format: str, inputs: ExportInputs, options: ExportOptions,
         raise ValueError(f"{output_format} carries no second audio track")
     if options.subtitles != "none" and fmt.subtitle_codec is None:
         raise ValueError(f"{output_format} carries no subtitles")
+    if len(inputs.dubs) > 1 and not fmt.multiple_languages:
+        raise ValueError(f"{output_format} carries one language")
 
-    tracks = [inputs.audio]
-    if options.include_original_audio:
-        if inputs.original is None:
-            raise ValueError("the run has no original audio")
-        tracks.append(inputs.original)
     graphs: list[str] = []
     audio_index = 0
     audio_copied = False
-    for number, track in enumerate(tracks):
+    for number, track in enumerate(inputs.audio_tracks(options)):
         stream = f"{files.index(track.path)}:{track.stream.index}"
-        default = number == 0
+        default = number == inputs.default_dub
         if fmt.track_per_channel:
             graph, labels = _mxf_track_graph(stream, track, options, inputs.duration, number)
             graphs.append(graph)
             for channel, label in enumerate(labels):
                 maps += ["-map", label]
-                codecs += _tag_args(audio_index, track.language, default and channel == 0)
+                codecs += _tag_args(fmt, "a", audio_index, track, default and channel == 0)
                 audio_index += 1
             continue
         if _copies_audio(fmt, track, options, inputs.duration):
             maps += ["-map", stream]
             codecs += [f"-c:a:{audio_index}", "copy"]
-            audio_copied = audio_copied or number == 0
+            audio_copied = audio_copied or default
         else:
             label = f"[a{number}]"
             graphs.append(f"[{stream}]{_audio_chain(track, options, inputs.duration)}{label}")
             maps += ["-map", label]
             codecs += _audio_codec_args(fmt.name, audio_index, track.stream, options)
-        codecs += _tag_args(audio_index, track.language, default)
+        codecs += _tag_args(fmt, "a", audio_index, track, default)
         audio_index += 1
     if fmt.track_per_channel:
         codecs += ["-c:a", fmt.audio_codecs[0], "-ar", str(options.sample_rate)]
 
     if options.subtitles == "soft":
-        if inputs.subtitles_path is None:
-            raise ValueError("the language has no transcript")
-        maps += ["-map", f"{files.index(inputs.subtitles_path)}:0"]
-        codecs += ["-c:s", fmt.subtitle_codec, "-disposition:s:0", "0"]
-        codecs += ["-metadata:s:s:0", f"language={inputs.subtitles_language or inputs.audio.language}"]
+        if not inputs.subtitles:
+            raise ValueError("no language asked for has a transcript")
+        codecs += ["-c:s", fmt.subtitle_codec]
+        for number, text in enumerate(inputs.subtitles):
+            maps += ["-map", f"{files.index(text.path)}:0"]
+            codecs += _tag_args(fmt, "s", number, text, default=False)
 
     args = files.args()
     if graphs:
@@ -207,17 +232,31 @@ def build_plan(output_format: str, inputs: ExportInputs, options: ExportOptions,
     if fmt.name == "mxf":  # FFmpeg's MXF muxer ignores "title"; the material package name is MXF's own
         args += ["-metadata", f"material_package_name={inputs.title}"]
     if not fmt.is_video:  # ID3 TLAN, Vorbis LANGUAGE, RIFF ILNG: the file-level tag is the track's
-        args += ["-metadata", f"language={inputs.audio.language}"]
+        args += ["-metadata", f"language={inputs.dubs[0].language}"]
     args += _muxer_args(fmt.name)
     args += ["-f", fmt.muxer, file_arg(output)]
-    return ExportPlan(args, video_copied, audio_copied)
+    text_enabled_by_muxer = fmt.muxer in ("mp4", "mov") and options.subtitles == "soft"
+    return ExportPlan(args, video_copied, audio_copied, text_enabled_by_muxer)
 
 
-def _tag_args(audio_index: int, language: str, default: bool) -> list[str]:
-    return [
-        f"-metadata:s:a:{audio_index}", f"language={language}",
-        f"-disposition:a:{audio_index}", "default" if default else "0",
-    ]  # fmt: skip
+# MOV's language field holds Macintosh language codes, which FFmpeg looks up by ISO 639-2 in a table
+# (libavformat/isom.c) that has the terminological code for these four; twelve of our languages are
+# not in it at all (afr, bos, fil, gle, glg, hrv, nob, pan, srp, sun, swe, zul): their MOV tracks are
+# untagged, and named by their title. MP4 packs any ISO 639-2 code.
+_MOV_LANGUAGE_CODES = {"fre": "fra", "cze": "ces", "rum": "ron", "slo": "slk"}
+
+
+def _tag_args(fmt: Format, kind: str, index: int, track: AudioTrack | TextTrack, default: bool) -> list[str]:
+    """Language, title and default flag of the ``index``-th output stream of ``kind`` (``a`` or ``s``).
+
+    Every container takes ISO 639-2 here: FFmpeg's Matroska muxer writes the tag into the element
+    that holds ISO 639-2 codes only, so a full BCP-47 tag (``es-419``) would make the file invalid.
+    """
+    language = _MOV_LANGUAGE_CODES.get(track.language, track.language) if fmt.muxer == "mov" else track.language
+    args = [f"-metadata:s:{kind}:{index}", f"language={language}"]
+    if track.title:
+        args += [f"-metadata:s:{kind}:{index}", f"title={track.title}"]
+    return [*args, f"-disposition:{kind}:{index}", "default" if default else "0"]
 
 
 def _copies_audio(fmt: Format, track: AudioTrack, options: ExportOptions, duration: float) -> bool:

@@ -13,16 +13,17 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy.orm import selectinload
 
 from altdub import languages
 from altdub.db.models import ExportTask, FileRole, Run, RunFile, TaskStatus
-from altdub.media.catalogue import CATALOGUE
+from altdub.media.catalogue import CATALOGUE, LoudnessTarget
 from altdub.media.ffmpeg import FFmpegCancelled, FFmpegError, FFmpegTimeout, run_ffmpeg
-from altdub.media.formats import AudioTrack, ExportInputs, build_plan, pre_loudness_chain
+from altdub.media.formats import AudioTrack, ExportInputs, TextTrack, build_plan, pre_loudness_chain
+from altdub.media.isobmff import disable_text_tracks
 from altdub.media.loudness import ON_TARGET as LOUDNESS_ON_TARGET
 from altdub.media.loudness import Limits, LoudnessFigures, Normalisation, plan_normalisation
 from altdub.media.loudness import measure as measure_loudness
@@ -149,51 +150,84 @@ def _convert_and_publish(ctx: Context, task: ExportTask, run: Run, scratch: Path
     fmt = CATALOGUE[task.output_format]
     output = scratch / f"output.{fmt.extension}"
     options = ExportOptions(**task.options)
-    language = languages.by_id(task.language_id)
+    chosen = [languages.by_id(i) for i in task.track_language_ids]
     try:
-        stem = stem_file(run, language, options.stem)
+        stems = [stem_file(run, language, options.stem) for language in chosen]
     except InvalidInput as exc:
         raise _TaskFailed(exc.message, "INVALID_SOURCE_DATA") from exc
     source = run.file(FileRole.SOURCE)
     try:
         with ExitStack() as stack:
-            stem_path = stack.enter_context(ctx.storage.local_copy(stem.storage_key))
-            source_path = stack.enter_context(ctx.storage.local_copy(source.storage_key)) if source else None
-            for stored, path in ((stem, stem_path), (source, source_path)):
-                if stored is not None and path is not None and path.stat().st_size != stored.size:
+            stored = [*stems, source] if source is not None else stems
+            keys = dict.fromkeys(f.storage_key for f in stored)  # the background stem serves every language
+            paths = {key: stack.enter_context(ctx.storage.local_copy(key)) for key in keys}
+            for file in stored:
+                if paths[file.storage_key].stat().st_size != file.size:
                     raise _TaskFailed(
-                        f"the stored {stored.role} changed since it was imported "
-                        f"({path.stat().st_size} bytes instead of {stored.size})",
+                        f"the stored {file.role} changed since it was imported "
+                        f"({paths[file.storage_key].stat().st_size} bytes instead of {file.size})",
                         "INVALID_SOURCE_DATA",
                     )
-            inputs = _export_inputs(run, language, options, stem, stem_path, source, source_path, scratch)
+            dubs = [
+                _dub_track(language, stem, paths[stem.storage_key])
+                for language, stem in zip(chosen, stems, strict=True)
+            ]
+            default_dub = task.track_language_ids.index(task.language_id)
+            source_path = paths[source.storage_key] if source is not None else None
+            inputs = _export_inputs(run, chosen, dubs, default_dub, options, source, source_path, scratch)
             figures = _convert(ctx, task, options, inputs, output, cancel)
     except StorageError as exc:
         raise _TaskFailed(f"an input of the run is unreadable: {exc}", "INVALID_SOURCE_DATA") from exc
     key = f"{exports_prefix(task.workspace_id, run.id)}{task.id}.{fmt.extension}"
-    message = None
-    if figures is not None and options.loudness_target is not None:
-        target = options.loudness_target
-        message = (
-            f"loudness {target.name} (target {target.integrated:g} LUFS, true peak <= {target.true_peak:g} dBTP): "
-            f"integrated {figures.integrated:.1f} LUFS, true peak {figures.true_peak:.1f} dBTP, "
-            f"range {figures.lra:.1f} LU"
-        )
-    return _Published(key, ctx.storage.put_file(key, output), figures, message)
+    notes = [_track_sheet(inputs, options)] if fmt.track_per_channel else []
+    if figures and options.loudness_target is not None:
+        notes.append(_loudness_note(options.loudness_target, chosen, figures))
+    return _Published(key, ctx.storage.put_file(key, output), figures[0] if figures else None, "; ".join(notes) or None)
+
+
+def _loudness_note(target: LoudnessTarget, chosen: list[languages.Language], figures: list[LoudnessFigures]) -> str:
+    """The target and the figures measured on the output: one set, or one per language of a master."""
+
+    def measured(f: LoudnessFigures) -> str:
+        return f"integrated {f.integrated:.1f} LUFS, true peak {f.true_peak:.1f} dBTP, range {f.lra:.1f} LU"
+
+    head = f"loudness {target.name} (target {target.integrated:g} LUFS, true peak <= {target.true_peak:g} dBTP): "
+    if len(figures) == 1:
+        return head + measured(figures[0])
+    names = [language.short_name for language in chosen] + ["original"]
+    return head + ", ".join(f"{name} {measured(f)}" for name, f in zip(names, figures, strict=False))
+
+
+# The channels of each layout the catalogue offers, as a track sheet names them.
+_CHANNEL_NAMES = {1: ("M",), 2: ("L", "R"), 6: ("L", "R", "C", "LFE", "Ls", "Rs")}
+
+
+def _track_sheet(inputs: ExportInputs, options: ExportOptions) -> str:
+    """MXF's audio tracks in order, each with its language and channel (spec §2): ``A1 es-es L, A2 es-es R, ...``."""
+    names = _CHANNEL_NAMES.get(options.channels) or tuple(f"ch{i + 1}" for i in range(options.channels))
+    sheet, number = [], 0
+    for track in inputs.audio_tracks(options):
+        for channel in names:
+            number += 1
+            sheet.append(f"A{number} {track.title} {channel}")
+    return "track sheet: " + ", ".join(sheet)
+
+
+def _dub_track(language: languages.Language, stem: RunFile, path: Path) -> AudioTrack:
+    info = MediaInfo.from_json(stem.probe)
+    return AudioTrack(path, info.audio[0], info.duration, language.iso639_2, language.name)
 
 
 def _export_inputs(
     run: Run,
-    language: languages.Language,
+    chosen: list[languages.Language],
+    dubs: list[AudioTrack],
+    default_dub: int,
     options: ExportOptions,
-    stem: RunFile,
-    stem_path: Path,
     source: RunFile | None,
     source_path: Path | None,
     scratch: Path,
 ) -> ExportInputs:
-    stem_info = MediaInfo.from_json(stem.probe)
-    audio = AudioTrack(stem_path, stem_info.audio[0], stem_info.duration, language.iso639_2)
     video_path = video = original = start_timecode = None
     if source is not None and source_path is not None:
         source_info = MediaInfo.from_json(source.probe)
@@ -202,22 +236,31 @@ def _export_inputs(
             if source_info.timecode and timecode_problem(source_info.timecode, video.frame_rate) is None:
                 start_timecode = source_info.timecode
         source_language = languages.by_id(run.source_language_id)
-        original = AudioTrack(source_path, source_info.audio[0], source_info.duration, source_language.iso639_2)
-    subtitles_path = None
-    transcript = run.transcript(language.id)
-    if options.subtitles == "soft" and transcript is not None:
-        segments = [Segment(**s) for s in transcript.segments]
-        subtitles_path = write_subrip(segments, scratch / "subtitles.srt")
-    title = f"{run.name} ({language.name})" + ("" if options.stem == "mix" else f" [{options.stem}]")
+        original = AudioTrack(
+            source_path,
+            source_info.audio[0],
+            source_info.duration,
+            source_language.iso639_2,
+            f"{source_language.name} (original)",
+        )
+    subtitles = []
+    if options.subtitles == "soft":
+        for language in chosen:
+            transcript = run.transcript(language.id)
+            if transcript is not None:
+                path = write_subrip([Segment(**s) for s in transcript.segments], scratch / f"{language.short_name}.srt")
+                subtitles.append(TextTrack(path, language.iso639_2, language.name))
+    names = ", ".join(language.name for language in chosen)
+    title = f"{run.name} ({names})" + ("" if options.stem == "mix" else f" [{options.stem}]")
     return ExportInputs(
-        audio=audio,
+        dubs=tuple(dubs),
         duration=run.duration,
         title=title,
+        default_dub=default_dub,
         video_path=video_path,
         video=video,
         original=original,
-        subtitles_path=subtitles_path,
-        subtitles_language=language.iso639_2,
+        subtitles=tuple(subtitles),
         timecode=start_timecode,
     )
 
@@ -242,26 +285,29 @@ def _plan_normalisation(
 
 def _convert(
     ctx: Context, task: ExportTask, options: ExportOptions, inputs: ExportInputs, output: Path, cancel: TaskCancel
-) -> LoudnessFigures | None:
-    """Encode (and, for a loudness target, measure the output and correct once); returns the figures."""
+) -> list[LoudnessFigures]:
+    """Encode (and, for a loudness target, measure each track of the output and correct once).
+
+    Returns the figures measured per audio track, in track order (none without a loudness target).
+    """
     target = options.loudness_target
     plans: list[Normalisation] = []
     if target is not None:
-        tracks = [inputs.audio] + ([inputs.original] if options.include_original_audio and inputs.original else [])
         limits = Limits(ctx.settings.task_time_limit, cancel)
-        plans = [_plan_normalisation(t, options, inputs.duration, task.output_format, limits) for t in tracks]
+        plans = [
+            _plan_normalisation(t, options, inputs.duration, task.output_format, limits)
+            for t in inputs.audio_tracks(options)
+        ]
     per_track = _tracks_per_programme(task.output_format, options)
     attempt = 0
     while True:
         attempt += 1
         if plans:
-            inputs = replace(inputs, audio=replace(inputs.audio, loudnorm=plans[0].filter()))
-            if len(plans) > 1 and inputs.original is not None:
-                inputs = replace(inputs, original=replace(inputs.original, loudnorm=plans[1].filter()))
+            inputs = inputs.with_loudnorm([plan.filter() for plan in plans])
         written = _encode(ctx, task, options, inputs, output, cancel)
         info = _verify(task.output_format, output, written, inputs, options)
         if target is None:
-            return None
+            return []
         streams = [s.index for s in info.audio]
         programmes = [streams[i * per_track : (i + 1) * per_track] for i in range(len(plans))]
         limits = Limits(ctx.settings.task_time_limit, cancel)
@@ -269,7 +315,7 @@ def _convert(
             figures = [measure_loudness(output, programme, limits) for programme in programmes]
         misses = [target.integrated - f.integrated for f in figures]
         if attempt == _ENCODES or all(abs(m) <= LOUDNESS_ON_TARGET for m in misses):
-            return figures[0]
+            return figures
         plans = [plan.corrected(miss) for plan, miss in zip(plans, misses, strict=True)]
 
 
@@ -282,13 +328,16 @@ def _encode(
     except ValueError as exc:
         raise _TaskFailed(str(exc), "MISMATCHED_SOURCE_CODEC") from exc
     with _ffmpeg_step("conversion failed"):
-        return run_ffmpeg(
+        written = run_ffmpeg(
             plan.args,
             duration=inputs.duration,
             on_progress=tasks.ProgressWriter(ctx, task.id),
             time_limit=ctx.settings.task_time_limit,
             cancel=cancel,
         ).written_seconds
+    if plan.disable_text_tracks:
+        disable_text_tracks(output)
+    return written
 
 
 def _tracks_per_programme(output_format: str, options: ExportOptions) -> int:
@@ -304,14 +353,14 @@ def _verify(
         info = probe_output(output, written_seconds)
     except ProbeError as exc:
         raise _TaskFailed(f"output is unreadable: {exc}") from exc
-    expected_audio = _tracks_per_programme(output_format, options) * (2 if options.include_original_audio else 1)
+    expected_audio = _tracks_per_programme(output_format, options) * len(inputs.audio_tracks(options))
     problems = []
     if len(info.audio) != expected_audio:
         problems.append(f"{len(info.audio)} audio streams instead of {expected_audio}")
     if CATALOGUE[output_format].is_video and len(info.video) != 1:
         problems.append("no video stream")
-    if options.subtitles == "soft" and len(info.subtitles) != 1:
-        problems.append("no subtitle stream")
+    if len(info.subtitles) != len(inputs.subtitles) and options.subtitles == "soft":
+        problems.append(f"{len(info.subtitles)} subtitle streams instead of {len(inputs.subtitles)}")
     if abs(info.duration - inputs.duration) > DURATION_TOLERANCE:
         problems.append(f"duration {info.duration:.3f} s instead of {inputs.duration:.3f} s")
     if problems:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,9 +32,54 @@ class ExportAnswer:
     task_id: str | None = None
 
 
-def export_identity(run_id: int, language_id: int, output_format: str, options: dict[str, Any]) -> str:
+@dataclass(frozen=True)
+class ExportOrder:
+    """What a client asked to export, as it sent it (spec §1): checked and resolved by ``request_export``.
+
+    ``languages`` are ids or short_names in track order (None: every dubbed language of the run, in
+    import order); ``default_language`` names the default track among them (None: the first).
+    ``language_field`` is what the client called the languages, for its errors: ``languages`` in a
+    body, ``language`` in the Camb path.
+    """
+
+    run_id: int
+    output_format: str
+    options: dict[str, Any]  # the option keys the client sent
+    languages: tuple[str, ...] | None = None
+    default_language: str | None = None
+    language_field: str = "languages"
+
+    @classmethod
+    def single(cls, run_id: int, language: str, output_format: str, options: dict[str, Any]) -> ExportOrder:
+        """The Camb path's request: one language, named in the URL."""
+        return cls(run_id, output_format, options, (language,), None, "language")
+
+    def request_key(self) -> bytes:
+        """A fixed-size digest of the order as the client sent it, for ``Context.identities``.
+
+        A digest, not the request: whatever length of text a client pads its options with, an entry
+        costs the same few bytes (the cache is bounded in bytes, see ``IdentityCache``). A one-language
+        order gives the same key by either endpoint.
+        """
+        names = None if self.languages is None else [v.strip().lower() for v in self.languages]
+        default = self.default_language.strip().lower() if self.default_language else None
+        canonical = json.dumps(
+            [self.run_id, names, default, self.output_format, self.options], sort_keys=True, separators=(",", ":")
+        )
+        return hashlib.sha256(canonical.encode()).digest()
+
+
+def export_identity(
+    run_id: int, language_ids: Sequence[int], default_id: int, output_format: str, options: dict[str, Any]
+) -> str:
+    """The export's identity: one language's is the Camb path's, unchanged since the first release."""
+    chosen: dict[str, Any] = (
+        {"language": language_ids[0]}
+        if len(language_ids) == 1
+        else {"languages": list(language_ids), "default": default_id}
+    )
     canonical = json.dumps(
-        {"run": run_id, "language": language_id, "format": output_format, "options": options},
+        {"run": run_id, **chosen, "format": output_format, "options": options},
         sort_keys=True,
         separators=(",", ":"),
     )
@@ -47,34 +93,33 @@ def _source_frame_rate(run: Run) -> float | None:
     return video[0].frame_rate if video else None
 
 
-def download_filename(run_id: int, language_id: int, output_format: str) -> str:
-    """``run-<id>_<short_name>.<ext>`` (spec §3)."""
-    return f"run-{run_id}_{languages.by_id(language_id).short_name}.{CATALOGUE[output_format].extension}"
+_NAMED_LANGUAGES = 4  # a master of more languages is named by their count
+
+
+def download_filename(run_id: int, language_ids: Sequence[int], output_format: str) -> str:
+    """``run-<id>_<short_name>.<ext>`` (spec §3); a master's names its languages joined by ``+``, or their count."""
+    if len(language_ids) > _NAMED_LANGUAGES:
+        label = f"{len(language_ids)}-languages"
+    else:
+        label = "+".join(languages.by_id(i).short_name for i in language_ids)
+    return f"run-{run_id}_{label}.{CATALOGUE[output_format].extension}"
 
 
 def signed_url(ctx: Context, task: ExportTask) -> str:
     assert task.storage_key is not None
-    filename = download_filename(task.run_id, task.language_id, task.output_format)
+    filename = download_filename(task.run_id, task.track_language_ids, task.output_format)
     return ctx.download_url(task.storage_key, filename)
-
-
-def _request_key(run_id: int, language_value: str, output_format: str, requested_options: dict[str, Any]) -> bytes:
-    """A fixed-size digest of the request as the client sent it, for ``Context.identities``.
-
-    A digest, not the request: whatever length of text a client pads its options with, an entry
-    costs the same few bytes (the cache is bounded in bytes, see ``IdentityCache``).
-    """
-    canonical = json.dumps(
-        [run_id, language_value.strip().lower(), output_format, requested_options],
-        sort_keys=True,
-        separators=(",", ":"),
-    )
-    return hashlib.sha256(canonical.encode()).digest()
 
 
 # Built once: constructing a statement costs more than running it.
 _FINISHED_EXPORT = (
-    select(ExportTask.storage_key, ExportTask.run_id, ExportTask.language_id, ExportTask.output_format)
+    select(
+        ExportTask.storage_key,
+        ExportTask.run_id,
+        ExportTask.language_id,
+        ExportTask.language_ids,
+        ExportTask.output_format,
+    )
     .join(ApiKey, ApiKey.workspace_id == ExportTask.workspace_id)
     .where(
         ApiKey.key_hash == bindparam("key_hash"),
@@ -85,65 +130,92 @@ _FINISHED_EXPORT = (
 )
 
 
-def cached_export_url(
-    ctx: Context,
-    raw_key: str | None,
-    run_id: int,
-    language_value: str,
-    output_format: str,
-    requested_options: dict[str, Any],
-) -> str | None:
+def cached_export_url(ctx: Context, raw_key: str | None, order: ExportOrder) -> str | None:
     """The signed URL of an export that exists, found with one indexed query; None sends the caller the long way.
 
     The query checks everything the long way would: the key is valid and not revoked, the export
     belongs to the key's workspace, and it is finished. Fast enough to run on the event loop.
     """
-    identity = ctx.identities.get(_request_key(run_id, language_value, output_format, requested_options))
+    identity = ctx.identities.get(order.request_key())
     if identity is None or not raw_key:
         return None
     with ctx.engine.connect() as connection:
         row = connection.execute(_FINISHED_EXPORT, {"key_hash": hash_key(raw_key), "identity": identity}).first()
     if row is None:
         return None
-    filename = download_filename(row.run_id, row.language_id, row.output_format)
+    filename = download_filename(row.run_id, row.language_ids or [row.language_id], row.output_format)
     return ctx.download_url(row.storage_key, filename)
 
 
-def request_export(
-    ctx: Context,
-    session: Session,
-    workspace_id: int,
-    run_id: int,
-    language_value: str,
-    output_format: str,
-    requested_options: dict[str, Any],
-) -> ExportAnswer:
+def _parse_languages(order: ExportOrder) -> tuple[list[languages.Language] | None, languages.Language | None]:
+    """The languages the order names (None: all of the run's) and its default language, each known."""
+    field = order.language_field
+    named = None
+    if order.languages is not None:
+        if not order.languages:
+            raise InvalidInput(field, 'list at least one language, or send "all"')
+        named = []
+        for value in order.languages:
+            language = parse_language(value, field)
+            if language in named:
+                raise InvalidInput(field, f"{language.short_name} is listed twice")
+            named.append(language)
+    default = parse_language(order.default_language, "default_language") if order.default_language else None
+    return named, default
+
+
+def _chosen_languages(
+    run: Run, order: ExportOrder, named: list[languages.Language] | None, default: languages.Language | None
+) -> tuple[list[languages.Language], languages.Language]:
+    """The languages of the tracks in order, and the default one; each checked against the run and the format."""
+    chosen = [languages.by_id(i) for i in run.dub_language_ids] if named is None else named
+    for language in chosen:
+        if language.id not in run.dub_language_ids:
+            raise NotFound(f"language {language.short_name} is not in run {run.id}")
+    listed = ", ".join(lang.short_name for lang in chosen)
+    if default is not None and default not in chosen:
+        raise InvalidInput("default_language", f"{default.short_name} is not among the languages asked for ({listed})")
+    fmt = CATALOGUE[order.output_format]
+    if len(chosen) > 1 and not fmt.multiple_languages:
+        masters = ", ".join(f.name for f in CATALOGUE.values() if f.multiple_languages)
+        raise InvalidInput(
+            order.language_field,
+            f"{fmt.name} carries one language and {len(chosen)} were asked for ({listed}): "
+            f"name one, or ask for a master format ({masters})",
+        )
+    return chosen, default or chosen[0]
+
+
+def request_export(ctx: Context, session: Session, workspace_id: int, order: ExportOrder) -> ExportAnswer:
     """The signed URL when the export exists; else the live task for it, created if there is none.
 
-    ``requested_options`` holds the option keys the client sent; they are resolved to effective
-    values first, so that spelling out a default gives the same export as omitting it. A new task
-    is handed to the executor.
+    The order's option keys are resolved to effective values first, so that spelling out a default
+    gives the same export as omitting it; the default language's dub sets the defaults every track
+    then shares (spec §2: every option applies to every track). A new task is handed to the executor.
     """
-    language = parse_language(language_value, "language")
-    run = get_run(session, workspace_id, run_id)
-    if language.id not in run.dub_language_ids:
-        raise NotFound(f"language {language.short_name} is not in run {run_id}")
+    named, default_named = _parse_languages(order)
+    run = get_run(session, workspace_id, order.run_id)
+    chosen, default = _chosen_languages(run, order, named, default_named)
+    output_format, requested = order.output_format, order.options
     if CATALOGUE[output_format].is_video and not run.has_video:
-        raise InvalidInput("output_format", f"{output_format} is a video format and run {run_id} has no video")
-    stem = stem_file(run, language, requested_options.get("stem") or "mix")
+        raise InvalidInput("output_format", f"{output_format} is a video format and run {run.id} has no video")
+    stem_name = requested.get("stem") or "mix"
+    stems = [stem_file(run, language, stem_name) for language in chosen]
     try:
-        audio = MediaInfo.from_json(stem.probe).audio[0]
-        options = resolve_options(output_format, requested_options, audio, _source_frame_rate(run))
+        audio = MediaInfo.from_json(stems[chosen.index(default)].probe).audio[0]
+        options = resolve_options(output_format, requested, audio, _source_frame_rate(run))
     except OptionError as exc:
         raise InvalidInput(exc.key, exc.message) from exc
-    if options.subtitles == "soft" and run.transcript(language.id) is None:
-        raise InvalidInput("subtitles", f"run {run_id} has no transcript for {language.short_name}")
+    if options.subtitles == "soft" and not any(run.transcript(lang.id) for lang in chosen):
+        names = ", ".join(lang.short_name for lang in chosen)
+        raise InvalidInput("subtitles", f"run {run.id} has no transcript for {names}")
     resolved = options.as_dict()
-    identity = export_identity(run.id, language.id, output_format, resolved)
-    ctx.identities.put(_request_key(run_id, language_value, output_format, requested_options), identity)
+    language_ids = [lang.id for lang in chosen]
+    identity = export_identity(run.id, language_ids, default.id, output_format, resolved)
+    ctx.identities.put(order.request_key(), identity)
 
     task, created = tasks.live_or_new_task(
-        ctx, session, workspace_id, run, language.id, output_format, resolved, identity
+        ctx, session, workspace_id, run, language_ids, default.id, output_format, resolved, identity
     )
     if created and ctx.executor is not None and task.status == TaskStatus.PENDING:
         ctx.executor.submit(task.id)

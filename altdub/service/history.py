@@ -42,7 +42,8 @@ def _utc(value: datetime | None) -> datetime | None:
 @dataclass(frozen=True)
 class ExportEntry:
     task_id: str
-    language: str  # short_name
+    language: str  # short_name of the default track
+    languages: list[str]  # short_names of every dubbed track, in order
     output_format: str
     options: dict[str, Any]
     status: str
@@ -74,6 +75,7 @@ def list_exports(
             ExportEntry(
                 task_id=task.id,
                 language=languages.by_id(task.language_id).short_name,
+                languages=[languages.by_id(i).short_name for i in task.track_language_ids],
                 output_format=task.output_format,
                 options=dict(task.options or {}),
                 status=task.status,

@@ -14,6 +14,7 @@ from tests.conftest import auth, export, make_run, wait_for_task
 EXPORT_KEYS = {
     "task_id",
     "language",
+    "languages",
     "output_format",
     "options",
     "status",

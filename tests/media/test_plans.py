@@ -15,7 +15,7 @@ import pytest
 import altdub.media.ffmpeg as ffmpeg_module
 from altdub.media.catalogue import CATALOGUE
 from altdub.media.ffmpeg import file_arg, run_ffmpeg
-from altdub.media.formats import AudioTrack, ExportInputs, ExportPlan, build_plan, pre_loudness_chain
+from altdub.media.formats import AudioTrack, ExportInputs, ExportPlan, TextTrack, build_plan, pre_loudness_chain
 from altdub.media.options import ExportOptions, resolve_options
 from altdub.media.probe import StreamInfo, probe
 from tests.conftest import Media
@@ -67,11 +67,11 @@ def _inputs(
     loudnorm: str | None = None,
     original_loudnorm: str | None = None,
     subtitles_name: str | None = "subtitles.srt",
-    subtitles_language: str | None = "spa",
+    subtitles_language: str = "spa",
 ) -> ExportInputs:
     """A dub, and (unless ``with_source`` is false) a source: video + AAC, or an mp3 when ``video_codec`` is None."""
     dub = dub or _audio()
-    audio = AudioTrack(tmp_path / dub_name, dub, dub.duration or 4.0, "spa", loudnorm)
+    audio = AudioTrack(tmp_path / dub_name, dub, dub.duration or 4.0, "spa", loudnorm=loudnorm)
     video_path = video = source_audio = None
     if with_source:
         source_path = tmp_path / source_name
@@ -80,21 +80,21 @@ def _inputs(
             original = original or _audio("aac", index=1, sample_rate=48000)
         else:
             original = original or _audio("mp3", index=0, sample_rate=44100)
-        source_audio = AudioTrack(source_path, original, original.duration or 4.0, "eng", original_loudnorm)
+        source_audio = AudioTrack(source_path, original, original.duration or 4.0, "eng", loudnorm=original_loudnorm)
+    subtitles = (TextTrack(tmp_path / subtitles_name, subtitles_language, "Spanish (Spain)"),) if subtitles_name else ()
     return ExportInputs(
-        audio=audio,
+        dubs=(audio,),
         duration=4.0,
         title="Trailer (Spanish (Spain))",
         video_path=video_path,
         video=video,
         original=source_audio,
-        subtitles_path=tmp_path / subtitles_name if subtitles_name else None,
-        subtitles_language=subtitles_language,
+        subtitles=subtitles,
     )
 
 
 def _options(output_format: str, inputs: ExportInputs, **requested: Any) -> ExportOptions:
-    return resolve_options(output_format, requested, inputs.audio.stream)
+    return resolve_options(output_format, requested, inputs.dubs[0].stream)
 
 
 def _plan(output_format: str, inputs: ExportInputs, output: Path, **requested: Any) -> ExportPlan:
@@ -173,11 +173,11 @@ def test_hostile_file_names_stay_single_file_urls(tmp_path: Path, output_format:
     if output_format in SUBTITLE_CODECS:
         requested["subtitles"] = "soft"
     plan = _plan(output_format, inputs, output, **requested)
-    expected = [file_arg(inputs.audio.path)]
+    expected = [file_arg(inputs.dubs[0].path)]
     if is_video:
         expected.insert(0, file_arg(inputs.video_path))
     if output_format in SUBTITLE_CODECS:
-        expected.append(file_arg(inputs.subtitles_path))
+        expected.append(file_arg(inputs.subtitles[0].path))
     assert _inputs_of(plan.args) == expected
     assert plan.args[-1] == file_arg(output)
     assert not [arg for arg in plan.args if HOSTILE in arg and not arg.startswith("file:/")]
@@ -207,7 +207,7 @@ def test_run_ffmpeg_uses_an_argument_list_and_no_shell(
     dub_path = tmp_path / HOSTILE
     shutil.copyfile(media.dub_wav, dub_path)
     dub = probe(dub_path)
-    inputs = ExportInputs(AudioTrack(dub_path, dub.audio[0], dub.duration, "spa"), dub.duration, "t")
+    inputs = ExportInputs((AudioTrack(dub_path, dub.audio[0], dub.duration, "spa"),), dub.duration, "t")
     output = tmp_path / ("-" + HOSTILE + ".flac")
     plan = build_plan("flac", inputs, resolve_options("flac", {}, dub.audio[0]), output)
     run_ffmpeg(plan.args, duration=inputs.duration)
@@ -548,7 +548,7 @@ def test_loudnorm_comes_after_the_channel_change_it_measured(tmp_path: Path) -> 
     options = _options("flac", inputs, channels=1, loudness="ebu_r128")
     plan = build_plan("flac", inputs, options, tmp_path / "out")
     filters = _filters(_chains(plan.args)["[a0]"])
-    measured = pre_loudness_chain(inputs.audio, options, inputs.duration).split(",")
+    measured = pre_loudness_chain(inputs.dubs[0], options, inputs.duration).split(",")
     assert "aformat=channel_layouts=mono" in measured
     assert filters[: len(measured)] == measured
     assert filters[len(measured)] == LOUDNORM
@@ -630,20 +630,14 @@ def test_mxf_original_channels_become_further_mono_tracks(tmp_path: Path, channe
 
 @pytest.mark.parametrize(("output_format", "codec"), list(SUBTITLE_CODECS.items()))
 def test_soft_subtitles_map_the_srt_as_a_text_track(tmp_path: Path, output_format: str, codec: str) -> None:
-    inputs = _inputs(tmp_path, subtitles_language="fre")
+    inputs = _inputs(tmp_path, subtitles_language="ita")
     plan = _plan(output_format, inputs, tmp_path / "out", subtitles="soft")
     index = _inputs_of(plan.args).index(file_arg(tmp_path / "subtitles.srt"))
     pairs = _pairs(plan.args)
     assert ("-map", f"{index}:0") in pairs
     assert ("-c:s", codec) in pairs
-    assert ("-metadata:s:s:0", "language=fre") in pairs
+    assert ("-metadata:s:s:0", "language=ita") in pairs
     assert ("-disposition:s:0", "default") not in pairs
-
-
-@pytest.mark.parametrize("output_format", SUBTITLE_CODECS)
-def test_subtitles_take_the_dub_language_when_none_is_given(tmp_path: Path, output_format: str) -> None:
-    plan = _plan(output_format, _inputs(tmp_path, subtitles_language=None), tmp_path / "out", subtitles="soft")
-    assert ("-metadata:s:s:0", "language=spa") in _pairs(plan.args)
 
 
 @pytest.mark.parametrize("output_format", list(CATALOGUE))
@@ -706,7 +700,7 @@ def _real_inputs(media: Media, dub_path: Path, *, with_video: bool = True) -> Ex
     dub = probe(dub_path)
     source = probe(media.video)
     return ExportInputs(
-        audio=AudioTrack(dub_path, dub.audio[0], dub.duration, "spa"),
+        dubs=(AudioTrack(dub_path, dub.audio[0], dub.duration, "spa"),),
         duration=source.duration,
         title="t",
         video_path=media.video if with_video else None,
@@ -719,12 +713,12 @@ def _real_inputs(media: Media, dub_path: Path, *, with_video: bool = True) -> Ex
 def test_ffmpeg_makes_original_audio_and_subtitles(tmp_path: Path, media: Media, output_format: str) -> None:
     subtitles = tmp_path / "subtitles.srt"
     subtitles.write_text("1\n00:00:00,500 --> 00:00:02,000\nHola.\n\n2\n00:00:02,000 --> 00:00:03,500\nAdiós.\n")
-    inputs = replace(_real_inputs(media, media.dub_wav), subtitles_path=subtitles, subtitles_language="spa")
+    inputs = replace(_real_inputs(media, media.dub_wav), subtitles=(TextTrack(subtitles, "spa", "Spanish (Spain)"),))
     requested: dict[str, Any] = {"include_original_audio": True, "sample_rate": 48000}
     if output_format in SUBTITLE_CODECS:
         requested["subtitles"] = "soft"
     output = tmp_path / f"out.{output_format}"
-    plan = build_plan(output_format, inputs, resolve_options(output_format, requested, inputs.audio.stream), output)
+    plan = build_plan(output_format, inputs, resolve_options(output_format, requested, inputs.dubs[0].stream), output)
     run_ffmpeg(plan.args, duration=inputs.duration)
     info = probe(output)
     per_track = 2 if output_format == "mxf" else 1
@@ -739,7 +733,7 @@ def test_ffmpeg_makes_original_audio_and_subtitles(tmp_path: Path, media: Media,
 @pytest.mark.parametrize("output_format", AUDIO_FORMATS)
 def test_ffmpeg_resamples_and_downmixes(tmp_path: Path, media: Media, output_format: str) -> None:
     inputs = _real_inputs(media, media.dub_wav, with_video=False)
-    options = resolve_options(output_format, {"sample_rate": 44100, "channels": 1}, inputs.audio.stream)
+    options = resolve_options(output_format, {"sample_rate": 44100, "channels": 1}, inputs.dubs[0].stream)
     output = tmp_path / f"out.{output_format}"
     run_ffmpeg(build_plan(output_format, inputs, options, output).args, duration=inputs.duration)
     audio = probe(output).audio

@@ -7,7 +7,7 @@ from starlette.concurrency import run_in_threadpool
 
 from altdub.api.bodies import StrictJsonRoute
 from altdub.api.deps import MAX_ID, ApiKeyDep, RunId, require_workspace
-from altdub.api.schemas import ExportRequest, OutputUrlOut, TaskIdOut, TaskStatusOut
+from altdub.api.schemas import ExportRequest, OutputUrlOut, RunExportRequest, TaskIdOut, TaskStatusOut
 from altdub.db.models import TaskStatus
 from altdub.service import exports
 from altdub.service.context import Context
@@ -15,49 +15,66 @@ from altdub.service.context import Context
 router = APIRouter(tags=["dub"], route_class=StrictJsonRoute)
 
 
-@router.post(
-    "/dub-alt-format/{run_id}/{language}",
-    response_model=OutputUrlOut | TaskIdOut,
-    responses={
-        404: {"description": "Unknown run, or the language is not in the run."},
-        429: {
-            "description": "The workspace has its most tasks pending (ALTDUB_MAX_PENDING_TASKS); "
-            "Retry-After says when to try again."
-        },
+_EXPORT_ANSWERS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "Unknown run, or a language is not in the run."},
+    429: {
+        "description": "The workspace has its most tasks pending (ALTDUB_MAX_PENDING_TASKS); "
+        "Retry-After says when to try again."
     },
-)
+}
+
+
+@router.post("/dub-alt-format/{run_id}/{language}", response_model=OutputUrlOut | TaskIdOut, responses=_EXPORT_ANSWERS)
 async def get_dubbed_output_in_alt_format(
     run_id: RunId, language: str, body: ExportRequest, request: Request, api_key: ApiKeyDep
 ) -> Response:
     """The dubbed output of a run in another format: its URL when it exists, else a task to poll.
 
-    ``language`` is a language id or short_name. An export that exists is answered on the event
-    loop with one indexed query; everything else takes a worker thread.
+    ``language`` is a language id or short_name. The same export as ``POST /runs/{run_id}/exports``
+    with ``languages: [language]``: one identity, one task, one file by either path.
     """
+    order = exports.ExportOrder.single(run_id, language, body.output_format, body.requested_options())
+    return await _answer(request, api_key, order)
+
+
+@router.post(
+    "/runs/{run_id}/exports",
+    tags=["runs"],
+    response_model=OutputUrlOut | TaskIdOut,
+    responses=_EXPORT_ANSWERS,
+)
+async def export_run(run_id: RunId, body: RunExportRequest, request: Request, api_key: ApiKeyDep) -> Response:
+    """Any deliverable of a run: one language, or a master with every language asked for (spec §1, §2).
+
+    Answered as the Camb path is: ``{"output_url"}`` when the export exists, else ``{"task_id"}`` to
+    poll at ``GET /dub-alt-format/{task_id}``.
+    """
+    order = exports.ExportOrder(
+        run_id,
+        body.output_format,
+        body.requested_options(),
+        body.language_names(),
+        None if body.default_language is None else str(body.default_language),
+    )
+    return await _answer(request, api_key, order)
+
+
+async def _answer(request: Request, api_key: str | None, order: exports.ExportOrder) -> Response:
+    """An export that exists is answered on the event loop with one indexed query; anything else takes a thread."""
     context: Context = request.app.state.context
-    options = body.requested_options()
-    url = exports.cached_export_url(context, api_key, run_id, language, body.output_format, options)
+    url = exports.cached_export_url(context, api_key, order)
     if url is None:
-        answer = await run_in_threadpool(
-            _request_export, context, api_key, run_id, language, body.output_format, options
-        )
+        answer = await run_in_threadpool(_request_export, context, api_key, order)
         url = answer.output_url
         if url is None:
             return JSONResponse({"task_id": answer.task_id})
     return JSONResponse({"output_url": url})
 
 
-def _request_export(
-    context: Context,
-    api_key: str | None,
-    run_id: int,
-    language: str,
-    output_format: str,
-    options: dict[str, Any],
-) -> exports.ExportAnswer:
+def _request_export(context: Context, api_key: str | None, order: exports.ExportOrder) -> exports.ExportAnswer:
     with context.sessions() as session:
         workspace = require_workspace(session, api_key)
-        return exports.request_export(context, session, workspace.id, run_id, language, output_format, options)
+        return exports.request_export(context, session, workspace.id, order)
 
 
 MAX_WAIT_SECONDS = 30.0

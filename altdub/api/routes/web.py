@@ -46,7 +46,11 @@ class LoudnessOut(BaseModel):
 
 class ExportOut(BaseModel):
     task_id: str
-    language: str = Field(description="The language's short_name.", examples=["es-es"])
+    language: str = Field(description="The default track's language (short_name).", examples=["es-es"])
+    languages: list[str] = Field(
+        description="Every dubbed track's language in track order: one, or several in a master.",
+        examples=[["es-es", "fr-fr"]],
+    )
     output_format: str = Field(examples=["mp3"])
     options: dict[str, Any] = Field(description="The export's effective (resolved) options.")
     status: TaskStatus
