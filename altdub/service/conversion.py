@@ -182,7 +182,8 @@ def _convert_and_publish(ctx: Context, task: ExportTask, run: Run, scratch: Path
     notes = [_track_sheet(inputs, options)] if fmt.track_per_channel else []
     if figures and options.loudness_target is not None:
         notes.append(_loudness_note(options.loudness_target, chosen, figures))
-    return _Published(key, ctx.storage.put_file(key, output), figures[0] if figures else None, "; ".join(notes) or None)
+    default_figures = figures[inputs.default_dub] if figures else None  # the column holds the default track's
+    return _Published(key, ctx.storage.put_file(key, output), default_figures, "; ".join(notes) or None)
 
 
 def _loudness_note(target: LoudnessTarget, chosen: list[languages.Language], figures: list[LoudnessFigures]) -> str:
