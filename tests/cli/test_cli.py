@@ -303,13 +303,10 @@ def _mkv_audio(path: Path) -> list[tuple[str, str, bool]]:
 
 @pytest.mark.e2e
 def test_export_a_master_with_a_default_language(server: Server, master_run_id: int, tmp_path: Path) -> None:
+    env = {"ALTDUB_URL": server.base_url, "ALTDUB_API_KEY": server.api_key}
+    master = [str(master_run_id), "es-es,fr-fr", "mkv", "--default-language", "fr-fr"]
     out = tmp_path / "master.mkv"
-    result = ok(
-        altdub(
-            "export", str(master_run_id), "es-es,fr-fr", "mkv", "--default-language", "fr-fr", "-o", str(out),
-            "--url", server.base_url, "--api-key", server.api_key, cwd=tmp_path,
-        )
-    )  # fmt: skip
+    result = ok(altdub("export", *master, "-o", str(out), cwd=tmp_path, **env))
     assert result.stdout.strip() == f"saved {out} ({out.stat().st_size} bytes)", result.stdout
     info = probe(out)
     assert [s.codec for s in info.video] == ["h264"]
@@ -318,12 +315,7 @@ def test_export_a_master_with_a_default_language(server: Server, master_run_id: 
     assert _mkv_audio(out) == [("spa", "Spanish (Spain)", False), ("fre", "French (France)", True)]
 
     # The same master asked again: the URL at once, the same file.
-    again = ok(
-        altdub(
-            "export", str(master_run_id), "es-es,fr-fr", "mkv", "--default-language", "fr-fr",
-            "--url", server.base_url, "--api-key", server.api_key, cwd=tmp_path,
-        )
-    )  # fmt: skip
+    again = ok(altdub("export", *master, cwd=tmp_path, **env))
     assert httpx.get(again.stdout.strip(), timeout=30).content == out.read_bytes()
 
 
