@@ -33,7 +33,9 @@ async def get_dubbed_output_in_alt_format(
     ``language`` is a language id or short_name. The same export as ``POST /runs/{run_id}/exports``
     with ``languages: [language]``: one identity, one task, one file by either path.
     """
-    order = exports.ExportOrder.single(run_id, language, body.output_format, body.requested_options())
+    order = exports.ExportOrder.single(
+        run_id, language, body.output_format, body.requested_options(), body.callback_url
+    )
     return await _answer(request, api_key, order)
 
 
@@ -55,6 +57,7 @@ async def export_run(run_id: RunId, body: RunExportRequest, request: Request, ap
         body.requested_options(),
         body.language_names(),
         None if body.default_language is None else str(body.default_language),
+        callback_url=body.callback_url,
     )
     return await _answer(request, api_key, order)
 
