@@ -234,6 +234,9 @@ def workspaces_webhook(
     from altdub.service.errors import InvalidInput, NotFound
     from altdub.service.webhooks import set_webhook
 
+    if url is not None and clear:
+        typer.echo("error: give --url URL or --clear, not both", err=True)
+        raise typer.Exit(2)
     context = _context()
     try:
         with session_scope(context.sessions) as session:

@@ -17,6 +17,7 @@ from altdub.db.session import session_scope
 from altdub.media.ffmpeg import file_arg, run_ffmpeg
 from altdub.media.synth import make_tone, make_video
 from altdub.service.keys import create_key
+from tests.receiver import Receiver
 
 SOURCE_SECONDS = 4.0
 
@@ -146,3 +147,11 @@ def download(client: TestClient, url: str, destination: Path) -> Path:
     assert response.status_code == 200, response.text
     destination.write_bytes(response.content)
     return destination
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver on a free loopback port (tests/receiver.py), answering 204 until told otherwise."""
+    started = Receiver().start()
+    yield started
+    started.stop()

@@ -34,18 +34,24 @@ class Target:
 
 def refusal(address: IPAddress) -> str | None:
     """Why ``address`` may not be reached (None: a public unicast address)."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            address = address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+        elif address.sixtofour is not None:  # 2002:7f00:1:: is sent, wrapped, to 127.0.0.1
+            inner = refusal(address.sixtofour)
+            if inner is not None:
+                return f"6to4 of {address.sixtofour}, {inner}"
     for kind, is_it in (
         ("loopback", address.is_loopback),
         ("link-local", address.is_link_local),
+        ("site-local", isinstance(address, ipaddress.IPv6Address) and address.is_site_local),
         ("multicast", address.is_multicast),
         ("unspecified", address.is_unspecified),
         ("private", address.is_private),
         ("reserved", address.is_reserved),
     ):
         if is_it:
-            return f"a {kind} address"
+            return f"{'an' if kind == 'unspecified' else 'a'} {kind} address"
     if not address.is_global:  # shared address space (100.64/10) and the like
         return "not a public address"
     return None

@@ -13,7 +13,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from altdub import languages
@@ -121,12 +122,21 @@ def subscribe(session: Session, task_id: str, url: str) -> None:
     ).scalar_one_or_none()
     if task is None:
         return
-    try:
-        with session.begin_nested():
-            session.add(TaskCallback(task_id=task_id, url=url))
-    except IntegrityError:
+    if not _insert_callback(session, task_id, url):
         return  # this URL is told already
     status = session.scalar(select(ExportTask.status).where(ExportTask.id == task_id))
     event = final_event(status) if status else None
     if event is not None:
         enqueue(session, task_id, event, only_url=url)
+
+
+def _insert_callback(session: Session, task_id: str, url: str) -> bool:
+    """Add the task's callback in the caller's transaction; False when it is there already.
+
+    ``INSERT … ON CONFLICT DO NOTHING`` rather than a SAVEPOINT: with pysqlite a SAVEPOINT opened
+    outside a transaction starts one, and its RELEASE commits the row on its own, apart from the
+    event written with it (a crash in between left a callback that would never be told).
+    """
+    insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert
+    statement = insert(TaskCallback).values(task_id=task_id, url=url).on_conflict_do_nothing()
+    return session.execute(statement).rowcount == 1

@@ -56,13 +56,26 @@ def _new_secret() -> str:
 
 
 def workspace_secret(session: Session, workspace_id: int) -> str:
-    """The workspace's signing secret, made on first need (in the caller's transaction)."""
-    workspace = session.get(Workspace, workspace_id)
-    if workspace is None:
+    """The workspace's signing secret, made on first need (in the caller's transaction).
+
+    Made with a conditional UPDATE and read back, so that two processes making it at once (a
+    sender and ``GET /webhooks``) agree on one: the second's UPDATE finds it set and changes nothing.
+    """
+    current = select(Workspace.webhook_secret).where(Workspace.id == workspace_id)
+    secret = session.execute(current).one_or_none()
+    if secret is None:
         raise NotFound("workspace not found")
-    if workspace.webhook_secret is None:
-        workspace.webhook_secret = _new_secret()
-    return workspace.webhook_secret
+    if secret[0] is not None:
+        return secret[0]
+    session.execute(
+        update(Workspace)
+        .where(Workspace.id == workspace_id, Workspace.webhook_secret.is_(None))
+        .values(webhook_secret=_new_secret())
+        .execution_options(synchronize_session=False)
+    )
+    made = session.scalar(current)
+    assert made is not None
+    return made
 
 
 def set_webhook(
@@ -107,8 +120,13 @@ def retry_delay(settings: Settings, attempts: int) -> float:
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
-def _take(ctx: Context, event_id: int, now: datetime) -> datetime | None:
-    """Hold the event for this sender (the conditional UPDATE); the lease's end, or None when another has it."""
+def _take(ctx: Context, event_id: int) -> datetime | None:
+    """Hold the event for this sender (the conditional UPDATE); the lease's end, or None when another has it.
+
+    Taken just before its try, not when it was found due: a try that waited for a free thread
+    behind slow receivers would otherwise start with its lease run out, free for another sender.
+    """
+    now = datetime.now(UTC)
     lease = now + timedelta(seconds=ctx.settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS)
     with ctx.sessions.begin() as session:
         taken = session.execute(
@@ -116,11 +134,21 @@ def _take(ctx: Context, event_id: int, now: datetime) -> datetime | None:
             .where(
                 WebhookEvent.id == event_id,
                 WebhookEvent.status == "pending",
+                WebhookEvent.next_attempt_at <= now,  # not tried meanwhile by another sender
                 (WebhookEvent.lease_until.is_(None)) | (WebhookEvent.lease_until < now),
             )
             .values(lease_until=lease, attempts=WebhookEvent.attempts + 1)
         ).rowcount
     return lease if taken == 1 else None
+
+
+def _take_and_try(ctx: Context, event_id: int) -> bool:
+    """Try the event once if this sender can take it; whether it did."""
+    lease = _take(ctx, event_id)
+    if lease is None:
+        return False
+    _try(ctx, event_id, lease)
+    return True
 
 
 def deliver_due(ctx: Context, pool: ThreadPoolExecutor | None = None, limit: int = 20) -> int:
@@ -135,13 +163,9 @@ def deliver_due(ctx: Context, pool: ThreadPoolExecutor | None = None, limit: int
                 .limit(limit)
             )
         )
-    taken = [(event_id, lease) for event_id in due if (lease := _take(ctx, event_id, now)) is not None]
     if pool is None:
-        for event_id, lease in taken:
-            _try(ctx, event_id, lease)
-    else:
-        list(pool.map(lambda pair: _try(ctx, *pair), taken))
-    return len(taken)
+        return sum(_take_and_try(ctx, event_id) for event_id in due)
+    return sum(pool.map(lambda event_id: _take_and_try(ctx, event_id), due))
 
 
 def _try(ctx: Context, event_id: int, lease: datetime) -> None:
