@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -38,16 +39,22 @@ class Received:
         return json.loads(self.body)
 
 
-class Receiver:
-    """``ThreadingHTTPServer`` on 127.0.0.1 with a switchable answer: a status code, a hang, or a 302."""
+class _IPv6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
 
-    def __init__(self) -> None:
+
+class Receiver:
+    """``ThreadingHTTPServer`` on 127.0.0.1 (or ``host``) with a switchable answer: a status code, a hang, a 302."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
         self._lock = threading.Lock()
         self._mode: tuple[str, int] = ("status", 204)
         self._released = threading.Event()
         self._received: list[Received] = []
         self._arrived: list[Received] = []  # every request when it came, before any hang (answered None)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        server_class = _IPv6Server if ":" in host else ThreadingHTTPServer
+        self._server = server_class((host, 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="webhook-receiver", daemon=True)
 
@@ -55,8 +62,12 @@ class Receiver:
     def port(self) -> int:
         return self._server.server_address[1]
 
+    @property
+    def netloc(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
     def url(self, path: str = "/hooks") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"http://{self.netloc}{path}"
 
     def start(self) -> Receiver:
         self._thread.start()
@@ -135,7 +146,7 @@ class Receiver:
                     receiver._received.append(Received(self.command, self.path, headers, body, status))
                 self.send_response(status)
                 if kind == "redirect":
-                    self.send_header("Location", f"http://127.0.0.1:{receiver.port}{REDIRECT_PATH}")
+                    self.send_header("Location", f"http://{receiver.netloc}{REDIRECT_PATH}")
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 

@@ -32,7 +32,8 @@ def post(target: Target, body: bytes, headers: dict[str, str], timeout: float) -
     host in ``Host`` and, for https, in the TLS SNI and certificate check.
     """
     default_port = {"http": 80, "https": 443}[target.scheme]
-    host_header = target.host if target.port == default_port else f"{target.host}:{target.port}"
+    host = f"[{target.host}]" if ":" in target.host else target.host  # an IPv6 literal keeps its brackets
+    host_header = host if target.port == default_port else f"{host}:{target.port}"
     pinned = httpx.URL(target.url).copy_with(host=str(target.address))
     extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
     started = time.monotonic()

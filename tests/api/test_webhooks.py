@@ -444,6 +444,29 @@ def test_a_callback_url_that_is_not_public_is_a_422_at_callback_url(
     assert client.get(f"/runs/{run_id}/exports", headers=auth(key)).json() == []  # no task was made
 
 
+@pytest.mark.parametrize("camb", [False, True], ids=["native", "camb"])
+def test_a_refused_callback_url_is_a_422_even_when_the_export_exists(
+    strict: tuple[TestClient, str, int], media, camb: bool
+) -> None:
+    """The answer for an export already made comes by a fast path: it must check the callback all the same."""
+    client, key, _ = strict
+    run_id = make_run(client, key, {"source": media.audio_source, "dub_es-es": media.dub_wav})
+    made = post_export(client, key, run_id, None, camb=camb, output_format="wav")
+    if "task_id" in made:
+        assert wait_for_task(client, key, made["task_id"])["status"] == "SUCCESS"
+    for _ in range(2):  # the second time from the cache of identities
+        assert set(post_export(client, key, run_id, None, camb=camb, output_format="wav")) == {"output_url"}
+    for url in ("http://127.0.0.1/hooks", "http://169.254.169.254/", "ftp://example.com/hooks"):
+        body: dict[str, Any] = {"output_format": "wav", "callback_url": url}
+        if camb:
+            response = client.post(f"/dub-alt-format/{run_id}/es-es", headers=auth(key), json=body)
+        else:
+            body["languages"] = ["es-es"]  # the same order as the export's, but for the callback
+            response = client.post(f"/runs/{run_id}/exports", headers=auth(key), json=body)
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"][0]["loc"] == ["body", "callback_url"]
+
+
 def test_allow_private_accepts_a_loopback_callback(client: TestClient, api_key: str, media) -> None:
     run_id = make_run(client, api_key, {"source": media.audio_source, "dub_es-es": media.dub_wav})
     assert "task_id" in post_export(client, api_key, run_id, "http://127.0.0.1:9/hooks")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from altdub.outbound.addresses import Target
+from altdub.outbound.addresses import Target, resolve
 from altdub.outbound.http import post
 from tests.receiver import REDIRECT_PATH, Receiver
 
@@ -59,3 +59,16 @@ def test_a_closed_port_is_an_error_with_the_reason(receiver: Receiver) -> None:
     attempt = post(target, b"{}", {}, timeout=5)
     assert attempt.status_code is None and attempt.error is not None
     assert "ConnectError" in attempt.error
+
+
+def test_an_ipv6_address_is_bracketed_in_the_url_and_the_host_header() -> None:
+    receiver = Receiver("::1").start()
+    try:
+        target = resolve(receiver.url("/v6"), allow_private=True)
+        assert target.address == ipaddress.ip_address("::1")
+        attempt = post(target, b"{}", {}, timeout=5)
+        assert attempt.status_code == 204, attempt
+        (got,) = receiver.received()
+        assert got.headers["host"] == f"[::1]:{receiver.port}"
+    finally:
+        receiver.stop()

@@ -63,9 +63,13 @@ async def export_run(run_id: RunId, body: RunExportRequest, request: Request, ap
 
 
 async def _answer(request: Request, api_key: str | None, order: exports.ExportOrder) -> Response:
-    """An export that exists is answered on the event loop with one indexed query; anything else takes a thread."""
+    """An export that exists is answered on the event loop with one indexed query; anything else takes a thread.
+
+    An order with a ``callback_url`` always takes the thread: its URL is checked (a DNS lookup, which
+    must not block the loop) whether or not the export exists, so a refused one is a 422 either way.
+    """
     context: Context = request.app.state.context
-    url = exports.cached_export_url(context, api_key, order)
+    url = None if order.callback_url is not None else exports.cached_export_url(context, api_key, order)
     if url is None:
         answer = await run_in_threadpool(_request_export, context, api_key, order)
         url = answer.output_url
