@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, inspect
 
 from altdub.db.migrate import upgrade
 from altdub.db.models import Base
-from tests.scaleout.conftest import Databases, _pg_admin, unavailable
+from tests.scaleout.conftest import postgres_databases
 
 
 def _diff(url: str) -> list[object]:
@@ -44,13 +44,7 @@ def _tables(url: str) -> set[str]:
 @pytest.fixture
 def postgres_database() -> Iterator[str]:
     """A fresh, empty PostgreSQL database (skips, or fails on CI, when there is no server)."""
-    psycopg = pytest.importorskip("psycopg")
-    try:
-        with _pg_admin() as conn:
-            conn.execute("SELECT 1")
-    except psycopg.Error as exc:
-        unavailable(f"PostgreSQL not found: {' '.join(str(exc).split())}")
-    databases = Databases()
+    databases = postgres_databases()
     try:
         yield databases.create()
     finally:

@@ -36,21 +36,6 @@ FAST = {
 
 
 @pytest.fixture
-def own_redis_url(redis_url: str) -> Iterator[str]:
-    """A Redis database of this module alone, flushed before and after."""
-    import redis
-
-    url = f"{redis_url.rsplit('/', 1)[0]}/{REDIS_DB}"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    try:
-        yield url
-    finally:
-        client.flushdb()
-        client.close()
-
-
-@pytest.fixture
 def cluster(
     postgres: Databases, own_redis_url: str, s3: S3Server, tmp_path: Path
 ) -> Iterator[tuple[ScaleOut, list[Server], Server]]:
