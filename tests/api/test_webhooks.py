@@ -218,9 +218,10 @@ def test_progress_events_come_in_order_at_most_one_per_interval_then_success(
     times = [parsed_time(e["created_at"]) for e in got]
     assert times == sorted(times)
     # created_at is stamped inside the progress write's transaction, after the throttle read its clock:
-    # a write that waited for SQLite's lock stamps late, so two stamps may be a little closer than the interval.
+    # a write that waited for SQLite's lock stamps late, so two stamps may be closer than the interval by
+    # that wait. Without the throttle they would be the writes' half second apart.
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times[:-1])]
-    assert all(gap >= PROGRESS_SECONDS - 0.1 for gap in gaps), f"progress events closer than allowed: {gaps}"
+    assert all(gap >= PROGRESS_SECONDS - 0.3 for gap in gaps), f"progress events closer than allowed: {gaps}"
     assert {e["task_id"] for e in got} == {task_id} and {e["output_format"] for e in got} == {"mp4"}
 
 

@@ -80,8 +80,11 @@ def test_an_undelivered_event_is_delivered_by_the_next_server_after_a_sigkill(
     delivered_in = time.monotonic() - restarted
 
     assert events[0]["event_id"] == event_id, "the event delivered after the restart is not the one tried before"
-    assert [a["status_code"] for a in events[0]["attempts"]][:tries_before] == [500] * tries_before
-    assert events[0]["attempts"][-1]["status_code"] == 204
+    codes = [a["status_code"] for a in events[0]["attempts"]]
+    # A kill between the receiver's answer and the server's record of it loses that one try's record.
+    recorded_before = codes.index(204) if 204 in codes else -1
+    assert recorded_before in (tries_before, tries_before - 1), codes
+    assert codes[:recorded_before] == [500] * recorded_before and codes[recorded_before:] == [204], codes
     delivered = receiver.delivered()
     assert [e["event_id"] for e in delivered] == [d["event_id"] for d in events], "each event once, in order"
     assert all(verify(secret, r) for r in receiver.received())
