@@ -216,6 +216,38 @@ def workspaces_quota(
     typer.echo(f"quota of {workspace!r}: {'server default' if minutes is None else f'{minutes:g} minutes'}")
 
 
+@workspaces_app.command("webhook")
+def workspaces_webhook(
+    workspace: Annotated[str, typer.Argument(help="Workspace name.")],
+    url: Annotated[
+        str | None, typer.Option(help="Told of every export of the workspace: a public http(s) URL.")
+    ] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Remove the webhook (callback URLs still work).")] = False,
+    rotate: Annotated[bool, typer.Option("--rotate", help="Replace the signing secret.")] = False,
+) -> None:
+    """Set a workspace's webhook and print its signing secret. Example: altdub workspaces webhook acme --url https://…
+
+    Without options it prints the webhook and the secret (made on first use). Receivers verify the
+    header altdub-signature: t=<unix s>,v1=<hex HMAC-SHA256 of "<t>.<body>"> with the secret.
+    """
+    from altdub.db.session import session_scope
+    from altdub.service.errors import InvalidInput, NotFound
+    from altdub.service.webhooks import set_webhook
+
+    if url is not None and clear:
+        typer.echo("error: give --url URL or --clear, not both", err=True)
+        raise typer.Exit(2)
+    context = _context()
+    try:
+        with session_scope(context.sessions) as session:
+            current, secret = set_webhook(context.settings, session, workspace, url, clear=clear, rotate=rotate)
+    except (NotFound, InvalidInput) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"webhook of {workspace!r}: {current or 'none (callback URLs only)'}")
+    typer.echo(secret)
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply the database migrations. Example: ALTDUB_DATABASE_URL=postgresql+psycopg://… altdub db upgrade"""

@@ -107,6 +107,28 @@ class Settings(BaseSettings):
         description="Seconds a stopping server lets open requests finish (a stalled upload, a long poll) "
         "before it cancels them and exits.",
     )
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Let callback URLs and webhooks reach private, loopback and link-local addresses "
+        "(a receiver on the same network); off, they are refused with a 422.",
+    )
+    webhook_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds a webhook receiver has to answer an event before the try counts failed.",
+    )
+    webhook_first_retry_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Wait before the first retry of an undelivered event; each retry doubles it (with jitter) "
+        "up to ALTDUB_WEBHOOK_MAX_RETRY_SECONDS, for 24 h.",
+    )
+    webhook_max_retry_seconds: float = Field(
+        default=3600.0, gt=0, description="Longest wait between two tries of an undelivered event."
+    )
+    webhook_progress_seconds: float = Field(
+        default=10.0, gt=0, description="Least time between two export.progress events of a task."
+    )
 
     @field_validator("public_url")
     @classmethod

@@ -19,6 +19,7 @@ from altdub.db.session import session_scope
 from altdub.media.ffmpeg import file_arg, run_ffmpeg
 from altdub.media.synth import make_tone, make_video
 from altdub.service.keys import create_key
+from tests.receiver import Receiver
 
 SOURCE_SECONDS = 4.0
 
@@ -163,3 +164,11 @@ def required_tool(name: str, package: str) -> str:
             pytest.fail(f"{reason} (CI=true: this test must run; .ci/run installs it)", pytrace=False)
         pytest.skip(reason)
     return found
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver on a free loopback port (tests/receiver.py), answering 204 until told otherwise."""
+    started = Receiver().start()
+    yield started
+    started.stop()

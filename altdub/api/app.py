@@ -12,14 +12,14 @@ from fastapi.responses import JSONResponse
 
 from altdub import __version__
 from altdub.api.bodies import BodySizeLimit, json_safe
-from altdub.api.routes import docs, exports, files, formats, health, languages, metrics, results, runs
+from altdub.api.routes import docs, exports, files, formats, health, languages, metrics, results, runs, webhooks
 from altdub.api.routes.files import DownloadHeaders
 from altdub.api.routes.metrics import metrics_registry
 from altdub.api.routes.web import mount_web
 from altdub.config import Settings
 from altdub.service.context import build_context, remove_stale_scratch
 from altdub.service.errors import InsufficientStorage, InvalidInput, NotFound, TooLarge, TooManyPending
-from altdub.service.workers import attach_executor
+from altdub.service.workers import attach_executor, webhooks_sender
 
 # The event loop uvicorn serves with. Not uvloop: under saturation uvloop served some connections
 # 10-20x later than others (p99 540 ms against 34 ms with asyncio's loop, at the same throughput,
@@ -49,9 +49,11 @@ def create_app(settings: Settings | None = None, *, workers: bool = True) -> Fas
         app.state.context = context
         app.state.metrics = metrics_registry(context)
         attach_executor(context, workers=workers)
+        sender = webhooks_sender(context)
         try:
             yield
         finally:
+            sender.stop()
             context.stopping.set()  # running conversions stop; their tasks stay PENDING and resume
             if context.executor is not None:
                 context.executor.shutdown()
@@ -65,7 +67,7 @@ def create_app(settings: Settings | None = None, *, workers: bool = True) -> Fas
         docs_url=None,  # served by routes/docs.py from the package, not from a CDN
         redoc_url=None,  # ReDoc would load from a CDN too: /docs is the one documentation page
     )
-    for module in (docs, health, metrics, languages, formats, runs, exports, results, files):
+    for module in (docs, health, metrics, languages, formats, runs, exports, results, webhooks, files):
         app.include_router(module.router)
     mount_web(app)  # the dashboard at / and /web/: last, after every API route
     app.add_middleware(DownloadHeaders)

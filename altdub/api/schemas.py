@@ -54,9 +54,20 @@ class ExportRequest(BaseModel):
         default=None, examples=[timecode.EXAMPLE], description=catalogue.describe_start_timecode()
     )
 
+    callback_url: str | None = Field(
+        default=None,
+        max_length=2000,
+        examples=["https://example.com/altdub-events"],
+        description="Told of the task's events (export.progress, export.succeeded, export.failed), signed with the "
+        "workspace's secret; a public http(s) URL. Not part of the export: identical requests share the task and "
+        "each callback is told. An export answered at once with its output_url sends none.",
+    )
+
     def requested_options(self) -> dict[str, Any]:
-        """The option keys the client sent (not output_format, nor the languages of ``RunExportRequest``)."""
-        return self.model_dump(exclude_unset=True, exclude={"output_format", "languages", "default_language"})
+        """The option keys the client sent (not output_format, the callback, nor ``RunExportRequest``'s languages)."""
+        return self.model_dump(
+            exclude_unset=True, exclude={"output_format", "callback_url", "languages", "default_language"}
+        )
 
 
 LanguageName = Annotated[StrictStr, Field(max_length=40)] | StrictInt

@@ -6,7 +6,19 @@ import enum
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -43,6 +55,9 @@ class Workspace(Base):
     used_minutes: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")  # reserved by exports
     # When a worker last took a task of this workspace: the workspace served longest ago goes next.
     last_claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    webhook_url: Mapped[str | None] = mapped_column(String(2000))  # told of every export of the workspace
+    # Signs every event sent for the workspace (HMAC-SHA256); kept as is: a receiver checks with the same secret.
+    webhook_secret: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -178,3 +193,55 @@ class ExportTask(Base):
     def track_language_ids(self) -> list[int]:
         """The languages of the export's dubbed tracks, in order."""
         return list(self.language_ids or [self.language_id])
+
+
+class TaskCallback(Base):
+    """A ``callback_url`` a request gave for the task it was answered with (identical requests share a task)."""
+
+    __tablename__ = "task_callbacks"
+    __table_args__ = (UniqueConstraint("task_id", "url"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_id: Mapped[str] = mapped_column(ForeignKey("export_tasks.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(String(2000))
+
+
+class WebhookEvent(Base):
+    """One event for one receiver, written in the transaction of the task change it tells of (the outbox).
+
+    ``status`` is ``pending`` until a 2xx answer (``delivered``) or until ``retry_until`` passes
+    (``failed``). A sender takes it by setting ``lease_until`` with a conditional UPDATE, so one
+    process at a time delivers it.
+    """
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (Index("ix_webhook_events_due", "status", "next_attempt_at"), NEVER_REUSE_IDS)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # the order events of a task are sent in
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    task_id: Mapped[str] = mapped_column(ForeignKey("export_tasks.id", ondelete="CASCADE"), index=True)
+    type: Mapped[str] = mapped_column(String(32))
+    url: Mapped[str] = mapped_column(String(2000))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    retry_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class WebhookAttempt(Base):
+    """One try at delivering an event: what the receiver answered, or why it did not."""
+
+    __tablename__ = "webhook_attempts"
+    __table_args__ = NEVER_REUSE_IDS
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("webhook_events.id", ondelete="CASCADE"), index=True)
+    attempted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)

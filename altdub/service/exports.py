@@ -20,7 +20,7 @@ from altdub.media import catalogue
 from altdub.media.catalogue import CATALOGUE
 from altdub.media.options import OptionError, resolve_options
 from altdub.media.probe import MediaInfo
-from altdub.service import tasks
+from altdub.service import outbox, tasks
 from altdub.service.context import Context
 from altdub.service.errors import InvalidInput, NotFound
 from altdub.service.keys import hash_key
@@ -49,11 +49,14 @@ class ExportOrder:
     languages: tuple[str, ...] | None = None
     default_language: str | None = None
     language_field: str = "languages"
+    callback_url: str | None = None  # told of the task's events (a task answered at once with its URL: none)
 
     @classmethod
-    def single(cls, run_id: int, language: str, output_format: str, options: dict[str, Any]) -> ExportOrder:
+    def single(
+        cls, run_id: int, language: str, output_format: str, options: dict[str, Any], callback_url: str | None = None
+    ) -> ExportOrder:
         """The Camb path's request: one language, named in the URL."""
-        return cls(run_id, output_format, options, (language,), None, "language")
+        return cls(run_id, output_format, options, (language,), None, "language", callback_url)
 
     def request_key(self) -> bytes:
         """A fixed-size digest of the order as the client sent it, for ``Context.identities``.
@@ -195,6 +198,8 @@ def request_export(ctx: Context, session: Session, workspace_id: int, order: Exp
     then shares (spec §2: every option applies to every track). A new task is handed to the executor.
     """
     named, default_named = _parse_languages(order)
+    if order.callback_url is not None:
+        outbox.check_callback_url(ctx.settings, order.callback_url)
     run = get_run(session, workspace_id, order.run_id)
     chosen, default = _chosen_languages(run, order, named, default_named)
     output_format, requested = order.output_format, order.options
@@ -216,7 +221,7 @@ def request_export(ctx: Context, session: Session, workspace_id: int, order: Exp
     ctx.identities.put(order.request_key(), identity)
 
     task, created = tasks.live_or_new_task(
-        ctx, session, workspace_id, run, language_ids, default.id, output_format, resolved, identity
+        ctx, session, workspace_id, run, language_ids, default.id, output_format, resolved, identity, order.callback_url
     )
     if created and ctx.executor is not None and task.status == TaskStatus.PENDING:
         ctx.executor.submit(task.id)

@@ -19,7 +19,8 @@ from sqlalchemy import ColumnElement, Select, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
-from altdub.db.models import LIVE_STATUSES, ExportTask, Run, TaskStatus, Workspace
+from altdub.db.models import LIVE_STATUSES, ExportTask, Run, TaskCallback, TaskStatus, Workspace
+from altdub.service import outbox
 from altdub.service.context import Context, TaskCancel
 from altdub.service.errors import NotFound, TooManyPending
 from altdub.service.runs import run_exists
@@ -46,16 +47,19 @@ def live_or_new_task(
     output_format: str,
     options: dict[str, Any],
     identity: str,
+    callback_url: str | None = None,
 ) -> tuple[ExportTask, bool]:
     """The live task of ``identity``, or a new one; True when this call created it.
 
     Uniqueness is the database's: concurrent requests in any number of processes all try to
     insert, one wins, and the others read the winner's row. A new task is PAYMENT_REQUIRED when
     the quota cannot hold its minutes; over the pending limit, nothing is written (TooManyPending).
+    ``callback_url`` is told of the task's events from now on (of a task already finished: nothing,
+    the answer is its URL).
     """
     task = live_task(session, identity)
     if task is not None:
-        return task, False
+        return _subscribed(session, task, callback_url), False
     run_id, minutes = run.id, run.duration / 60  # read now: a rollback expires ``run``, which may be deleted by then
     task = ExportTask(
         id=str(uuid.uuid4()),
@@ -80,6 +84,12 @@ def live_or_new_task(
         session.rollback()  # the reservation too
         raise TooManyPending(ctx.settings.max_pending_tasks, PENDING_RETRY_SECONDS)
     session.add(task)
+    if callback_url is not None:
+        session.add(TaskCallback(task_id=task.id, url=callback_url))
+    if task.status != TaskStatus.PENDING.value:
+        event = outbox.final_event(task.status)
+        assert event is not None
+        outbox.enqueue(session, task.id, event)  # refused for its quota: told in the same transaction
     try:
         session.commit()  # the reservation and the task, together
     except IntegrityError:  # another request, maybe in another process, created it first; or the run is gone
@@ -89,8 +99,18 @@ def live_or_new_task(
             if not run_exists(session, run_id):
                 raise NotFound("run not found") from None  # a DELETE of the run committed meanwhile
             raise
-        return found, False
+        return _subscribed(session, found, callback_url), False
     return task, True
+
+
+def _subscribed(session: Session, task: ExportTask, callback_url: str | None) -> ExportTask:
+    """``task``, with ``callback_url`` told of its events, unless it already succeeded (the answer is its URL)."""
+    if callback_url is None or task.status == TaskStatus.SUCCESS.value:
+        return task
+    task_id = task.id
+    outbox.subscribe(session, task_id, callback_url)
+    session.commit()
+    return session.get(ExportTask, task_id) or task
 
 
 def _reserve_minutes(session: Session, workspace_id: int, minutes: float, default_quota: float | None) -> bool:
@@ -245,11 +265,15 @@ class Heartbeat:
 
 
 class ProgressWriter:
-    """Writes progress to the database at most every half second, and only upwards."""
+    """Writes progress to the database at most every half second, and only upwards.
+
+    With it, an ``export.progress`` event at most every ``ALTDUB_WEBHOOK_PROGRESS_SECONDS`` (10 s).
+    """
 
     def __init__(self, ctx: Context, task_id: str) -> None:
         self._ctx, self._task_id = ctx, task_id
         self._last_value, self._last_time = 0, 0.0
+        self._last_event_time: float | None = None
 
     def __call__(self, fraction: float) -> None:
         value = min(99, int(fraction * 100))  # 100 only once the file is published
@@ -258,7 +282,7 @@ class ProgressWriter:
             return
         self._last_value, self._last_time = value, now
         with self._ctx.sessions.begin() as session:
-            session.execute(
+            result = session.execute(
                 update(ExportTask)
                 .where(
                     ExportTask.id == self._task_id,
@@ -267,6 +291,10 @@ class ProgressWriter:
                 )
                 .values(progress=value)
             )
+            every = self._ctx.settings.webhook_progress_seconds
+            if result.rowcount == 1 and (self._last_event_time is None or now - self._last_event_time >= every):
+                self._last_event_time = now
+                outbox.enqueue(session, self._task_id, outbox.EventType.PROGRESS)
 
 
 def finish(ctx: Context, task_id: str, **values: Any) -> bool:
@@ -283,6 +311,9 @@ def finish(ctx: Context, task_id: str, **values: Any) -> bool:
         )
         if result.rowcount != 1:
             return False
+        event = outbox.final_event(values["status"])
+        assert event is not None
+        outbox.enqueue(session, task_id, event)
         if values["status"] != TaskStatus.SUCCESS.value:
             task = session.get(ExportTask, task_id)
             assert task is not None

@@ -18,6 +18,7 @@ from altdub.service.context import Context
 from altdub.service.conversion import run_next_task
 from altdub.service.runs import remove_unfinished_imports
 from altdub.service.tasks import release_pending_tasks
+from altdub.service.webhooks import Sender
 from altdub.storage import StorageError
 
 log = logging.getLogger(__name__)
@@ -56,5 +57,17 @@ def _start_embedded_workers(context: Context) -> None:
 
 
 def consume_broker(context: Context) -> None:
-    """``altdub worker``: run the broker's turns in this process, one at a time, until stopped."""
-    run_worker(_celery(context), partial(run_next_task, context))
+    """``altdub worker``: run the broker's turns in this process, one at a time, until stopped.
+
+    It also sends webhook events, as every ``altdub serve`` does: any process may deliver any event.
+    """
+    sender = webhooks_sender(context)
+    try:
+        run_worker(_celery(context), partial(run_next_task, context))
+    finally:
+        sender.stop()
+
+
+def webhooks_sender(context: Context) -> Sender:
+    """This process's sender of the webhook outbox, started."""
+    return Sender(context).start()

@@ -87,6 +87,7 @@ ALL_COMMANDS = [
     ["workspaces"],
     ["workspaces", "list"],
     ["workspaces", "quota"],
+    ["workspaces", "webhook"],
 ]
 
 
@@ -147,6 +148,63 @@ def test_keys_revoke_unknown_id(tmp_path: Path) -> None:
     result = altdub("keys", "revoke", "999", data_dir=data_dir, cwd=tmp_path)
     assert result.returncode != 0
     assert "999" in result.stderr
+
+
+def test_workspaces_webhook_sets_rotates_clears_and_refuses(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    ok(altdub("keys", "create", "--workspace", "acme", data_dir=data_dir, cwd=tmp_path))
+
+    def webhook(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return altdub("workspaces", "webhook", *args, data_dir=data_dir, cwd=tmp_path, **env)
+
+    shown = ok(webhook("acme")).stdout.strip().splitlines()
+    assert shown[0] == "webhook of 'acme': none (callback URLs only)"
+    secret = shown[1]
+    assert re.fullmatch(r"whsec_[A-Za-z0-9_-]{40,}", secret), shown
+    assert ok(webhook("acme")).stdout.strip().splitlines()[1] == secret, "the secret changed without --rotate"
+
+    for url, words in [
+        ("http://127.0.0.1:8080/hooks", "loopback"),
+        ("http://10.0.0.1/hooks", "private"),
+        ("http://169.254.169.254/", "link-local"),
+        ("ftp://example.com/hooks", "http:// or https://"),
+        ("https://user:pw@example.com/", "credentials"),
+    ]:
+        refused = webhook("acme", "--url", url)
+        assert refused.returncode == 1, refused.stdout
+        assert words in refused.stderr and "refused" in refused.stderr, refused.stderr
+    assert ok(webhook("acme")).stdout.startswith("webhook of 'acme': none")
+
+    local = "http://127.0.0.1:8080/hooks"
+    set_it = ok(webhook("acme", "--url", local, ALTDUB_WEBHOOK_ALLOW_PRIVATE="true")).stdout.strip().splitlines()
+    assert set_it == [f"webhook of 'acme': {local}", secret]
+    rotated = ok(webhook("acme", "--rotate")).stdout.strip().splitlines()
+    assert rotated[0] == f"webhook of 'acme': {local}" and rotated[1] != secret
+    assert re.fullmatch(r"whsec_[A-Za-z0-9_-]{40,}", rotated[1])
+    cleared = ok(webhook("acme", "--clear")).stdout.strip().splitlines()
+    assert cleared == ["webhook of 'acme': none (callback URLs only)", rotated[1]]
+
+    both = webhook("acme", "--url", local, "--clear", ALTDUB_WEBHOOK_ALLOW_PRIVATE="true")
+    assert both.returncode == 2 and "not both" in both.stderr
+    missing = webhook("nobody", "--rotate")
+    assert missing.returncode == 1 and "nobody" in missing.stderr
+
+
+@pytest.mark.e2e
+def test_workspaces_webhook_on_a_served_data_dir_is_what_the_api_shows(server: Server, tmp_path: Path) -> None:
+    created = ok(altdub("keys", "create", "--workspace", "hooked", data_dir=server.data_dir, cwd=tmp_path))
+    key = created.stdout.strip().splitlines()[-1]
+    url = "http://127.0.0.1:9/altdub"  # stored only: nothing is exported in this workspace
+    done = altdub(
+        "workspaces", "webhook", "hooked", "--url", url,
+        data_dir=server.data_dir, cwd=tmp_path, ALTDUB_WEBHOOK_ALLOW_PRIVATE="true",
+    )  # fmt: skip
+    secret = ok(done).stdout.strip().splitlines()[-1]
+    shown = httpx.get(f"{server.base_url}/webhooks", headers={"x-api-key": key}, timeout=10)
+    assert shown.status_code == 200, shown.text
+    assert shown.json() == {"url": url, "signing_secret": secret}
+    other = httpx.get(f"{server.base_url}/webhooks", headers={"x-api-key": server.api_key}, timeout=10).json()
+    assert other["url"] is None and other["signing_secret"] != secret
 
 
 # --- client commands against a server -------------------------------------------------------------

@@ -107,9 +107,8 @@ class Databases:
         self.names.clear()
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[Databases]:
-    """A factory of fresh PostgreSQL databases (skips, or fails on CI, when there is no server)."""
+def postgres_databases() -> Databases:
+    """A factory of fresh PostgreSQL databases (skips, or fails on CI, when there is no server); drop_all at the end."""
     try:
         import psycopg
     except ImportError as exc:
@@ -119,7 +118,13 @@ def postgres() -> Iterator[Databases]:
             conn.execute("SELECT 1")
     except psycopg.Error as exc:
         unavailable(f"PostgreSQL not found at {PG_HOST}:{PG_PORT}: {_one_line(exc)}")
-    databases = Databases()
+    return Databases()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Databases]:
+    """A factory of fresh PostgreSQL databases (skips, or fails on CI, when there is no server)."""
+    databases = postgres_databases()
     yield databases
     databases.drop_all()
 
@@ -151,6 +156,24 @@ def redis_url() -> Iterator[str]:
     finally:
         with contextlib.suppress(redis.RedisError):
             client.flushdb()
+        client.close()
+
+
+@pytest.fixture
+def own_redis_url(request: pytest.FixtureRequest, redis_url: str) -> Iterator[str]:
+    """Redis database ``REDIS_DB`` of the test's module alone, flushed before and after.
+
+    A module whose workers must not take another module's messages names a database of its own.
+    """
+    import redis
+
+    url = f"{redis_url.rsplit('/', 1)[0]}/{request.module.REDIS_DB}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    try:
+        yield url
+    finally:
+        client.flushdb()
         client.close()
 
 

@@ -38,21 +38,6 @@ exec "$REAL_FFMPEG" "$@"
 """
 
 
-@pytest.fixture
-def own_redis_url(redis_url: str) -> Iterator[str]:
-    """A Redis database of this module alone, flushed before and after (``redis_url`` checks Redis is there)."""
-    import redis
-
-    url = f"{redis_url.rsplit('/', 1)[0]}/{REDIS_DB}"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    try:
-        yield url
-    finally:
-        client.flushdb()
-        client.close()
-
-
 @pytest.fixture(scope="module")
 def long_media(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """16 s of 640x480 MPEG-2 and its dub."""

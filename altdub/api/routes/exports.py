@@ -33,7 +33,9 @@ async def get_dubbed_output_in_alt_format(
     ``language`` is a language id or short_name. The same export as ``POST /runs/{run_id}/exports``
     with ``languages: [language]``: one identity, one task, one file by either path.
     """
-    order = exports.ExportOrder.single(run_id, language, body.output_format, body.requested_options())
+    order = exports.ExportOrder.single(
+        run_id, language, body.output_format, body.requested_options(), body.callback_url
+    )
     return await _answer(request, api_key, order)
 
 
@@ -54,14 +56,19 @@ async def export_run(run_id: RunId, body: RunExportRequest, request: Request, ap
         body.requested_options(),
         body.language_names(),
         None if body.default_language is None else str(body.default_language),
+        callback_url=body.callback_url,
     )
     return await _answer(request, api_key, order)
 
 
 async def _answer(request: Request, api_key: str | None, order: exports.ExportOrder) -> Response:
-    """An export that exists is answered on the event loop with one indexed query; anything else takes a thread."""
+    """An export that exists is answered on the event loop with one indexed query; anything else takes a thread.
+
+    An order with a ``callback_url`` always takes the thread: its URL is checked (a DNS lookup, which
+    must not block the loop) whether or not the export exists, so a refused one is a 422 either way.
+    """
     context: Context = request.app.state.context
-    url = exports.cached_export_url(context, api_key, order)
+    url = None if order.callback_url is not None else exports.cached_export_url(context, api_key, order)
     if url is None:
         answer = await run_in_threadpool(_request_export, context, api_key, order)
         url = answer.output_url
