@@ -36,7 +36,9 @@ workspaces_app = typer.Typer(
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 app.add_typer(runs_app, name="runs")
+storage_app = typer.Typer(help="The storage lifecycle.\n\nExample: altdub storage usage", no_args_is_help=True)
 app.add_typer(workspaces_app, name="workspaces")
+app.add_typer(storage_app, name="storage")
 
 DEFAULT_URL = served_url(SERVE_HOST, SERVE_PORT)
 UrlOpt = Annotated[str, typer.Option("--url", envvar="ALTDUB_URL", help="Server URL.")]
@@ -243,6 +245,33 @@ def workspaces_webhook(
         raise typer.Exit(1) from None
     typer.echo(f"webhook of {workspace!r}: {current or 'none (callback URLs only)'}")
     typer.echo(secret)
+
+
+@storage_app.command("usage")
+def storage_usage() -> None:
+    """Bytes stored per workspace and per kind, and the lifecycle's settings. Example: altdub storage usage"""
+    from altdub.service.lifecycle import usage
+
+    context = _context()
+    settings = context.settings
+    rows = usage(context)
+    typer.echo("workspace\tinputs\texports\tkept\tremoved")
+    for row in rows:
+        typer.echo(
+            f"{row.name}\t{_size(row.inputs_bytes)}\t{_size(row.exports_bytes)}\t{row.exports}\t{row.removed_exports}"
+        )
+    total = sum(r.inputs_bytes + r.exports_bytes for r in rows)
+    budget = "none" if settings.storage_budget_gb is None else f"{settings.storage_budget_gb:g} GB"
+    ttl = "none" if settings.export_ttl_days is None else f"{settings.export_ttl_days:g} days"
+    typer.echo(f"total {_size(total)}; budget {budget}; exports kept unused for at most {ttl}")
+
+
+def _size(count: int) -> str:
+    """Decimal units, as the budget is given (GB = 10^9 bytes)."""
+    for unit, scale in (("GB", 1000**3), ("MB", 1000**2), ("kB", 1000)):
+        if count >= scale:
+            return f"{count / scale:.2f} {unit}"
+    return f"{count} B"
 
 
 @db_app.command("upgrade")

@@ -129,6 +129,7 @@ _FINISHED_EXPORT = (
         ApiKey.revoked_at.is_(None),
         ExportTask.identity == bindparam("identity"),
         ExportTask.status == TaskStatus.SUCCESS.value,
+        ExportTask.evicted_at.is_(None),
     )
 )
 

@@ -141,6 +141,6 @@ def _task_status(context: Context, api_key: str | None, task_id: str, run_id: in
             message=task.message,
             progress=task.progress,
         )
-        if task.status == TaskStatus.SUCCESS:
+        if task.status == TaskStatus.SUCCESS and task.storage_key is not None:  # None: the lifecycle removed it
             answer.output_url = exports.signed_url(context, task)
         return answer
