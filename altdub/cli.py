@@ -403,13 +403,26 @@ def runs_import(
     typer.echo(f"run {run['run_id']}: {', '.join(lang['short_name'] for lang in run['languages'])}")
 
 
+def _languages(value: str) -> list[str] | str:
+    """``es-es,fr-fr`` as the list the API takes, in that order; ``all`` as it is."""
+    if value.strip().lower() == "all":
+        return "all"
+    names = [name.strip() for name in value.split(",")]
+    if not all(names):
+        raise typer.BadParameter(f"expected LANGUAGE[,LANGUAGE...] or 'all', got {value!r}", param_hint="LANGUAGES")
+    return names
+
+
 @app.command("export")
 def export(
     run_id: Annotated[int, typer.Argument(help="Run id.")],
-    language: Annotated[str, typer.Argument(help="Language id or short_name.")],
+    languages: Annotated[str, typer.Argument(metavar="LANGUAGES", help=catalogue.describe_languages())],
     output_format: Annotated[str, typer.Argument(metavar="FORMAT", help=", ".join(catalogue.FORMAT_NAMES))],
     api_key: KeyOpt,
     url: UrlOpt = DEFAULT_URL,
+    default_language: Annotated[
+        str | None, typer.Option(help="The default audio track of a master: one of LANGUAGES. Default: the first.")
+    ] = None,
     audio_bitrate: Annotated[str | None, typer.Option(help=catalogue.describe_bitrates())] = None,
     sample_rate: Annotated[int | None, typer.Option(help=catalogue.describe_sample_rates())] = None,
     channels: Annotated[int | None, typer.Option(help=catalogue.describe_channels())] = None,
@@ -426,15 +439,20 @@ def export(
         Path | None, typer.Option("-o", "--output", help="Download to this file (implies --wait).")
     ] = None,
 ) -> None:
-    """Request an export from a server, with the options of the API.
+    """Request an export from a server, with the options of the API: one language, or a master of several.
 
     Without --wait or -o, prints the task id, or the URL when the export exists.
 
     With --wait, prints the URL when done; with -o, downloads the file. Progress bars go to stderr.
 
     Example: altdub export 1 es-es mp4 --loudness ebu_r128 --include-original-audio --wait -o dub.mp4
+
+    A master, one audio track per language, French the default: altdub export 1 es-es,fr-fr mkv
+    --default-language fr-fr -o master.mkv
     """
     from altdub.client import AltdubClient
+
+    tracks = _languages(languages)
 
     given = {
         "audio_bitrate": audio_bitrate,
@@ -449,7 +467,7 @@ def export(
     }
     options = {key: value for key, value in given.items() if value is not None}
     with _client_errors(url), AltdubClient(url, api_key) as client:
-        answer = client.request_export(run_id, language, output_format, options)
+        answer = client.request_export(run_id, output_format, options, tracks, default_language)
         output_url = answer.get("output_url")
         if output_url is None and not (wait or output):
             typer.echo(f"task {answer['task_id']}")

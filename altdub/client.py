@@ -56,10 +56,23 @@ class AltdubClient:
         return self._json(response)
 
     def request_export(
-        self, run_id: int, language: str, output_format: str, options: dict[str, Any] | None = None
+        self,
+        run_id: int,
+        output_format: str,
+        options: dict[str, Any] | None = None,
+        languages: list[str] | str | None = None,
+        default_language: str | None = None,
     ) -> dict[str, str]:
-        body = {"output_format": output_format, **(options or {})}
-        return self._json(self._http.post(f"/dub-alt-format/{run_id}/{language}", json=body))
+        """``POST /runs/{run_id}/exports``: ``{"output_url"}`` when the export exists, else ``{"task_id"}``.
+
+        ``languages``: ids or short_names in track order, or "all"; None asks for every language of the run.
+        """
+        body: dict[str, Any] = {"output_format": output_format, **(options or {})}
+        if languages is not None:
+            body["languages"] = languages
+        if default_language is not None:
+            body["default_language"] = default_language
+        return self._json(self._http.post(f"/runs/{run_id}/exports", json=body))
 
     def task_status(self, task_id: str, wait: float = 0) -> dict[str, Any]:
         """The task's state; with ``wait``, the server answers when the task ends or after that many seconds."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -146,3 +148,18 @@ def download(client: TestClient, url: str, destination: Path) -> Path:
     assert response.status_code == 200, response.text
     destination.write_bytes(response.content)
     return destination
+
+
+def required_tool(name: str, package: str) -> str:
+    """The path of ``name``, a reader of outputs independent of FFmpeg (mediainfo, mkvmerge).
+
+    Without it the test is skipped saying why (``-ra`` lists the reason), except under ``CI=true``,
+    where it fails: ``.ci/run`` installs the package, so there it must be present.
+    """
+    found = shutil.which(name)
+    if found is None:
+        reason = f"{name} is not installed (apt-get install -y {package})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason} (CI=true: this test must run; .ci/run installs it)", pytrace=False)
+        pytest.skip(reason)
+    return found

@@ -71,7 +71,6 @@ class ExportRequest(BaseModel):
 
 
 LanguageName = Annotated[StrictStr, Field(max_length=40)] | StrictInt
-_MASTERS = ", ".join(f.name for f in CATALOGUE.values() if f.multiple_languages)
 
 
 class RunExportRequest(ExportRequest):
@@ -82,7 +81,7 @@ class RunExportRequest(ExportRequest):
         max_length=len(languages.all_languages()),
         examples=[["es-es", "fr-fr"]],
         description="Language ids or short_names in track order, or 'all'; omitted: every dubbed language of the "
-        f"run in import order. Several only for {_MASTERS}.",
+        f"run in import order. Several only for {', '.join(catalogue.masters())}.",
     )
     default_language: LanguageName | None = Field(
         default=None, examples=["fr-fr"], description="The default track: one of `languages`. Default: the first."

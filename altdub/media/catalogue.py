@@ -241,6 +241,19 @@ def describe_raster() -> str:
     )
 
 
+def masters() -> list[str]:
+    """The formats that take several languages, one audio track each."""
+    return [f.name for f in CATALOGUE.values() if f.multiple_languages]
+
+
+def describe_languages() -> str:
+    return (
+        "A language id or short_name (es-es); several in track order, comma-separated (es-es,fr-fr); or 'all': "
+        "every dubbed language of the run, in import order. Several languages need a master format: "
+        f"{_or(tuple(masters()))}."
+    )
+
+
 def describe_loudness() -> str:
     targets = [f"{t.name}: {t.integrated:g} LUFS, {t.true_peak:g} dBTP" for t in LOUDNESS_TARGETS.values()]
     return "; ".join(targets) + ". Default null: untouched."

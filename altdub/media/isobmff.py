@@ -37,9 +37,9 @@ def _moov(path: Path) -> tuple[int, bytes]:
     """The file offset and bytes of the ``moov`` box (read box header by box header, never the media)."""
     with path.open("rb") as file:
         offset = 0
-        while header := file.read(16):
+        while len(header := file.read(16)) >= 8:  # fewer bytes: a truncated file, with no moov to find
             size, kind = struct.unpack_from(">I4s", header)
-            if size == 1:
+            if size == 1 and len(header) == 16:
                 (size,) = struct.unpack_from(">Q", header, 8)
             if kind == b"moov":
                 file.seek(offset)

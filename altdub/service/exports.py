@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from altdub import languages
 from altdub.db.models import ApiKey, ExportTask, FileRole, Run, TaskStatus
+from altdub.media import catalogue
 from altdub.media.catalogue import CATALOGUE
 from altdub.media.options import OptionError, resolve_options
 from altdub.media.probe import MediaInfo
@@ -181,7 +182,7 @@ def _chosen_languages(
         raise InvalidInput("default_language", f"{default.short_name} is not among the languages asked for ({listed})")
     fmt = CATALOGUE[order.output_format]
     if len(chosen) > 1 and not fmt.multiple_languages:
-        masters = ", ".join(f.name for f in CATALOGUE.values() if f.multiple_languages)
+        masters = ", ".join(catalogue.masters())
         raise InvalidInput(
             order.language_field,
             f"{fmt.name} carries one language and {len(chosen)} were asked for ({listed}): "

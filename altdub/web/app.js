@@ -28,6 +28,8 @@ const FIELD_NAMES = {
   "dub_<language>": "Dubbed languages",
   output_format: "Format",
   language: "Language",
+  languages: "Languages",
+  default_language: "Default track",
   audio_bitrate: "Audio bitrate",
   sample_rate: "Sample rate",
   channels: "Channels",
@@ -329,12 +331,16 @@ function fillThumbnail(box, run, alt) {
 
 function clearErrors(root) {
   for (const el of root.querySelectorAll(".field-error")) el.remove();
-  for (const el of root.querySelectorAll("[aria-invalid]")) {
-    el.removeAttribute("aria-invalid");
-    const described = (el.getAttribute("aria-describedby") || "").split(" ").filter((id) => id && !id.endsWith("-error"));
-    if (described.length) el.setAttribute("aria-describedby", described.join(" "));
-    else el.removeAttribute("aria-describedby");
-  }
+  for (const el of root.querySelectorAll("[aria-invalid]")) unmarkField(el);
+}
+
+/** Take back markField's mark from one control. */
+function unmarkField(control) {
+  if (control.id) document.getElementById(`${control.id}-error`)?.remove();
+  control.removeAttribute("aria-invalid");
+  const described = (control.getAttribute("aria-describedby") || "").split(" ").filter((id) => id && !id.endsWith("-error"));
+  if (described.length) control.setAttribute("aria-describedby", described.join(" "));
+  else control.removeAttribute("aria-describedby");
 }
 
 function hideAlert(alert) {
@@ -867,14 +873,76 @@ function defaultBitrateLabel(spec) {
   return `Default (${entries.map(([channels, value]) => `${kbps(value)} ${(CHANNEL_LABELS[channels] || `${channels} ch`).toLowerCase()}`).join(", ")})`;
 }
 
+/**
+ * The languages of an export: a select for a format that takes one, checkboxes (in the run's import
+ * order, which is the tracks' order) and a default-track select for a master. Moving from one to
+ * several starts from the language chosen; moving back keeps the default track.
+ */
+function languagePicker(form, alert, run, isMaster) {
+  const language = form.querySelector("#export-language");
+  const one = $(form, "language-one");
+  const many = $(form, "language-many");
+  const defaultTrack = form.querySelector("#export-default-language");
+  const name = (l) => `${l.language} (${l.short_name})`;
+  for (const l of run.languages) language.append(h("option", { value: l.short_name }, name(l)));
+  const boxes = run.languages.map((l, i) => {
+    const box = h("input", { type: "checkbox", id: `export-lang-${i}`, value: l.short_name });
+    $(form, "language-checks").append(h("li", { class: "field-check" }, box, h("label", { for: box.id }, name(l))));
+    return box;
+  });
+  const checked = () => boxes.filter((box) => box.checked).map((box) => box.value);
+  const fillDefault = () => {
+    const kept = defaultTrack.value;
+    const codes = checked();
+    const options = run.languages.filter((l) => codes.includes(l.short_name)).map((l) => h("option", { value: l.short_name }, name(l)));
+    defaultTrack.replaceChildren(...(options.length ? options : [h("option", { value: "" }, "Check a language first")]));
+    defaultTrack.disabled = !codes.length;
+    defaultTrack.value = codes.includes(kept) ? kept : codes[0] || "";
+  };
+  let master = false;
+  const picker = {
+    language,
+    many,
+    isMaster: () => master,
+    /** The languages of the tracks in order, and the default one. */
+    chosen: () => (master ? { languages: checked(), default: defaultTrack.value } : { languages: [language.value], default: language.value }),
+    /** Show the control the format takes. */
+    sync() {
+      const now = Boolean(isMaster());
+      if (now && !master) {
+        for (const box of boxes) box.checked = box.value === language.value;
+        fillDefault();
+      } else if (!now && master && defaultTrack.value) language.value = defaultTrack.value;
+      master = now;
+      one.hidden = master;
+      many.hidden = !master;
+    },
+    onChange(fn) {
+      language.addEventListener("change", fn);
+      for (const box of boxes)
+        box.addEventListener("change", () => {
+          if (many.hasAttribute("aria-invalid") && checked().length) {
+            unmarkField(many); // "check at least one" is answered
+            if (!form.querySelector("[aria-invalid]")) hideAlert(alert);
+          }
+          fillDefault();
+          fn();
+        });
+    },
+    /** Where the service's complaint about a field goes. */
+    control: (field) =>
+      field === "languages" || field === "language" ? (master ? many : language) : form.querySelector(`[data-field="${CSS.escape(field)}"]`),
+  };
+  return picker;
+}
+
 function setUpExportForm(page) {
   const { node, run, catalogue } = page;
   const form = $(node, "export-form");
   const alert = $(node, "export-alert");
-  const language = form.querySelector("#export-language");
   const format = form.querySelector("#export-format");
-  for (const l of run.languages) language.append(h("option", { value: l.short_name }, `${l.language} (${l.short_name})`));
   const byName = new Map(catalogue.formats.map((f) => [f.name, f]));
+  const languages = languagePicker(form, alert, run, () => byName.get(format.value)?.multiple_languages);
   for (const [label, video] of [["Audio", false], ["Video", true]]) {
     const formats = catalogue.formats.filter((f) => f.is_video === video);
     const options = formats.map((f) =>
@@ -884,9 +952,14 @@ function setUpExportForm(page) {
   }
   const peaks = catalogue.loudness_targets.map((t) => `${t.label} ${signed(t.true_peak)} dBTP`).join(", ");
   $(form, "loudness-hint").textContent += ` True-peak ceilings: ${peaks}.`;
-  const hasStem = (role) => run.files.some((f) => f.role === role && (role === "background" || f.language?.short_name === language.value));
+  // A voice stem is offered when every language asked for has one.
+  const hasStem = (role) =>
+    role === "background"
+      ? run.files.some((f) => f.role === "background")
+      : languages.chosen().languages.every((code) => run.files.some((f) => f.role === role && f.language?.short_name === code));
   const update = () => {
     const fmt = byName.get(format.value);
+    languages.sync();
     for (const field of form.querySelectorAll("[data-option]")) {
       const key = field.dataset.option;
       const spec = fmt.options[key];
@@ -906,11 +979,18 @@ function setUpExportForm(page) {
     voice.disabled = !hasStem("voice");
     background.disabled = !hasStem("background");
     if (stem.selectedOptions[0]?.disabled) stem.value = "";
-    const missing = [voice.disabled && "voice stem in this language", background.disabled && "background stem"].filter(Boolean);
+    const codes = languages.chosen().languages;
+    const noVoice = codes.filter((code) => !run.files.some((f) => f.role === "voice" && f.language?.short_name === code));
+    const voiceWhere = languages.isMaster() ? `in ${noVoice.map((code) => page.languages.get(code)?.language || code).join(" or ")}` : "in this language";
+    const missing = [voice.disabled && `voice stem ${voiceWhere}`, background.disabled && "background stem"].filter(Boolean);
+    // Several dubbed tracks: the original comes after them all, and each language brings its transcript.
+    const several = codes.length > 1;
+    form.querySelector('label[for="opt-original"]').textContent = `Add the original-language audio ${several ? "after the dubbed tracks" : "as a second track"}`;
+    form.querySelector('label[for="opt-subtitles"]').textContent = `Add ${several ? "each" : "the"} language's transcript as subtitles`;
     $(form, "stem-hint").textContent = missing.length ? `The run has no ${missing.join(" and no ")}.` : "";
   };
   format.addEventListener("change", update);
-  language.addEventListener("change", update);
+  languages.onChange(update);
   update();
 
   const submit = $(form, "export-submit");
@@ -918,7 +998,16 @@ function setUpExportForm(page) {
     event.preventDefault();
     clearErrors(form);
     hideAlert(alert);
-    const body = { output_format: format.value };
+    const chosen = languages.chosen();
+    if (!chosen.languages.length) {
+      const message = "Check at least one language.";
+      markField(languages.many, message);
+      showAlert(alert, "Please correct the marked fields:", [`${FIELD_NAMES.languages}: ${message}`]);
+      return;
+    }
+    // One path for every export; the default track is named only when there is a choice.
+    const body = { output_format: format.value, languages: chosen.languages };
+    if (chosen.languages.length > 1) body.default_language = chosen.default;
     const options = {};
     for (const field of form.querySelectorAll("[data-option]")) {
       if (field.hidden) continue;
@@ -934,14 +1023,15 @@ function setUpExportForm(page) {
     submit.disabled = true;
     submit.textContent = "Starting…";
     try {
-      const answer = await api(`dub-alt-format/${run.run_id}/${encodeURIComponent(language.value)}`, {
+      const answer = await api(`runs/${run.run_id}/exports`, {
         method: "POST",
         json: body,
         signal: page.view.signal,
       });
       const task = {
         taskId: answer.task_id || null,
-        language: language.value,
+        languages: chosen.languages,
+        defaultLanguage: chosen.default,
         format: format.value,
         summary: requestedSummary(options),
         status: answer.output_url ? "SUCCESS" : "PENDING",
@@ -955,7 +1045,7 @@ function setUpExportForm(page) {
       // The same finished export asked for again: bring its entry up rather than add another.
       const made =
         task.existed &&
-        page.tasks.find((t) => t.status === "SUCCESS" && t.language === task.language && t.format === task.format && t.summary === task.summary);
+        page.tasks.find((t) => t.status === "SUCCESS" && sameTracks(t, task) && t.format === task.format && t.summary === task.summary);
       if (running) {
         announce(`This ${task.format} export is already running.`);
         focusTask(page, running);
@@ -973,12 +1063,58 @@ function setUpExportForm(page) {
       }
     } catch (error) {
       if (error.name === "AbortError" || error.status === 401) return;
-      showError(alert, error, { form, languages: page.languages });
+      showError(alert, error, { form, languages: page.languages, controlFor: languages.control });
     } finally {
       submit.disabled = false;
       submit.textContent = "Start export";
     }
   });
+}
+
+function sameTracks(a, b) {
+  return a.languages.join() === b.languages.join() && a.defaultLanguage === b.defaultLanguage;
+}
+
+/** The languages of an export in words: "French (France)", or "Spanish (Spain), French (France) (default)". */
+function tracksText(page, codes, defaultCode) {
+  const named = (code) => page.languages.get(code)?.language || code;
+  if (codes.length === 1) return named(codes[0]);
+  return codes.map((code) => (code === defaultCode ? `${named(code)} (default)` : named(code))).join(", ");
+}
+
+/** The languages of an export as a cell: the short name (the whole name on hover), in track order, the default marked. */
+function tracksCell(page, codes, defaultCode) {
+  const abbr = (code) => h("abbr", { title: page.languages.get(code)?.language || code }, code);
+  if (codes.length === 1) return abbr(codes[0]);
+  return h(
+    "ol",
+    { class: "track-languages", "aria-label": `${codes.length} audio tracks, in order` },
+    codes.map((code) => h("li", {}, abbr(code), code === defaultCode && h("small", { class: "default-mark" }, " default"))),
+  );
+}
+
+/**
+ * What a finished export's message adds to its figures: an MXF track sheet, as a list; a master's
+ * loudness per language (one language's figures are in the Loudness column already).
+ */
+function exportNotes(message, trackCount) {
+  if (!message) return null;
+  const notes = [];
+  for (const note of message.split("; ")) {
+    const sheet = /^track sheet: (.*)$/.exec(note);
+    if (sheet) {
+      const tracks = sheet[1].split(/, (?=A\d+ )/);
+      notes.push(
+        h(
+          "details",
+          { class: "track-sheet" },
+          h("summary", {}, `Track sheet (${tracks.length} tracks)`),
+          h("ol", {}, tracks.map((track) => h("li", {}, track))),
+        ),
+      );
+    } else if (trackCount > 1) notes.push(h("p", { class: "cell-note cell-info" }, note));
+  }
+  return notes.length ? h("div", { class: "export-notes" }, notes) : null;
 }
 
 function focusTask(page, task) {
@@ -1029,7 +1165,7 @@ function followTask(page, task) {
 }
 
 function finishedText(task) {
-  const what = `The ${task.format} export (${task.language})`;
+  const what = `The ${task.format} export (${task.languages.join(", ")})`;
   return {
     SUCCESS: `${what} is ready to download.`,
     ERROR: `${what} failed.`,
@@ -1086,8 +1222,7 @@ function renderTask(page, task) {
 }
 
 function taskItem(page, task) {
-  const language = page.languages.get(task.language);
-  const title = `${task.format.toUpperCase()} · ${language ? language.language : task.language}`;
+  const title = `${task.format.toUpperCase()} · ${tracksText(page, task.languages, task.defaultLanguage)}`;
   const item = h(
     "li",
     { class: `task task-${task.status.toLowerCase()}`, dataset: { task: task.taskId || "", status: task.status, format: task.format } },
@@ -1115,6 +1250,7 @@ function taskItem(page, task) {
         h("p", { class: "hint" }, doneText(task)),
         downloadLink(page, task, `Download the ${title} export`),
       ),
+      exportNotes(task.message, task.languages.length),
     );
   } else {
     item.append(h("p", { class: "task-failure" }, failureText(task.status, task.reason, task.message)));
@@ -1151,7 +1287,8 @@ async function loadHistory(page, { announceDone = false } = {}) {
     if (entry.status === "PENDING" && !page.tasks.some((t) => t.taskId === entry.task_id)) {
       const task = {
         taskId: entry.task_id,
-        language: entry.language,
+        languages: entry.languages,
+        defaultLanguage: entry.language,
         format: entry.output_format,
         summary: optionsSummary(entry.output_format, entry.options),
         status: "PENDING",
@@ -1166,7 +1303,7 @@ async function loadHistory(page, { announceDone = false } = {}) {
   for (const entry of entries) {
     const task = page.tasks.find((t) => t.taskId === entry.task_id);
     if (task && task.status === "SUCCESS" && entry.status === "SUCCESS" && task.size !== entry.size) {
-      Object.assign(task, { size: entry.size, loudness: entry.loudness });
+      Object.assign(task, { size: entry.size, loudness: entry.loudness, message: entry.message });
       renderTask(page, task);
     }
   }
@@ -1177,9 +1314,8 @@ async function loadHistory(page, { announceDone = false } = {}) {
   const now = Date.now();
   body.replaceChildren(
     ...entries.map((entry) => {
-      const language = page.languages.get(entry.language);
       const task = { taskId: entry.task_id, url: entry.output_url, urlAt: now };
-      const label = `${entry.output_format.toUpperCase()} · ${language ? language.language : entry.language}`;
+      const label = `${entry.output_format.toUpperCase()} · ${tracksText(page, entry.languages, entry.language)}`;
       const failed = entry.status !== "SUCCESS" && entry.status !== "PENDING";
       const status = h(
         "td",
@@ -1189,6 +1325,7 @@ async function loadHistory(page, { announceDone = false } = {}) {
           {},
           statusBadge(entry.status, entry.progress),
           failed && h("p", { class: "cell-note" }, failureText(entry.status, entry.exception_reason, entry.message)),
+          entry.status === "SUCCESS" && exportNotes(entry.message, entry.languages.length),
         ),
       );
       const loudness = entry.loudness
@@ -1208,7 +1345,7 @@ async function loadHistory(page, { announceDone = false } = {}) {
         "tr",
         { dataset: { task: entry.task_id, status: entry.status, format: entry.output_format } },
         h("td", { "data-label": "Started" }, timeElement(entry.created_at)),
-        h("td", { "data-label": "Language" }, h("abbr", { title: language?.language || entry.language }, entry.language)),
+        h("td", { "data-label": "Languages" }, tracksCell(page, entry.languages, entry.language)),
         h("td", { "data-label": "Format" }, h("strong", {}, entry.output_format.toUpperCase())),
         h("td", { "data-label": "Options", class: "options-cell" }, optionsSummary(entry.output_format, entry.options) || "—"),
         status,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from collections.abc import Iterator
@@ -268,6 +269,91 @@ def test_export_options_and_transcript_from_the_command_line(server: Server, med
     refused = altdub("export", run.group(1), "es-es", "flac", "--audio-bitrate", "128k", cwd=tmp_path, **env)
     assert refused.returncode != 0
     assert "422" in refused.stderr and "audio_bitrate" in refused.stderr
+
+
+# --- masters: several languages in one file ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def master_run_id(server: Server, media, tmp_path_factory: pytest.TempPathFactory) -> int:
+    """A video run dubbed into French, Spanish and German, imported in that order (not the ids' order)."""
+    result = ok(
+        altdub(
+            "runs", "import", "--url", server.base_url, "--api-key", server.api_key,
+            "--source", str(media.video), "--source-language", "en-us",
+            "--dub", f"fr-fr={media.dub_flac}", "--dub", f"es-es={media.dub_wav}", "--dub", f"de-de={media.dub_s24}",
+            cwd=tmp_path_factory.mktemp("cwd"),
+        )
+    )  # fmt: skip
+    match = re.fullmatch(r"run (\d+): fr-fr, es-es, de-de", result.stdout.strip())
+    assert match, result.stdout
+    return int(match.group(1))
+
+
+def _mkv_audio(path: Path) -> list[tuple[str, str, bool]]:
+    """(language, title, default) of each audio track, as mkvmerge reads them."""
+    done = subprocess.run(["mkvmerge", "-J", str(path)], capture_output=True, text=True, timeout=60, check=True)
+    tracks = json.loads(done.stdout)["tracks"]
+    return [
+        (t["properties"]["language"], t["properties"].get("track_name"), t["properties"]["default_track"])
+        for t in tracks
+        if t["type"] == "audio"
+    ]
+
+
+@pytest.mark.e2e
+def test_export_a_master_with_a_default_language(server: Server, master_run_id: int, tmp_path: Path) -> None:
+    env = {"ALTDUB_URL": server.base_url, "ALTDUB_API_KEY": server.api_key}
+    master = [str(master_run_id), "es-es,fr-fr", "mkv", "--default-language", "fr-fr"]
+    out = tmp_path / "master.mkv"
+    result = ok(altdub("export", *master, "-o", str(out), cwd=tmp_path, **env))
+    assert result.stdout.strip() == f"saved {out} ({out.stat().st_size} bytes)", result.stdout
+    info = probe(out)
+    assert [s.codec for s in info.video] == ["h264"]
+    assert [(a.language, a.default) for a in info.audio] == [("spa", False), ("fre", True)]
+    assert abs(info.duration - SOURCE_SECONDS) <= DURATION_TOLERANCE
+    assert _mkv_audio(out) == [("spa", "Spanish (Spain)", False), ("fre", "French (France)", True)]
+
+    # The same master asked again: the URL at once, the same file.
+    again = ok(altdub("export", *master, cwd=tmp_path, **env))
+    assert httpx.get(again.stdout.strip(), timeout=30).content == out.read_bytes()
+
+
+@pytest.mark.e2e
+def test_export_all_languages_in_import_order(server: Server, master_run_id: int, tmp_path: Path) -> None:
+    env = {"ALTDUB_URL": server.base_url, "ALTDUB_API_KEY": server.api_key}
+    waited = ok(altdub("export", str(master_run_id), "all", "mkv", "--wait", cwd=tmp_path, **env))
+    url = waited.stdout.strip()
+    assert re.fullmatch(rf"{re.escape(server.base_url)}/files/\S+", url), waited.stdout
+    response = httpx.get(url, timeout=30)
+    assert response.status_code == 200
+    disposition = response.headers["content-disposition"]
+    assert disposition == f"attachment; filename*=utf-8''run-{master_run_id}_fr-fr%2Bes-es%2Bde-de.mkv", disposition
+    out = tmp_path / "all.mkv"
+    out.write_bytes(response.content)
+    assert [(a.language, a.default) for a in probe(out).audio] == [("fre", True), ("spa", False), ("ger", False)]
+    assert [title for _, title, _ in _mkv_audio(out)] == ["French (France)", "Spanish (Spain)", "German (Germany)"]
+
+
+@pytest.mark.e2e
+def test_export_several_languages_refused_readably(server: Server, master_run_id: int, tmp_path: Path) -> None:
+    env = {"ALTDUB_URL": server.base_url, "ALTDUB_API_KEY": server.api_key}
+    refused = altdub(
+        "export", str(master_run_id), "es-es,fr-fr", "mp3", "-o", str(tmp_path / "x.mp3"), cwd=tmp_path, **env
+    )
+    assert refused.returncode == 1, refused.stdout
+    assert refused.stderr.startswith("error: HTTP 422: body.languages: "), refused.stderr
+    assert "mp4, mov, mkv" in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
+    assert not (tmp_path / "x.mp3").exists()
+
+    not_among = altdub(
+        "export", str(master_run_id), "es-es,fr-fr", "mkv", "--default-language", "de-de", cwd=tmp_path, **env
+    )
+    assert not_among.returncode == 1
+    assert not_among.stderr.startswith("error: HTTP 422: body.default_language: "), not_among.stderr
+
+    empty = altdub("export", str(master_run_id), "es-es,,fr-fr", "mkv", cwd=tmp_path, **env)
+    assert empty.returncode == 2 and "LANGUAGES" in empty.stderr, empty.stderr
 
 
 # --- every command's help has an example; progress bars on stderr ---------------------------------

@@ -2,7 +2,8 @@
 
 The options resolver takes exactly the values the catalogue lists per format and refuses every other
 with an OptionError naming the option; the OpenAPI enums, ``GET /formats`` (in process and from a real
-``altdub serve``), ``altdub export --help`` and the dashboard's selects (Chromium) show the same values.
+``altdub serve``), ``altdub export --help`` (with the formats that take several languages) and the dashboard's
+selects (Chromium) show the same values.
 """
 
 from __future__ import annotations
@@ -209,8 +210,11 @@ def test_cli_help_lists_every_format_and_value(tmp_path: Path) -> None:
         catalogue.describe_subtitles(),
         catalogue.describe_start_timecode(),
         catalogue.describe_raster(),
+        catalogue.describe_languages(),
     ):
         assert " ".join(described.split()) in text, described
+    masters = [f.name for f in CATALOGUE.values() if f.multiple_languages]
+    assert f"need a master format: {', '.join(masters[:-1])} or {masters[-1]}." in text, text
 
 
 # --- the dashboard ---------------------------------------------------------------------------------------

@@ -806,3 +806,126 @@ def test_mxf_raster_source_refuses_a_picture_mpeg2_cannot_hold(tmp_path: Path, w
 @pytest.mark.parametrize("output_format", ["mp4", "mov", "mkv"])
 def test_other_video_formats_keep_the_source_raster(tmp_path: Path, output_format: str) -> None:
     assert "-vf" not in _plan(output_format, _sized_inputs(tmp_path, 640, 480), tmp_path / "out").args
+
+
+# --- masters: several dubs (DELIVERIES.md §2) ---------------------------------------------------------------
+
+# (file, ISO 639-2/B, title, stream): a 44.1 kHz stereo FLAC, the default's 48 kHz stereo WAV, a 48 kHz mono WAV
+_MASTER_DUBS = (
+    ("es.flac", "spa", "Spanish (Spain)", _audio("flac", sample_rate=44100)),
+    ("fr.wav", "fre", "French (France)", _audio()),
+    ("de.wav", "ger", "German (Germany)", _audio(channels=1)),
+)
+MASTER_FORMATS = [name for name, f in CATALOGUE.items() if f.multiple_languages]
+
+
+def _master(tmp_path: Path, *, default_dub: int = 1, transcripts: int = 2) -> ExportInputs:
+    """The three dubs above after a video source; transcripts for the first ``transcripts`` of them."""
+    dubs = tuple(AudioTrack(tmp_path / name, stream, 4.0, code, title) for name, code, title, stream in _MASTER_DUBS)
+    subtitles = tuple(
+        TextTrack(tmp_path / f"{code}.srt", code, title) for _, code, title, _ in _MASTER_DUBS[:transcripts]
+    )
+    return replace(_inputs(tmp_path), dubs=dubs, default_dub=default_dub, subtitles=subtitles)
+
+
+def _master_plan(output_format: str, inputs: ExportInputs, **requested: Any) -> ExportPlan:
+    """The plan with the options a master resolves: the default dub's rate and channels for every track."""
+    options = resolve_options(output_format, requested, inputs.dubs[inputs.default_dub].stream)
+    return build_plan(output_format, inputs, options, inputs.dubs[0].path.parent / f"out.{output_format}")
+
+
+def _mapped_input(args: list[str], target: str) -> str:
+    """The ``input:stream`` a ``-map`` target reads: itself, or the input label of its filter chain."""
+    return _chains(args)[target][1:].split("]")[0] if target.startswith("[") else target
+
+
+@pytest.mark.parametrize("output_format", ["mkv", "mp4", "mov"])
+def test_a_master_maps_one_audio_track_per_dub_in_order(tmp_path: Path, output_format: str) -> None:
+    inputs = _master(tmp_path)
+    plan = _master_plan(output_format, inputs)
+    files = _inputs_of(plan.args)
+    assert files[:4] == [file_arg(tmp_path / "source.mp4"), *(file_arg(tmp_path / d[0]) for d in _MASTER_DUBS)]
+    audio = _values(plan.args, "-map")[1:4]
+    assert [_mapped_input(plan.args, target) for target in audio] == ["1:0", "2:0", "3:0"]
+
+
+@pytest.mark.parametrize("output_format", ["mkv", "mp4", "mov"])
+def test_a_master_titles_and_tags_every_track(tmp_path: Path, output_format: str) -> None:
+    plan = _master_plan(output_format, _master(tmp_path))
+    mov = {"fre": "fra"}  # FFmpeg's MOV table knows French by its terminological code only
+    for index, (_, code, title, _) in enumerate(_MASTER_DUBS):
+        language = mov.get(code, code) if output_format == "mov" else code
+        assert _values(plan.args, f"-metadata:s:a:{index}") == [f"language={language}", f"title={title}"]
+
+
+@pytest.mark.parametrize("output_format", MASTER_FORMATS)
+@pytest.mark.parametrize("default_dub", [0, 1, 2])
+def test_a_master_has_one_default_track_the_default_dub(tmp_path: Path, output_format: str, default_dub: int) -> None:
+    plan = _master_plan(output_format, _master(tmp_path, default_dub=default_dub), include_original_audio=True)
+    # MXF: a track per channel of the default dub (de-de is mono: one each), the default its first
+    per_track = (_MASTER_DUBS[default_dub][3].channels or 2) if output_format == "mxf" else 1
+    dispositions = [_values(plan.args, f"-disposition:a:{i}") for i in range(4 * per_track)]
+    assert dispositions == [["default" if i == default_dub * per_track else "0"] for i in range(4 * per_track)]
+    assert f"-disposition:a:{4 * per_track}" not in plan.args
+
+
+def test_every_track_of_a_master_takes_the_default_dubs_rate_and_channels(tmp_path: Path) -> None:
+    chains = _chains(_master_plan("mp4", _master(tmp_path)).args)
+    spanish, french, german = (_filters(chains[f"[a{i}]"]) for i in range(3))
+    assert spanish[-1] == "aresample=48000" and not any(f.startswith("aformat") for f in spanish)
+    assert not any(f.startswith(("aresample", "aformat")) for f in french)
+    assert "aformat=channel_layouts=stereo" in german and not any(f.startswith("aresample") for f in german)
+
+
+def test_the_original_follows_every_dub_of_a_master(tmp_path: Path) -> None:
+    plan = _master_plan("mkv", _master(tmp_path), include_original_audio=True)
+    maps = _values(plan.args, "-map")
+    assert _mapped_input(plan.args, maps[4]) == "0:1"  # after the picture and the three dubs
+    assert ("-metadata:s:a:3", "language=eng") in _pairs(plan.args)
+    assert _values(plan.args, "-disposition:a:3") == ["0"]
+
+
+def test_an_mxf_master_splits_each_language_into_mono_tracks_in_order(tmp_path: Path) -> None:
+    plan = _master_plan("mxf", _master(tmp_path))
+    labels = [f"[m{n}c{c}]" for n in range(3) for c in range(2)]
+    assert _values(plan.args, "-map") == ["0:0", *labels]
+    chains = _chains(plan.args)
+    for n, (_, code, title, _) in enumerate(_MASTER_DUBS):
+        for c in range(2):
+            assert chains[f"[m{n}c{c}]"].startswith(f"[{n + 1}:0]")
+            assert _values(plan.args, f"-metadata:s:a:{2 * n + c}") == [f"language={code}", f"title={title}"]
+    # the mono dub is made stereo before the split: every language fills two tracks
+    assert "aformat=channel_layouts=stereo,channelsplit=channel_layout=stereo" in chains["[m2c0]"]
+
+
+@pytest.mark.parametrize(("output_format", "codec"), list(SUBTITLE_CODECS.items()))
+def test_a_master_has_one_text_track_per_transcript_none_default(
+    tmp_path: Path, output_format: str, codec: str
+) -> None:
+    plan = _master_plan(output_format, _master(tmp_path, transcripts=2), subtitles="soft")
+    files = _inputs_of(plan.args)
+    texts = _values(plan.args, "-map")[-2:]
+    assert texts == [f"{files.index(file_arg(tmp_path / f'{code}.srt'))}:0" for code in ("spa", "fre")]
+    assert ("-c:s", codec) in _pairs(plan.args)
+    for index, (_, code, title, _) in enumerate(_MASTER_DUBS[:2]):
+        language = "fra" if (output_format, code) == ("mov", "fre") else code
+        assert _values(plan.args, f"-metadata:s:s:{index}") == [f"language={language}", f"title={title}"]
+        assert _values(plan.args, f"-disposition:s:{index}") == ["0"]
+    assert "-metadata:s:s:2" not in plan.args
+
+
+@pytest.mark.parametrize(
+    ("output_format", "subtitles"), [(f, "none") for f in VIDEO_FORMATS] + [(f, "soft") for f in SUBTITLE_CODECS]
+)
+def test_only_mp4_and_mov_with_soft_subtitles_disable_text_tracks(
+    tmp_path: Path, output_format: str, subtitles: str
+) -> None:
+    plan = _master_plan(output_format, _master(tmp_path), subtitles=subtitles)
+    assert plan.disable_text_tracks is (output_format in ("mp4", "mov") and subtitles == "soft")
+
+
+@pytest.mark.parametrize("output_format", AUDIO_FORMATS)
+def test_several_dubs_in_an_audio_format_is_a_value_error(tmp_path: Path, output_format: str) -> None:
+    inputs = replace(_master(tmp_path, default_dub=0), dubs=_master(tmp_path).dubs[:2], subtitles=())
+    with pytest.raises(ValueError, match="carries one language"):
+        _master_plan(output_format, inputs)

@@ -4,7 +4,6 @@ PyAV and, independently, with MediaInfo."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from altdub.config import Settings
 from altdub.db.session import session_scope
 from altdub.media.ffmpeg import file_arg, run_ffmpeg
 from altdub.service.keys import create_key
-from tests.conftest import SOURCE_SECONDS, Media, auth, make_run, wait_for_task
+from tests.conftest import SOURCE_SECONDS, Media, auth, make_run, required_tool, wait_for_task
 from tests.e2e.conftest import ServerFactory, download, import_run_id
 from tests.e2e.conftest import wait_for_task as served_wait
 
@@ -91,8 +90,7 @@ def pyav_timecode(path: Path) -> str | None:
 
 def mediainfo_timecode(path: Path) -> str | None:
     """The start timecode as MediaInfo (not FFmpeg) reads it."""
-    executable = shutil.which("mediainfo")
-    assert executable is not None, "mediainfo is not installed (apt-get install -y mediainfo)"
+    executable = required_tool("mediainfo", "mediainfo")
     report = json.loads(
         subprocess.run([executable, "--Output=JSON", str(path)], capture_output=True, check=True).stdout
     )

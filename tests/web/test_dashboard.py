@@ -1,8 +1,9 @@
 """The web dashboard, end to end: Debian's Chromium, driven by Playwright, against a real ``altdub serve``.
 
 Signs in, imports a run through the upload form, exports it as mp3 and mp4, follows the progress
-until SUCCESS, downloads both through the page's links and probes them; checks that failures are
-shown in the page; saves a screenshot of each main screen to ``test-artifacts/screenshots/``.
+until SUCCESS, downloads both through the page's links and probes them; exports masters of two
+languages (mkv, mxf) with the default track chosen; checks that failures are shown in the page;
+saves a screenshot of each main screen to ``test-artifacts/screenshots/``.
 
 The browser is the system's (``apt-get install chromium``); Playwright never downloads one. Without
 it the tests are skipped, except in CI (``CI=true``), where they fail.
@@ -218,9 +219,10 @@ def test_sign_in_import_export_and_download(page, server: Server, media: Media, 
         expect(row).to_have_attribute("data-status", "SUCCESS")
         expect(row.locator('td[data-label="Size"]')).to_have_text(re.compile(r"^\d+(\.\d)? (KB|MB)$"))
 
-    # a loudness-normalised export shows its measured figures
-    page.get_by_label("Language", exact=True).select_option("es-es")
+    # a loudness-normalised export shows its measured figures (a one-language format: the language select is back)
     page.get_by_label("Format", exact=True).select_option("m4a")
+    expect(page.get_by_label("Language", exact=True)).to_have_value("fr-fr")  # the mp4's language, kept
+    page.get_by_label("Language", exact=True).select_option("es-es")
     page.get_by_label("Loudness").select_option("streaming")
     page.get_by_role("button", name="Start export").click()
     expect(page.locator('.task-list [data-format="m4a"] [data-status="SUCCESS"]')).to_be_visible(timeout=TIMEOUT_MS)
@@ -245,6 +247,91 @@ def test_sign_in_import_export_and_download(page, server: Server, media: Media, 
     expect(cards.first).to_contain_text("0:04")
     expect(cards.first.locator(".thumb img")).to_be_visible()
     shot(page, "02-runs")
+
+
+def test_a_master_of_two_languages(page, server: Server, media: Media, tmp_path: Path):
+    """Issue 12: a master format offers every language of the run (checkboxes, in import order) and a default track."""
+    import httpx
+    from playwright.sync_api import expect
+
+    files = {"source": media.video, "dub_es-es": media.dub_wav, "dub_fr-fr": media.dub_flac}
+    response = import_run(server.base_url, server.api_key, files, name="Two-language master")
+    assert response.status_code == 201, response.text
+    run_id = response.json()["run_id"]
+    sign_in(page, server)
+    page.goto(f"{server.base_url}/#/runs/{run_id}")
+    expect(page.get_by_role("heading", name="Two-language master", level=1)).to_be_visible()
+
+    # an audio format takes one language: a select; a master takes several: checkboxes, the first checked
+    page.get_by_label("Format", exact=True).select_option("mp3")
+    expect(page.get_by_label("Language", exact=True)).to_be_visible()
+    languages = page.get_by_role("group", name="Languages")
+    expect(languages).to_be_hidden()
+    page.get_by_label("Format", exact=True).select_option("mkv")
+    expect(page.get_by_label("Language", exact=True)).to_be_hidden()
+    expect(languages).to_be_visible()
+    spanish, french = (
+        languages.get_by_label("Spanish (Spain) (es-es)"),
+        languages.get_by_label("French (France) (fr-fr)"),
+    )
+    expect(spanish).to_be_checked()
+    expect(french).not_to_be_checked()
+    default = page.get_by_label("Default track")
+    expect(default).to_have_value("es-es")
+    assert default.locator("option").all_inner_texts() == ["Spanish (Spain) (es-es)"]
+
+    # nothing checked: the form says so before asking the service
+    spanish.uncheck()
+    page.get_by_role("button", name="Start export").click()
+    expect(page.locator('[data-role="export-alert"]')).to_contain_text("Languages: Check at least one language.")
+    expect(page.locator("#export-languages")).to_have_attribute("aria-invalid", "true")
+
+    spanish.check()
+    expect(page.locator("#export-languages-error")).to_have_count(0)  # answered: the mark goes
+    expect(page.locator("#export-languages")).not_to_have_attribute("aria-invalid", "true")
+    expect(page.locator('[data-role="export-alert"]')).to_be_hidden()
+    french.check()
+    expect(page.get_by_label("Add the original-language audio after the dubbed tracks")).to_be_visible()
+    assert default.locator("option").all_inner_texts() == ["Spanish (Spain) (es-es)", "French (France) (fr-fr)"]
+    default.select_option("fr-fr")
+    shot(page, "16-export-master", locator=page.locator('[data-role="export-form"]'))
+    page.get_by_role("button", name="Start export").click()
+    task = wait_for_success(page, "mkv")
+    expect(task.locator(".task-title")).to_have_text("MKV · Spanish (Spain), French (France) (default)")
+
+    row = page.locator('[data-role="history"] tr[data-format="mkv"]')
+    expect(row).to_have_attribute("data-status", "SUCCESS")
+    cell = row.locator('td[data-label="Languages"]')
+    expect(cell.locator("li")).to_have_text(["es-es", "fr-fr default"])
+    url = row.get_by_role("link", name="Download").get_attribute("href")
+    download = httpx.get(url, timeout=30)
+    assert download.status_code == 200, download.text
+    master = tmp_path / "master.mkv"
+    master.write_bytes(download.content)
+    info = probe(master)
+    assert [s.codec for s in info.video] == ["h264"]
+    assert [(a.language, a.default) for a in info.audio] == [("spa", False), ("fre", True)]
+
+    # MXF: the same languages (kept from mkv), and its track sheet shown with the export
+    page.get_by_label("Format", exact=True).select_option("mxf")
+    expect(french).to_be_checked()
+    expect(default).to_have_value("fr-fr")
+    page.get_by_label("Raster").select_option("source")
+    page.get_by_role("button", name="Start export").click()
+    wait_for_success(page, "mxf")
+    row = page.locator('[data-role="history"] tr[data-format="mxf"]')
+    expect(row).to_have_attribute("data-status", "SUCCESS")
+    sheet = row.locator(".track-sheet")
+    expect(sheet.locator("summary")).to_have_text("Track sheet (4 tracks)")
+    sheet.locator("summary").click()
+    expect(sheet.locator("li")).to_have_text(
+        ["A1 Spanish (Spain) L", "A2 Spanish (Spain) R", "A3 French (France) L", "A4 French (France) R"]
+    )
+    shot(page, "17-master-history", locator=page.locator('[data-role="history-section"]'))
+
+    # back to one language: the default track is the language chosen
+    page.get_by_label("Format", exact=True).select_option("wav")
+    expect(page.get_by_label("Language", exact=True)).to_have_value("fr-fr")
 
 
 def test_failures_are_shown_in_the_page(page, server: Server, media: Media):

@@ -41,7 +41,6 @@ async def get_dubbed_output_in_alt_format(
 
 @router.post(
     "/runs/{run_id}/exports",
-    tags=["runs"],
     response_model=OutputUrlOut | TaskIdOut,
     responses=_EXPORT_ANSWERS,
 )
