@@ -13,10 +13,10 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, func, or_, select, update
+from sqlalchemy import ColumnElement, bindparam, case, func, or_, select, update
 
 from altdub.db.models import ExportTask, Run, RunFile, TaskStatus, Workspace
 from altdub.service.context import Context
@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 GB = 1000**3
 SWEEP_SECONDS = 60.0  # how often a serving process records uses and applies the lifecycle
 URL_MARGIN = timedelta(minutes=5)  # beyond a signed URL's lifetime, before an export used is removable
+# A use the database recorded this recently already keeps a URL handed out now for its whole lifetime
+# (less than URL_MARGIN); an older one is written before the URL is handed out (``hold``).
+RECORDED_USE_FRESH = timedelta(minutes=2)
 
 
 def record_uses(ctx: Context) -> int:
@@ -45,6 +48,41 @@ def record_uses(ctx: Context) -> int:
     with ctx.sessions.begin() as session:
         session.connection().execute(statement, [{"key": key, "used": used} for key, used in uses.items()])
     return len(uses)
+
+
+def _utc(value: datetime) -> datetime:
+    """SQLite returns naive datetimes; every stored time is UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def use_recorded_lately(ctx: Context, *recorded: datetime | None) -> bool:
+    """Whether the database's last use of an export (its ``last_used_at`` or ``finished_at``) is recent enough
+    that no sweep, in any process, removes it within the lifetime of a URL handed out now."""
+    times = [_utc(t) for t in recorded if t is not None]
+    return bool(times) and max(times) > ctx.clock() - RECORDED_USE_FRESH
+
+
+def hold(ctx: Context, key: str, *recorded: datetime | None) -> bool:
+    """Before an export's URL is handed out: whether its file is still stored, its use now in the database.
+
+    Uses are kept in each process's memory until its next pass, so a sweep in another process would not
+    see this one and could remove the file under the URL. When the recorded use is old, it is written
+    now, conditionally on the file being still stored: a removal that committed first makes this False
+    (answer without a URL), one that comes after finds the export used and leaves it. Cheap in the
+    usual case: an export used or made lately needs no query.
+    """
+    if use_recorded_lately(ctx, *recorded):
+        return True
+    now = ctx.clock()
+    later = or_(ExportTask.last_used_at.is_(None), ExportTask.last_used_at < now)
+    with ctx.sessions.begin() as session:
+        held = session.execute(
+            update(ExportTask)
+            .where(ExportTask.storage_key == key, _stored_exports())
+            .values(last_used_at=case((later, now), else_=ExportTask.last_used_at))
+            .execution_options(synchronize_session=False)
+        ).rowcount
+    return held == 1
 
 
 def _last_use() -> ColumnElement[Any]:
