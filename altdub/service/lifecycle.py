@@ -121,15 +121,17 @@ def sweep(ctx: Context) -> list[Removed]:
         removed += [r for row in stale if (r := _remove(ctx, row.id, row.storage_key, row.size, stale_before, reason))]
     if settings.storage_budget_gb is not None:
         budget = int(settings.storage_budget_gb * GB)
-        excess = stored_bytes(ctx) - budget
         reason = f"the storage budget of {settings.storage_budget_gb:g} GB was reached"
-        if excess > 0:
+        if stored_bytes(ctx) > budget:
             with ctx.sessions() as session:
                 candidates = session.execute(
                     select(ExportTask.id, ExportTask.storage_key, ExportTask.size)
                     .where(_stored_exports(), _last_use() < protected_since)
                     .order_by(_last_use(), ExportTask.id)
                 ).all()
+            # Counted again after the candidates are read, and whenever one was taken by another process (all
+            # sweep in the same order): what another process removed is never removed again in its place.
+            excess = stored_bytes(ctx) - budget
             for row in candidates:
                 if excess <= 0:
                     break
@@ -137,6 +139,8 @@ def sweep(ctx: Context) -> list[Removed]:
                 if done is not None:
                     removed.append(done)
                     excess -= done.size
+                else:
+                    excess = stored_bytes(ctx) - budget
             if excess > 0:
                 log.warning("storage is %d bytes over its budget; nothing more can be removed yet", excess)
     return removed

@@ -92,10 +92,12 @@ def poll(client: TestClient, key: str, task_id: str) -> dict[str, Any]:
     return response.json()
 
 
-def make_export(client: TestClient, key: str, run_id: int, output_format: str, language: str = "es-es") -> str:
+def make_export(
+    client: TestClient, key: str, run_id: int, output_format: str, language: str = "es-es", **options: object
+) -> str:
     """A new export, made to SUCCESS: its task id."""
     response = client.post(
-        f"/dub-alt-format/{run_id}/{language}", headers=auth(key), json={"output_format": output_format}
+        f"/dub-alt-format/{run_id}/{language}", headers=auth(key), json={"output_format": output_format, **options}
     )
     assert response.status_code == 200, response.text
     assert "task_id" in response.json(), f"{output_format} already existed: {response.text}"
