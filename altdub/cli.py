@@ -266,14 +266,6 @@ def storage_usage() -> None:
     typer.echo(f"total {_size(total)}; budget {budget}; exports kept unused for at most {ttl}")
 
 
-def _size(count: int) -> str:
-    """Decimal units, as the budget is given (GB = 10^9 bytes)."""
-    for unit, scale in (("GB", 1000**3), ("MB", 1000**2), ("kB", 1000)):
-        if count >= scale:
-            return f"{count / scale:.2f} {unit}"
-    return f"{count} B"
-
-
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply the database migrations. Example: ALTDUB_DATABASE_URL=postgresql+psycopg://… altdub db upgrade"""
@@ -303,6 +295,7 @@ def _client_errors(url: str) -> Iterator[None]:
 
 
 def _size(n: float) -> str:
+    """Decimal units, as the storage budget is given (GB = 10^9 bytes)."""
     for unit in ("B", "kB", "MB", "GB"):
         if n < 1000 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
