@@ -2,8 +2,9 @@
 
 Signs in, imports a run through the upload form, exports it as mp3 and mp4, follows the progress
 until SUCCESS, downloads both through the page's links and probes them; exports masters of two
-languages (mkv, mxf) with the default track chosen; checks that failures are shown in the page;
-saves a screenshot of each main screen to ``test-artifacts/screenshots/``.
+languages (mkv, mxf) with the default track chosen; checks that failures are shown in the page; shows an
+export's webhook deliveries (a loopback receiver) and redelivers one, the workspace's storage and an export
+the storage lifecycle removed; saves a screenshot of each main screen to ``test-artifacts/screenshots/``.
 
 The browser is the system's (``apt-get install chromium``); Playwright never downloads one. Without
 it the tests are skipped, except in CI (``CI=true``), where they fail.
