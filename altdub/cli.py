@@ -36,7 +36,9 @@ workspaces_app = typer.Typer(
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 app.add_typer(runs_app, name="runs")
+storage_app = typer.Typer(help="The storage lifecycle.\n\nExample: altdub storage usage", no_args_is_help=True)
 app.add_typer(workspaces_app, name="workspaces")
+app.add_typer(storage_app, name="storage")
 
 DEFAULT_URL = served_url(SERVE_HOST, SERVE_PORT)
 UrlOpt = Annotated[str, typer.Option("--url", envvar="ALTDUB_URL", help="Server URL.")]
@@ -248,6 +250,25 @@ def workspaces_webhook(
     typer.echo(secret)
 
 
+@storage_app.command("usage")
+def storage_usage() -> None:
+    """Bytes stored per workspace and per kind, and the lifecycle's settings. Example: altdub storage usage"""
+    from altdub.service.lifecycle import usage
+
+    context = _context()
+    settings = context.settings
+    rows = usage(context)
+    typer.echo("workspace\tinputs\texports\tkept\tremoved")
+    for row in rows:
+        typer.echo(
+            f"{row.name}\t{_size(row.inputs_bytes)}\t{_size(row.exports_bytes)}\t{row.exports}\t{row.removed_exports}"
+        )
+    total = sum(r.inputs_bytes + r.exports_bytes for r in rows)
+    budget = "none" if settings.storage_budget_gb is None else f"{settings.storage_budget_gb:g} GB"
+    ttl = "none" if settings.export_ttl_days is None else f"{settings.export_ttl_days:g} days"
+    typer.echo(f"total {_size(total)}; budget {budget}; exports kept unused for at most {ttl}")
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply the database migrations. Example: ALTDUB_DATABASE_URL=postgresql+psycopg://… altdub db upgrade"""
@@ -277,6 +298,7 @@ def _client_errors(url: str) -> Iterator[None]:
 
 
 def _size(n: float) -> str:
+    """Decimal units, as the storage budget is given (GB = 10^9 bytes)."""
     for unit in ("B", "kB", "MB", "GB"):
         if n < 1000 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

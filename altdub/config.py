@@ -129,6 +129,17 @@ class Settings(BaseSettings):
     webhook_progress_seconds: float = Field(
         default=10.0, gt=0, description="Least time between two export.progress events of a task."
     )
+    export_ttl_days: float | None = Field(
+        default=None,
+        gt=0,
+        description="Exports not used (URL handed out or downloaded) for this many days are removed; unset: kept.",
+    )
+    storage_budget_gb: float | None = Field(
+        default=None,
+        gt=0,
+        description="Past this many GB stored (inputs and exports), the least recently used exports are removed; "
+        "unset: no budget.",
+    )
 
     @field_validator("public_url")
     @classmethod

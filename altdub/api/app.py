@@ -12,13 +12,26 @@ from fastapi.responses import JSONResponse
 
 from altdub import __version__
 from altdub.api.bodies import BodySizeLimit, json_safe
-from altdub.api.routes import docs, exports, files, formats, health, languages, metrics, results, runs, webhooks
+from altdub.api.routes import (
+    docs,
+    exports,
+    files,
+    formats,
+    health,
+    languages,
+    metrics,
+    results,
+    runs,
+    storage,
+    webhooks,
+)
 from altdub.api.routes.files import DownloadHeaders
 from altdub.api.routes.metrics import metrics_registry
 from altdub.api.routes.web import mount_web
 from altdub.config import Settings
 from altdub.service.context import build_context, remove_stale_scratch
 from altdub.service.errors import InsufficientStorage, InvalidInput, NotFound, TooLarge, TooManyPending
+from altdub.service.lifecycle import Sweeper
 from altdub.service.workers import attach_executor, webhooks_sender
 
 # The event loop uvicorn serves with. Not uvloop: under saturation uvloop served some connections
@@ -50,9 +63,11 @@ def create_app(settings: Settings | None = None, *, workers: bool = True) -> Fas
         app.state.metrics = metrics_registry(context)
         attach_executor(context, workers=workers)
         sender = webhooks_sender(context)
+        sweeper = Sweeper(context).start()
         try:
             yield
         finally:
+            sweeper.stop()
             sender.stop()
             context.stopping.set()  # running conversions stop; their tasks stay PENDING and resume
             if context.executor is not None:
@@ -67,7 +82,7 @@ def create_app(settings: Settings | None = None, *, workers: bool = True) -> Fas
         docs_url=None,  # served by routes/docs.py from the package, not from a CDN
         redoc_url=None,  # ReDoc would load from a CDN too: /docs is the one documentation page
     )
-    for module in (docs, health, metrics, languages, formats, runs, exports, results, webhooks, files):
+    for module in (docs, health, metrics, languages, formats, runs, exports, results, webhooks, storage, files):
         app.include_router(module.router)
     mount_web(app)  # the dashboard at / and /web/: last, after every API route
     app.add_middleware(DownloadHeaders)

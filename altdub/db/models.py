@@ -144,7 +144,9 @@ class Transcript(Base):
 
 
 LIVE_STATUSES = (TaskStatus.PENDING.value, TaskStatus.SUCCESS.value)
-_LIVE = text("status IN ('PENDING', 'SUCCESS')")
+# Live: being made, or made and still stored (an export the lifecycle removed leaves the index: asked
+# again, it is made anew by a new task).
+_LIVE = text("status IN ('PENDING', 'SUCCESS') AND evicted_at IS NULL")
 
 
 class ExportTask(Base):
@@ -152,7 +154,8 @@ class ExportTask(Base):
 
     At most one PENDING or SUCCESS task exists per export identity (a partial unique
     index), so identical concurrent requests converge on one row in any process.
-    A failed task leaves the index and a new request starts afresh.
+    A failed task leaves the index and a new request starts afresh, as does one whose file the
+    storage lifecycle removed (``evicted_at``; it stays SUCCESS, without a file).
     """
 
     __tablename__ = "export_tasks"
@@ -181,13 +184,15 @@ class ExportTask(Base):
     exception_reason: Mapped[str | None] = mapped_column(String(64))
     message: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    storage_key: Mapped[str | None] = mapped_column(String(500))
+    storage_key: Mapped[str | None] = mapped_column(String(500), index=True)
     size: Mapped[int | None] = mapped_column(BigInteger)
     loudness: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # measured on the output
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # a worker is on it
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # URL handed out or downloaded
+    evicted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # its file removed (lifecycle)
 
     @property
     def track_language_ids(self) -> list[int]:

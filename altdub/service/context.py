@@ -7,9 +7,10 @@ import shutil
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -117,6 +118,33 @@ class RunningConversions:
             cancel.set()
 
 
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class RecentUses:
+    """When each stored file was last handed out (a signed URL made) or downloaded, by storage key.
+
+    Kept in memory and written in batches by ``service.lifecycle``: a use costs no query, which matters
+    on the event loop's fast path. A use lost in a crash makes an export look older than it is, and
+    the lifecycle never removes what was used within a signed URL's lifetime anyway.
+    """
+
+    def __init__(self, clock: Callable[[], datetime]) -> None:
+        self._clock = clock
+        self._keys: dict[str, datetime] = {}
+        self._lock = threading.Lock()
+
+    def touch(self, key: str) -> None:
+        with self._lock:
+            self._keys[key] = self._clock()
+
+    def drain(self) -> dict[str, datetime]:
+        with self._lock:
+            keys, self._keys = self._keys, {}
+        return keys
+
+
 @dataclass
 class Context:
     settings: Settings
@@ -128,16 +156,21 @@ class Context:
     identities: IdentityCache = field(init=False)
     task_events: TaskEvents = field(default_factory=TaskEvents)  # wakes requests waiting for a task
     conversions: RunningConversions = field(init=False)
+    clock: Callable[[], datetime] = utc_now  # the storage lifecycle's time (tests move it)
+    uses: RecentUses = field(init=False)
 
     def __post_init__(self) -> None:
         self.conversions = RunningConversions(self.stopping)
         self.identities = IdentityCache(self.settings.identity_cache_bytes)
+        self.uses = RecentUses(lambda: self.clock())
 
     def download_url(self, key: str, filename: str) -> str:
         """A fresh signed URL that downloads ``key`` as ``filename``, at the service's public address.
 
         The address is a setting (``ALTDUB_PUBLIC_URL``), never taken from a request: no use-case carries it.
+        Handing a URL out is a use of the file (the storage lifecycle keeps what is used).
         """
+        self.uses.touch(key)
         return self.storage.signed_url(
             key,
             filename=filename,

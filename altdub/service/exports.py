@@ -20,7 +20,7 @@ from altdub.media import catalogue
 from altdub.media.catalogue import CATALOGUE
 from altdub.media.options import OptionError, resolve_options
 from altdub.media.probe import MediaInfo
-from altdub.service import outbox, tasks
+from altdub.service import lifecycle, outbox, tasks
 from altdub.service.context import Context
 from altdub.service.errors import InvalidInput, NotFound
 from altdub.service.keys import hash_key
@@ -109,8 +109,11 @@ def download_filename(run_id: int, language_ids: Sequence[int], output_format: s
     return f"run-{run_id}_{label}.{CATALOGUE[output_format].extension}"
 
 
-def signed_url(ctx: Context, task: ExportTask) -> str:
+def signed_url(ctx: Context, task: ExportTask) -> str | None:
+    """A fresh URL of the task's file; None when the storage lifecycle removed it since the task was read."""
     assert task.storage_key is not None
+    if not lifecycle.hold(ctx, task.storage_key, task.last_used_at, task.finished_at):
+        return None
     filename = download_filename(task.run_id, task.track_language_ids, task.output_format)
     return ctx.download_url(task.storage_key, filename)
 
@@ -123,6 +126,8 @@ _FINISHED_EXPORT = (
         ExportTask.language_id,
         ExportTask.language_ids,
         ExportTask.output_format,
+        ExportTask.last_used_at,
+        ExportTask.finished_at,
     )
     .join(ApiKey, ApiKey.workspace_id == ExportTask.workspace_id)
     .where(
@@ -130,6 +135,7 @@ _FINISHED_EXPORT = (
         ApiKey.revoked_at.is_(None),
         ExportTask.identity == bindparam("identity"),
         ExportTask.status == TaskStatus.SUCCESS.value,
+        ExportTask.evicted_at.is_(None),
     )
 )
 
@@ -145,8 +151,8 @@ def cached_export_url(ctx: Context, raw_key: str | None, order: ExportOrder) -> 
         return None
     with ctx.engine.connect() as connection:
         row = connection.execute(_FINISHED_EXPORT, {"key_hash": hash_key(raw_key), "identity": identity}).first()
-    if row is None:
-        return None
+    if row is None or not lifecycle.use_recorded_lately(ctx, row.last_used_at, row.finished_at):
+        return None  # (an export not used lately: its use is written first, which the event loop leaves to a thread)
     filename = download_filename(row.run_id, row.language_ids or [row.language_id], row.output_format)
     return ctx.download_url(row.storage_key, filename)
 
@@ -220,13 +226,19 @@ def request_export(ctx: Context, session: Session, workspace_id: int, order: Exp
     identity = export_identity(run.id, language_ids, default.id, output_format, resolved)
     ctx.identities.put(order.request_key(), identity)
 
-    task, created = tasks.live_or_new_task(
-        ctx, session, workspace_id, run, language_ids, default.id, output_format, resolved, identity, order.callback_url
-    )
-    if created and ctx.executor is not None and task.status == TaskStatus.PENDING:
-        ctx.executor.submit(task.id)
-    if task.status == TaskStatus.SUCCESS:
-        return ExportAnswer(output_url=signed_url(ctx, task))
+    callback_url = order.callback_url
+    for _ in range(2):  # a second pass only when the file was removed under the first (then it makes it anew)
+        task, created = tasks.live_or_new_task(
+            ctx, session, workspace_id, run, language_ids, default.id, output_format, resolved, identity, callback_url
+        )
+        if created and ctx.executor is not None and task.status == TaskStatus.PENDING:
+            ctx.executor.submit(task.id)
+        if task.status != TaskStatus.SUCCESS:
+            break
+        url = signed_url(ctx, task)
+        if url is not None:
+            return ExportAnswer(output_url=url)
+        # The storage lifecycle removed the file since the task was read: the task left the live index.
     return ExportAnswer(task_id=task.id)
 
 

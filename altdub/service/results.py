@@ -65,7 +65,11 @@ def _default_mp4(session: Session, run: Run, language_id: int, dub: RunFile) -> 
     options = resolve_options("mp4", {}, MediaInfo.from_json(dub.probe).audio[0])
     identity = export_identity(run.id, [language_id], language_id, "mp4", options.as_dict())
     return session.scalar(
-        select(ExportTask).where(ExportTask.identity == identity, ExportTask.status == TaskStatus.SUCCESS.value)
+        select(ExportTask).where(
+            ExportTask.identity == identity,
+            ExportTask.status == TaskStatus.SUCCESS.value,
+            ExportTask.evicted_at.is_(None),
+        )
     )
 
 

@@ -33,7 +33,9 @@ STALE_AFTER_SECONDS = 10.0  # a claim without a heartbeat for this long belongs 
 def live_task(session: Session, identity: str) -> ExportTask | None:
     """The PENDING or SUCCESS task of an export identity (the partial unique index admits one)."""
     return session.scalar(
-        select(ExportTask).where(ExportTask.identity == identity, ExportTask.status.in_(LIVE_STATUSES))
+        select(ExportTask).where(
+            ExportTask.identity == identity, ExportTask.status.in_(LIVE_STATUSES), ExportTask.evicted_at.is_(None)
+        )
     )
 
 

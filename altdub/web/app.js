@@ -20,6 +20,14 @@ const STATUS_TEXT = {
   PAYMENT_REQUIRED: "Quota spent",
 };
 const STATUS_ICON = { PENDING: "◔", SUCCESS: "✓", ERROR: "✕", TIMEOUT: "⏱", PAYMENT_REQUIRED: "!" };
+// A webhook event's state (GET /webhooks/deliveries), shown with the badge of the task state it resembles.
+const DELIVERY_STATES = {
+  pending: { text: "Pending", badge: "pending", icon: "◔" },
+  delivered: { text: "Delivered", badge: "success", icon: "✓" },
+  failed: { text: "Failed", badge: "error", icon: "✕" },
+};
+const REDELIVERY_POLL_MS = 1000;
+const REDELIVERY_POLLS = 30; // the sender takes an event within a second; stop looking after this many
 const FIELD_NAMES = {
   source: "Source file",
   source_language: "Source language",
@@ -506,6 +514,7 @@ async function showRuns(view, page = Number(sessionStorage.getItem("altdub.runsP
   const list = $(node, "list");
   const summary = $(node, "summary");
   const pager = $(node, "pager");
+  showStorage($(node, "storage"), view);
   let body;
   try {
     body = await api(`runs?page=${page}&page_size=${RUNS_PER_PAGE}`, { signal: view.signal });
@@ -542,6 +551,35 @@ async function showRuns(view, page = Number(sessionStorage.getItem("altdub.runsP
     prev.addEventListener("click", () => go(page - 1));
     next.addEventListener("click", () => go(page + 1));
   }
+}
+
+const plural = (count, one, many = `${one}s`) => `${count} ${count === 1 ? one : many}`;
+
+/** The workspace's storage (GET /storage/usage): inputs, exports kept and removed, the lifecycle's settings. */
+async function showStorage(section, view) {
+  let usage;
+  try {
+    usage = await api("storage/usage", { signal: view.signal });
+  } catch (error) {
+    if (error.name === "AbortError" || error.status === 401) return;
+    section.hidden = false;
+    $(section, "storage-policy").textContent = `Storage usage unavailable: ${error.message}`;
+    return;
+  }
+  const days = usage.export_ttl_days;
+  const budget = usage.storage_budget_gb;
+  $(section, "storage-facts").replaceChildren(
+    ...fact("Inputs", h("span", { dataset: { role: "inputs" } }, formatBytes(usage.inputs_bytes)), " · imported files, never removed"),
+    ...fact("Exports", h("span", { dataset: { role: "exports" } }, formatBytes(usage.exports_bytes)), ` · ${plural(usage.exports, "export")} kept`),
+    ...fact("Removed", h("span", { dataset: { role: "removed" } }, plural(usage.removed_exports, "export")), " · made again when asked for"),
+  );
+  $(section, "storage-policy").textContent = [
+    days ? `Exports not used for ${plural(days, "day")} are removed.` : "Exports are kept until their run is deleted.",
+    budget
+      ? `Past ${budget} GB stored by the whole service, the least recently used exports are removed first.`
+      : "The service has no storage budget.",
+  ].join(" ");
+  section.hidden = false;
 }
 
 function runCard(run) {
@@ -815,6 +853,7 @@ async function showRun(view, runId) {
     node,
     tasks: tasksOf(run.run_id),
     historyAt: 0,
+    openDeliveries: new Set(), // task ids whose webhook deliveries are shown (kept open across refreshes)
   };
   setUpExportForm(page);
   renderTasks(page);
@@ -827,9 +866,13 @@ async function showRun(view, runId) {
   $(node, "delete").addEventListener("click", () => deleteRun(page));
 }
 
+/** A term and its description, for a <dl class="facts">. */
+function fact(term, ...value) {
+  return [h("dt", {}, term), h("dd", {}, ...value)];
+}
+
 function fillFacts(dl, run) {
   const source = run.files.find((f) => f.role === "source");
-  const fact = (term, ...value) => [h("dt", {}, term), h("dd", {}, ...value)];
   dl.replaceChildren(
     ...fact("Run", String(run.run_id)),
     ...fact("Duration", `${formatDuration(run.duration)} (${run.duration.toFixed(2)} s)`),
@@ -1192,6 +1235,12 @@ function downloadLink(page, task, label) {
     event.preventDefault();
     try {
       const status = await api(`dub-alt-format/${task.taskId}`);
+      if (!status.output_url) {
+        // The storage lifecycle removed the file since the page showed it: say so, and show the list as it is.
+        showAlert($(page.node, "export-alert"), status.message || "This export's file was removed.");
+        loadHistory(page);
+        return;
+      }
       task.url = status.output_url;
       task.urlAt = Date.now();
       link.href = task.url;
@@ -1242,6 +1291,8 @@ function taskItem(page, task) {
       ),
       h("p", { class: "hint" }, task.progress > 0 ? "Converting…" : "Queued: waiting for a worker…"),
     );
+  } else if (task.status === "SUCCESS" && !task.url) {
+    item.append(h("p", { class: "hint", dataset: { role: "removed" } }, task.message || "The file was removed."));
   } else if (task.status === "SUCCESS") {
     item.append(
       h(
@@ -1305,6 +1356,9 @@ async function loadHistory(page, { announceDone = false } = {}) {
     if (task && task.status === "SUCCESS" && entry.status === "SUCCESS" && task.size !== entry.size) {
       Object.assign(task, { size: entry.size, loudness: entry.loudness, message: entry.message });
       renderTask(page, task);
+    } else if (task && task.url && entry.status === "SUCCESS" && !entry.output_url) {
+      Object.assign(task, { url: null, message: entry.message }); // removed by the storage lifecycle
+      renderTask(page, task);
     }
   }
   const table = $(node, "history-table");
@@ -1317,6 +1371,7 @@ async function loadHistory(page, { announceDone = false } = {}) {
       const task = { taskId: entry.task_id, url: entry.output_url, urlAt: now };
       const label = `${entry.output_format.toUpperCase()} · ${tracksText(page, entry.languages, entry.language)}`;
       const failed = entry.status !== "SUCCESS" && entry.status !== "PENDING";
+      const removed = entry.status === "SUCCESS" && !entry.output_url; // its file removed by the storage lifecycle
       const status = h(
         "td",
         { "data-label": "Status" },
@@ -1325,7 +1380,9 @@ async function loadHistory(page, { announceDone = false } = {}) {
           {},
           statusBadge(entry.status, entry.progress),
           failed && h("p", { class: "cell-note" }, failureText(entry.status, entry.exception_reason, entry.message)),
-          entry.status === "SUCCESS" && exportNotes(entry.message, entry.languages.length),
+          removed && h("p", { class: "cell-note cell-info", dataset: { role: "removed" } }, entry.message || "The file was removed."),
+          entry.status === "SUCCESS" && !removed && exportNotes(entry.message, entry.languages.length),
+          deliveriesDetails(page, entry.task_id),
         ),
       );
       const loudness = entry.loudness
@@ -1356,6 +1413,104 @@ async function loadHistory(page, { announceDone = false } = {}) {
     }),
   );
   if (announceDone) announce(`Past exports refreshed: ${entries.length}.`);
+}
+
+// --- webhook deliveries of an export --------------------------------------------------------------------
+
+/** A disclosure listing the export's webhook events and their tries, read when opened. */
+function deliveriesDetails(page, taskId) {
+  const details = h(
+    "details",
+    { class: "deliveries", dataset: { role: "deliveries" } },
+    h("summary", {}, "Webhook deliveries"),
+    h("div", { class: "deliveries-body" }, h("p", { class: "muted" }, "Loading…")),
+  );
+  details.addEventListener("toggle", () => {
+    if (details.open) {
+      page.openDeliveries.add(taskId);
+      loadDeliveries(page, taskId);
+    } else page.openDeliveries.delete(taskId);
+  });
+  if (page.openDeliveries.has(taskId)) details.open = true; // open before the refresh: open after it (toggle reads)
+  return details;
+}
+
+function deliveriesOf(page, taskId) {
+  return $(page.node, "history").querySelector(`tr[data-task="${CSS.escape(taskId)}"] details.deliveries`);
+}
+
+/** Read the export's events into its disclosure (the one on screen now); the events, or null when unread. */
+async function loadDeliveries(page, taskId) {
+  let events;
+  try {
+    events = await api(`webhooks/deliveries?task_id=${encodeURIComponent(taskId)}`, { signal: page.view.signal });
+  } catch (error) {
+    if (error.name === "AbortError" || error.status === 401) return null;
+    const details = deliveriesOf(page, taskId);
+    details?.querySelector(".deliveries-body").replaceChildren(h("p", { class: "cell-note" }, `Deliveries unavailable: ${error.message}`));
+    return null;
+  }
+  const details = deliveriesOf(page, taskId);
+  if (!details) return events;
+  details.querySelector("summary").textContent = events.length ? `Webhook deliveries (${events.length})` : "Webhook deliveries";
+  details.querySelector(".deliveries-body").replaceChildren(
+    events.length
+      ? h("ul", { class: "delivery-list" }, events.map((event) => deliveryItem(page, taskId, event)))
+      : h("p", { class: "muted" }, "None: this export had no callback URL and the workspace no webhook."),
+  );
+  return events;
+}
+
+function deliveryItem(page, taskId, event) {
+  const state = DELIVERY_STATES[event.status] || { text: event.status, badge: "pending", icon: "•" };
+  const badge = h(
+    "span",
+    { class: `badge badge-${state.badge}`, dataset: { status: event.status } },
+    h("span", { "aria-hidden": "true" }, state.icon),
+    " ",
+    state.text,
+  );
+  const button = h("button", { type: "button", class: "button button-small", "aria-label": `Redeliver the ${event.type} event` }, "Redeliver");
+  button.addEventListener("click", () => redeliver(page, taskId, event, button));
+  const tries = event.attempts.map((attempt, index) =>
+    h(
+      "li",
+      { dataset: { statusCode: attempt.status_code ?? "" } },
+      timeElement(attempt.attempted_at),
+      ` · ${attempt.status_code ? `HTTP ${attempt.status_code}` : "no answer"} · ${Math.round(attempt.latency_ms)} ms`,
+      attempt.error && h("span", { class: "attempt-error" }, ` · ${attempt.error}`),
+    ),
+  );
+  return h(
+    "li",
+    { class: "delivery", dataset: { event: event.event_id, type: event.type, status: event.status } },
+    h("div", { class: "delivery-head" }, h("code", {}, event.type), badge, button),
+    h("p", { class: "delivery-url" }, event.url),
+    tries.length
+      ? h("ol", { class: "attempts", "aria-label": `Tries of the ${event.type} event` }, tries)
+      : h("p", { class: "muted" }, "Not tried yet."),
+    event.next_attempt_at && h("p", { class: "muted" }, "Next try ", timeElement(event.next_attempt_at)),
+  );
+}
+
+/** Ask for the event to be sent again, then read the tries until the new one shows. */
+async function redeliver(page, taskId, event, button) {
+  button.disabled = true;
+  try {
+    await api(`webhooks/deliveries/${encodeURIComponent(event.event_id)}/redeliver`, { method: "POST", raw: true, signal: page.view.signal });
+  } catch (error) {
+    button.disabled = false;
+    if (error.name === "AbortError" || error.status === 401) return;
+    showError($(page.node, "history-alert"), error);
+    return;
+  }
+  announce(`The ${event.type} event is being sent again.`);
+  for (let poll = 0; poll < REDELIVERY_POLLS && !page.view.signal.aborted; poll += 1) {
+    await new Promise((resolve) => window.setTimeout(resolve, REDELIVERY_POLL_MS));
+    const events = await loadDeliveries(page, taskId);
+    const now = events?.find((e) => e.event_id === event.event_id);
+    if (!now || now.attempts.length > event.attempts.length) return;
+  }
 }
 
 async function deleteRun(page) {

@@ -2,8 +2,9 @@
 
 Signs in, imports a run through the upload form, exports it as mp3 and mp4, follows the progress
 until SUCCESS, downloads both through the page's links and probes them; exports masters of two
-languages (mkv, mxf) with the default track chosen; checks that failures are shown in the page;
-saves a screenshot of each main screen to ``test-artifacts/screenshots/``.
+languages (mkv, mxf) with the default track chosen; checks that failures are shown in the page; shows an
+export's webhook deliveries (a loopback receiver) and redelivers one, the workspace's storage and an export
+the storage lifecycle removed; saves a screenshot of each main screen to ``test-artifacts/screenshots/``.
 
 The browser is the system's (``apt-get install chromium``); Playwright never downloads one. Without
 it the tests are skipped, except in CI (``CI=true``), where they fail.
@@ -11,9 +12,13 @@ it the tests are skipped, except in CI (``CI=true``), where they fail.
 
 from __future__ import annotations
 
+import http.server
+import json
 import os
 import re
 import shutil
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +26,7 @@ import pytest
 
 from altdub.media.probe import probe
 from tests.conftest import SOURCE_SECONDS, Media
-from tests.e2e.conftest import Server, ServerFactory, import_run
+from tests.e2e.conftest import Server, ServerFactory, import_run, wait_for_task
 
 pytestmark = pytest.mark.e2e
 
@@ -479,3 +484,134 @@ def test_api_docs_render_with_the_network_closed(page, server: Server):
     expect(export).to_be_visible()
     shot(page, "15-api-docs-offline")
     assert not elsewhere, f"/docs asked for other origins: {elsewhere}"
+
+
+class _Receiver(http.server.BaseHTTPRequestHandler):
+    """A webhook receiver on loopback: records each POST's body and answers 200."""
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["content-length"]))
+        self.server.bodies.append(json.loads(body))  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[http.server.ThreadingHTTPServer]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    server.bodies = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _succeeded_events(receiver: http.server.ThreadingHTTPServer) -> list[dict[str, object]]:
+    return [b for b in receiver.bodies if b["type"] == "export.succeeded"]  # type: ignore[attr-defined]
+
+
+def test_webhook_deliveries_storage_usage_and_a_removed_export(
+    browser, media: Media, receiver: http.server.ThreadingHTTPServer, tmp_path_factory: pytest.TempPathFactory
+):
+    """Issue 16: an export's webhook deliveries (delivered, then redelivered from the page: a second try), the
+    workspace's storage, and an export the lifecycle removed (its message, no download link)."""
+    import httpx
+    from playwright.sync_api import expect
+
+    from altdub.config import Settings
+    from altdub.service import lifecycle
+    from altdub.service.context import build_context
+    from tests.service.lifecycle_checks import GB, with_clock
+
+    factory = ServerFactory()
+    try:
+        server = factory(tmp_path_factory.mktemp("altdub-hooks"), env={"ALTDUB_WEBHOOK_ALLOW_PRIVATE": "true"})
+        assert server.api_key, server.text
+        key = server.api_key
+        response = import_run(server.base_url, key, {"dub_es-es": media.dub_wav}, name="Hooked episode")
+        assert response.status_code == 201, response.text
+        run_id = response.json()["run_id"]
+        callback = f"http://127.0.0.1:{receiver.server_address[1]}/hooks/altdub"
+        tasks = {}
+        for fmt, body in (("wav", {}), ("mp3", {"callback_url": callback})):  # the wav first: the least recently used
+            answer = httpx.post(
+                f"{server.base_url}/dub-alt-format/{run_id}/es-es",
+                headers={"x-api-key": key},
+                json={"output_format": fmt, **body},
+                timeout=30,
+            )
+            assert answer.status_code == 200, answer.text
+            tasks[fmt] = answer.json()["task_id"]
+            assert wait_for_task(server.base_url, key, tasks[fmt], timeout=TIMEOUT_MS / 1000)["status"] == "SUCCESS"
+        deadline = time.monotonic() + 30
+        while not _succeeded_events(receiver) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        (event,) = _succeeded_events(receiver)
+        assert event["task_id"] == tasks["mp3"]
+
+        # Another process applies a budget that only the wav's removal meets (its clock past the URLs' lifetime).
+        sweeper = build_context(Settings(data_dir=server.data_dir), migrate=False)
+        try:
+            with_clock(sweeper).at(hours=2)
+            listed = httpx.get(f"{server.base_url}/runs/{run_id}/exports", headers={"x-api-key": key}).json()
+            wav_size = next(e["size"] for e in listed if e["task_id"] == tasks["wav"])
+            sweeper.settings.storage_budget_gb = (lifecycle.stored_bytes(sweeper) - wav_size // 2) / GB
+            assert [r.task_id for r in lifecycle.sweep(sweeper)] == [tasks["wav"]]
+        finally:
+            sweeper.engine.dispose()
+
+        context = browser.new_context(viewport=DESKTOP)
+        context.set_default_timeout(TIMEOUT_MS)
+        page = context.new_page()
+        problems: list[str] = []
+        page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+        try:
+            sign_in(page, server)
+            storage = page.locator('[data-role="storage"]')
+            expect(storage).to_be_visible()
+            expect(storage.get_by_role("heading", name="Storage")).to_be_visible()
+            expect(storage.locator('[data-role="inputs"]')).to_have_text(re.compile(r"^\d+(\.\d)? (KB|MB)$"))
+            expect(storage.locator('[data-role="exports"]')).to_have_text(re.compile(r"^\d+(\.\d)? (KB|MB)$"))
+            expect(storage).to_contain_text("1 export kept")
+            expect(storage.locator('[data-role="removed"]')).to_have_text("1 export")
+            expect(storage).to_contain_text("Exports are kept until their run is deleted.")
+            shot(page, "18-storage-usage", locator=storage)
+
+            page.goto(f"{server.base_url}/#/runs/{run_id}")
+            expect(page.get_by_role("heading", name="Hooked episode", level=1)).to_be_visible()
+            wav_row = page.locator(f'[data-role="history"] tr[data-task="{tasks["wav"]}"]')
+            expect(wav_row).to_have_attribute("data-status", "SUCCESS")
+            expect(wav_row.locator('[data-role="removed"]')).to_contain_text("removed by the storage lifecycle")
+            expect(wav_row.get_by_role("link", name="Download")).to_have_count(0)
+
+            mp3_row = page.locator(f'[data-role="history"] tr[data-task="{tasks["mp3"]}"]')
+            expect(mp3_row.get_by_role("link", name="Download")).to_be_visible()
+            deliveries = mp3_row.locator('[data-role="deliveries"]')
+            deliveries.locator("summary").click()
+            succeeded = deliveries.locator('.delivery[data-type="export.succeeded"]')
+            expect(succeeded).to_have_attribute("data-event", str(event["event_id"]))
+            expect(succeeded.locator(".badge")).to_have_text(re.compile("Delivered"))
+            expect(succeeded).to_contain_text(callback)
+            tries = succeeded.locator(".attempts li")
+            expect(tries).to_have_count(1)
+            expect(tries.first).to_contain_text("HTTP 200")
+            expect(tries.first).to_contain_text(" ms")
+
+            succeeded.get_by_role("button", name="Redeliver").click()
+            expect(tries).to_have_count(2)
+            expect(tries.nth(1)).to_contain_text("HTTP 200")
+            expect(succeeded.locator(".badge")).to_have_text(re.compile("Delivered"))
+            shot(page, "19-webhook-deliveries", locator=page.locator('[data-role="history-section"]'))
+            again = _succeeded_events(receiver)
+            assert [e["event_id"] for e in again] == [event["event_id"]] * 2  # the same event, sent twice
+            assert again[1]["output_url"], again[1]  # a fresh URL of the export still kept
+        finally:
+            context.close()
+        assert not problems, problems
+    finally:
+        factory.stop_all()

@@ -144,6 +144,11 @@ def _task_status(context: Context, api_key: str | None, task_id: str, run_id: in
             message=task.message,
             progress=task.progress,
         )
-        if task.status == TaskStatus.SUCCESS:
-            answer.output_url = exports.signed_url(context, task)
+        if task.status == TaskStatus.SUCCESS and task.storage_key is not None:  # None: the lifecycle removed it
+            url = exports.signed_url(context, task)
+            if url is not None:
+                answer.output_url = url
+            else:  # removed since it was read: say so as a later poll would
+                session.refresh(task)
+                answer.message = task.message
         return answer

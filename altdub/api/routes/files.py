@@ -65,6 +65,7 @@ def download(
         raise HTTPException(status_code=403, detail="Signature invalid or expired") from None
     except StorageError:
         raise HTTPException(status_code=404, detail="Not found") from None
+    context.uses.touch(key)  # a download is a use: the storage lifecycle keeps what is used
     return FileResponse(
         path, media_type=content_type_for(filename), filename=filename, content_disposition_type="attachment"
     )
