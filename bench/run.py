@@ -585,11 +585,16 @@ class ThreadSampler(threading.Thread):
         self._find = find
         self._done = threading.Event()
         self.seconds: dict[tuple[int, int, str], float] = {}  # (pid, tid, thread name): CPU seconds
+        self.timeline: list[tuple[float, float]] = []  # (monotonic seconds, the process's CPU seconds so far)
 
     def run(self) -> None:
         while not self._done.wait(0.25):
             pid = self._find()
             if pid is None:
+                continue
+            try:
+                self.timeline.append((time.monotonic(), process_cpu(pid)[0]))
+            except OSError:
                 continue
             for task in Path(f"/proc/{pid}/task").glob("*"):
                 try:
@@ -599,6 +604,15 @@ class ThreadSampler(threading.Thread):
                 fields = stat.rpartition(")")[2].split()
                 name = stat[stat.index("(") + 1 : stat.rindex(")")]
                 self.seconds[(pid, int(task.name), name)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+    def peak(self, window: float = 1.0) -> float:
+        """The most CPU seconds per second the process used over any ``window`` seconds (2.0: both cores)."""
+        rates = []
+        for start, (t0, cpu0) in enumerate(self.timeline):
+            later = next(((t, cpu) for t, cpu in self.timeline[start + 1 :] if t - t0 >= window), None)
+            if later is not None:
+                rates.append((later[1] - cpu0) / (later[0] - t0))
+        return max(rates, default=0.0)
 
     def stop(self) -> dict[str, float]:
         """The threads' CPU seconds by name (summed over FFmpeg processes, of which there is one here)."""
@@ -634,6 +648,7 @@ class Timed:
     ffmpeg_cpu: float
     machine_busy: float  # the share of the whole machine's CPU time that was not idle meanwhile
     threads: dict[str, float]  # FFmpeg's threads' CPU seconds, by name
+    peak: float  # FFmpeg's most CPU ÷ wall over one second
     server_cpu: float = 0.0
 
     def encoders(self) -> list[float]:
@@ -672,7 +687,8 @@ def master_seconds(server: Server, run_id: int) -> tuple[Timed, str]:
     own_after, children_after = process_cpu(server.process.pid)
     busy = busy_share(machine_before, machine_cpu())
     threads = sampler.stop()
-    return Timed(wall, children_after - children_before, busy, threads, own_after - own_before), task_id
+    timed = Timed(wall, children_after - children_before, busy, threads, sampler.peak(), own_after - own_before)
+    return timed, task_id
 
 
 def busy_share(before: tuple[float, float], after: tuple[float, float]) -> float:
@@ -712,7 +728,7 @@ def timed_child(command: list[str], out: Path) -> Timed:
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode:
         raise RuntimeError(f"{command[0]} exited with {process.returncode}")
-    return Timed(wall, usage.ru_utime + usage.ru_stime, busy, threads)
+    return Timed(wall, usage.ru_utime + usage.ru_stime, busy, threads, sampler.peak())
 
 
 def top_level_boxes(path: Path) -> list[str]:
@@ -825,7 +841,11 @@ def master_export(report: Report, args: argparse.Namespace, video: Path) -> None
         busy = statistics.median(t.machine_busy for t in sides)
         encoders = [seconds for t in sides for seconds in t.encoders()]
         threads = f"{len(sides[0].encoders())} encoder threads, {min(encoders):.1f}-{max(encoders):.1f} s each"
-        return f"FFmpeg {cpu:.1f} s CPU ({threads}), CPU ÷ wall {per_wall:.2f}, machine {busy:.0%} busy"
+        peak = statistics.median(t.peak for t in sides)
+        return (
+            f"FFmpeg {cpu:.1f} s CPU ({threads}), CPU ÷ wall {per_wall:.2f} (peak second {peak:.2f}), "
+            f"machine {busy:.0%} busy"
+        )
 
     server_cpu = statistics.median(t.server_cpu for t in ours)
     cpu_ratio = statistics.median(o.ffmpeg_cpu / b.ffmpeg_cpu for o, b in zip(ours, bare, strict=True))
