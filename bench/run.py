@@ -586,6 +586,7 @@ class ThreadSampler(threading.Thread):
         self._done = threading.Event()
         self.seconds: dict[tuple[int, int, str], float] = {}  # (pid, tid, thread name): CPU seconds
         self.timeline: list[tuple[float, float]] = []  # (monotonic seconds, the process's CPU seconds so far)
+        self.waited: dict[tuple[int, int], float] = {}  # (pid, tid): seconds runnable but not running (schedstat)
 
     def run(self) -> None:
         while not self._done.wait(0.25):
@@ -599,8 +600,10 @@ class ThreadSampler(threading.Thread):
             for task in Path(f"/proc/{pid}/task").glob("*"):
                 try:
                     stat = (task / "stat").read_text()
+                    waited = int((task / "schedstat").read_text().split()[1]) / 1e9
                 except OSError:  # the thread, or the process, has ended
                     continue
+                self.waited[(pid, int(task.name))] = waited
                 fields = stat.rpartition(")")[2].split()
                 name = stat[stat.index("(") + 1 : stat.rindex(")")]
                 self.seconds[(pid, int(task.name), name)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
@@ -649,6 +652,7 @@ class Timed:
     machine_busy: float  # the share of the whole machine's CPU time that was not idle meanwhile
     threads: dict[str, float]  # FFmpeg's threads' CPU seconds, by name
     peak: float  # FFmpeg's most CPU ÷ wall over one second
+    waited: float  # seconds FFmpeg's threads were ready to run but waited for a core (summed over threads)
     server_cpu: float = 0.0
 
     def encoders(self) -> list[float]:
@@ -687,7 +691,8 @@ def master_seconds(server: Server, run_id: int) -> tuple[Timed, str]:
     own_after, children_after = process_cpu(server.process.pid)
     busy = busy_share(machine_before, machine_cpu())
     threads = sampler.stop()
-    timed = Timed(wall, children_after - children_before, busy, threads, sampler.peak(), own_after - own_before)
+    ffmpeg_cpu, waited = children_after - children_before, sum(sampler.waited.values())
+    timed = Timed(wall, ffmpeg_cpu, busy, threads, sampler.peak(), waited, own_after - own_before)
     return timed, task_id
 
 
@@ -728,7 +733,7 @@ def timed_child(command: list[str], out: Path) -> Timed:
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode:
         raise RuntimeError(f"{command[0]} exited with {process.returncode}")
-    return Timed(wall, usage.ru_utime + usage.ru_stime, busy, threads, sampler.peak())
+    return Timed(wall, usage.ru_utime + usage.ru_stime, busy, threads, sampler.peak(), sum(sampler.waited.values()))
 
 
 def top_level_boxes(path: Path) -> list[str]:
@@ -842,9 +847,10 @@ def master_export(report: Report, args: argparse.Namespace, video: Path) -> None
         encoders = [seconds for t in sides for seconds in t.encoders()]
         threads = f"{len(sides[0].encoders())} encoder threads, {min(encoders):.1f}-{max(encoders):.1f} s each"
         peak = statistics.median(t.peak for t in sides)
+        wanted = statistics.median((t.ffmpeg_cpu + t.waited) / t.wall for t in sides)
         return (
-            f"FFmpeg {cpu:.1f} s CPU ({threads}), CPU ÷ wall {per_wall:.2f} (peak second {peak:.2f}), "
-            f"machine {busy:.0%} busy"
+            f"FFmpeg {cpu:.1f} s CPU ({threads}), CPU ÷ wall {per_wall:.2f} (peak second {peak:.2f}; "
+            f"with the time its threads waited for a core {wanted:.2f}), machine {busy:.0%} busy"
         )
 
     server_cpu = statistics.median(t.server_cpu for t in ours)
