@@ -471,7 +471,7 @@ def parallel_exports(report: Report, args: argparse.Namespace, video: Path, dub:
 
 def memory(report: Report, args: argparse.Namespace) -> None:
     """Target 6: importing and downloading a 2 GiB file raise the service's RSS by ≤ 64 MiB."""
-    big = args.work / "big-dub.wav"
+    big = args.work / f"big-dub-{args.memory_gib:g}GiB.wav"  # by size: --quick makes a smaller one
     seconds = (args.memory_gib * 1024**3) / (48000 * 2 * 2)
     if not big.exists():
         run_ffmpeg(["-f", "lavfi", "-i", f"sine=frequency=500:sample_rate=48000:duration={seconds:.0f}", "-ac", "2",
@@ -780,7 +780,7 @@ def describe_master(path: Path) -> dict[str, object]:
 
 
 def compare_masters(ours: Path, bare: Path) -> list[str]:
-    """Where the two files differ (nothing: the same file to a viewer; sizes may differ by muxing details)."""
+    """Where the two files differ (none: the same file)."""
     a, b = describe_master(ours), describe_master(bare)
     differences = [f"{key}: {a[key]} vs {b[key]}" for key in ("metadata", "duration", "boxes") if a[key] != b[key]]
     if len(a["streams"]) != len(b["streams"]):  # type: ignore[arg-type]
@@ -945,19 +945,23 @@ def method(args: argparse.Namespace) -> list[str]:
         "and the 2 GiB result downloaded.",
         "7: the 60-minute source is the 10-minute one repeated (stream copy); slope from a least-squares line through "
         "the medians.",
-        "8: one run per pair, imported before timing: the source and four stereo 48 kHz 16-bit WAV dubs as long as it "
-        "(a tone each: 660, 550, 770, 880 Hz). altdub's time runs from `POST /runs/{id}/exports` "
-        '`{"output_format": "mp4", "languages": ["es-es", "fr-fr", "de-de", "it-it"]}` to SUCCESS (long poll). The '
-        "baseline is the command a user types for the same file, on the run's stored files: `ffmpeg -i source "
-        "-i es.wav -i fr.wav -i de.wav -i it.wav -map 0:v -map 1:a … -map 4:a -c:v copy -c:a aac -b:a 192k` with "
-        "`-metadata:s:a:N language=… title=…` and `-disposition:a:N` per track, `-map_metadata -1 -metadata title=… "
-        "-movflags +faststart`; no filters, no `-t`. The first pair's two files are compared (streams, codecs, "
-        "profiles, frames, bitrates within 1 %, tags, titles, default flags, length, moov before mdat). CPU time: "
-        "the baseline's from `os.wait4` (that FFmpeg process alone); altdub's FFmpeg from the server's "
-        "`/proc/<pid>/stat` cutime+cstime before the request and after SUCCESS (children the server reaped "
-        "meanwhile: altdub waits for FFmpeg before it marks the task done, and nothing else runs), the server's own "
-        "work (HTTP, database, output check) from its utime+stime. CPU ÷ wall is each pair's FFmpeg CPU over its "
-        "wall time; 2.00 is both cores.",
+        "8: one run per pair, imported before timing: the source and four stereo 48 kHz 16-bit WAV dubs as long as"
+        " it (a tone each: 660, 550, 770, 880 Hz). altdub's time runs from `POST /runs/{id}/exports` "
+        '`{"output_format": "mp4", "languages": ["es-es", "fr-fr", "de-de", "it-it"]}` to SUCCESS (long poll). The'
+        " baseline is the command a user types for the same file, on the run's stored files: `ffmpeg -i source -i "
+        "es.wav -i fr.wav -i de.wav -i it.wav -map 0:v -map 1:a … -map 4:a -c:v copy -c:a aac -b:a 192k` with "
+        "`-metadata:s:a:N language=… title=…` and `-disposition:a:N` per track, `-map_metadata -1 -metadata "
+        "title=… -movflags +faststart`; no filters, no `-t`. The first pair's two files are compared: streams, "
+        "codecs, profiles, frames, bitrates (within 1 %), tags, titles, default flags, length, moov before mdat, "
+        "and every packet's bytes per stream (same file). CPU time: the baseline's from `os.wait4` (that FFmpeg "
+        "process alone); altdub's FFmpeg from the server's `/proc/<pid>/stat` cutime+cstime before the request and"
+        " after SUCCESS (the children the server reaped meanwhile: altdub waits for FFmpeg before it marks the "
+        "task done, and nothing else runs), the server's own work (HTTP, database, output check) from its "
+        "utime+stime. CPU ÷ wall: FFmpeg's CPU over the side's wall time (2.00 is both cores); its busiest second "
+        "(the process's CPU read every 0.25 s); and, adding the time its threads were ready to run but waited for "
+        "a core (`schedstat` of each thread), the cores it asked for. Encoder threads: FFmpeg's `enc0:N:aac` "
+        "threads, read from `/proc`. Machine busy: the non-idle share of both cores over the same time "
+        "(`/proc/stat`), other processes included.",
         "What was changed to reach the targets, with before/after figures, and the causes of what is still missed: "
         "[FINDINGS.md](FINDINGS.md).",
     ]
