@@ -16,18 +16,19 @@ class Language:
     short_name: str
     name: str
     iso639_2: str  # bibliographic form, as Matroska, MP4 and ID3 expect
+    tag: str  # BCP-47 (``es-ES``, ``zh-CN-henan``), as HLS and DASH manifests name languages
 
     def as_dict(self) -> dict[str, object]:
         return {"id": self.id, "language": self.name, "short_name": self.short_name}
 
 
-def _describe(short_name: str) -> tuple[str, str]:
+def _describe(short_name: str) -> tuple[str, str, str]:
     tag = langcodes.Language.get(short_name)
     name = tag.display_name()
     if tag.variants:  # e.g. zh-cn-henan: langcodes names the region only
         extra = ", ".join(v.title() for v in tag.variants)
         name = f"{name[:-1]}, {extra})" if name.endswith(")") else f"{name} ({extra})"
-    return name, tag.to_alpha3(variant="B")
+    return name, tag.to_alpha3(variant="B"), tag.to_tag()
 
 
 @cache

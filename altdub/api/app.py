@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 
 from altdub import __version__
 from altdub.api.bodies import BodySizeLimit, json_safe
-from altdub.api.routes import docs, exports, files, formats, health, languages, metrics, results, runs
+from altdub.api.routes import docs, exports, files, formats, health, languages, metrics, packages, results, runs
 from altdub.api.routes.files import DownloadHeaders
 from altdub.api.routes.metrics import metrics_registry
 from altdub.api.routes.web import mount_web
@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None, *, workers: bool = True) -> Fas
         docs_url=None,  # served by routes/docs.py from the package, not from a CDN
         redoc_url=None,  # ReDoc would load from a CDN too: /docs is the one documentation page
     )
-    for module in (docs, health, metrics, languages, formats, runs, exports, results, files):
+    for module in (docs, health, metrics, languages, formats, runs, exports, results, files, packages):
         app.include_router(module.router)
     mount_web(app)  # the dashboard at / and /web/: last, after every API route
     app.add_middleware(DownloadHeaders)

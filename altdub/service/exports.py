@@ -24,6 +24,7 @@ from altdub.service import tasks
 from altdub.service.context import Context
 from altdub.service.errors import InvalidInput, NotFound
 from altdub.service.keys import hash_key
+from altdub.service.packages import package_url
 from altdub.service.runs import get_run, parse_language, stem_file
 
 
@@ -108,8 +109,14 @@ def download_filename(run_id: int, language_ids: Sequence[int], output_format: s
 
 def signed_url(ctx: Context, task: ExportTask) -> str:
     assert task.storage_key is not None
-    filename = download_filename(task.run_id, task.track_language_ids, task.output_format)
-    return ctx.download_url(task.storage_key, filename)
+    return _export_url(ctx, task.storage_key, task.run_id, task.track_language_ids, task.output_format)
+
+
+def _export_url(ctx: Context, key: str, run_id: int, language_ids: Sequence[int], output_format: str) -> str:
+    """A streaming package's signed prefix URL (its playlist or manifest), else the file's signed download."""
+    if CATALOGUE[output_format].package_entry is not None:
+        return package_url(ctx, key)
+    return ctx.download_url(key, download_filename(run_id, language_ids, output_format))
 
 
 # Built once: constructing a statement costs more than running it.
@@ -144,8 +151,7 @@ def cached_export_url(ctx: Context, raw_key: str | None, order: ExportOrder) -> 
         row = connection.execute(_FINISHED_EXPORT, {"key_hash": hash_key(raw_key), "identity": identity}).first()
     if row is None:
         return None
-    filename = download_filename(row.run_id, row.language_ids or [row.language_id], row.output_format)
-    return ctx.download_url(row.storage_key, filename)
+    return _export_url(ctx, row.storage_key, row.run_id, row.language_ids or [row.language_id], row.output_format)
 
 
 def _parse_languages(order: ExportOrder) -> tuple[list[languages.Language] | None, languages.Language | None]:

@@ -23,6 +23,12 @@ class Storage(Protocol):
         The file may be moved. Readers see either nothing or the whole file, never a part.
         """
 
+    def put_folder(self, prefix: str, folder: Path) -> int:
+        """Publish every file of ``folder`` under ``prefix`` (a streaming package); returns their total size.
+
+        The folder may be moved. A caller hands out no URL before this returns, so no reader sees a part.
+        """
+
     def local_copy(self, key: str) -> AbstractContextManager[Path]:
         """A local path holding the object's bytes while the context is open."""
 
@@ -43,6 +49,10 @@ class Storage(Protocol):
         SignatureRefused when the URL is forged or expired; StorageError when it names nothing this
         storage serves locally (no such file, or a storage whose URLs the bucket serves itself).
         """
+
+    def served_path(self, key: str) -> Path | None:
+        """The local file the API serves for ``key`` (StorageError when there is none); None for a storage
+        whose objects its own presigned URLs serve (S3)."""
 
     def check(self) -> None:
         """Raise StorageError when the storage cannot be used."""

@@ -44,6 +44,14 @@ class S3Storage:
         path.unlink(missing_ok=True)
         return size
 
+    def put_folder(self, prefix: str, folder: Path) -> int:
+        """Each file an object under ``prefix``: the playlists and manifests last, after every segment they name."""
+        files = sorted((f for f in folder.rglob("*") if f.is_file()), key=lambda f: f.suffix in (".m3u8", ".mpd"))
+        size = 0
+        for file in files:
+            size += self.put_file(prefix + file.relative_to(folder).as_posix(), file)
+        return size
+
     @contextmanager
     def local_copy(self, key: str) -> Iterator[Path]:
         self.scratch.mkdir(parents=True, exist_ok=True)
@@ -104,6 +112,9 @@ class S3Storage:
     def signed_download(self, key: str, *, filename: str, expires: str, signature: str) -> Path:
         """Never: the bucket serves its own presigned URLs, this service serves none of them."""
         raise StorageError("downloads are served by the bucket")
+
+    def served_path(self, key: str) -> Path | None:
+        return None  # the bucket serves its objects through presigned URLs
 
     def check(self) -> None:
         try:
