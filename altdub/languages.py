@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -54,3 +55,13 @@ def lookup(value: int | str) -> Language | None:
 
 def by_id(language_id: int) -> Language:
     return _index()[str(language_id)]
+
+
+_NAMED_IN_FILENAMES = 4  # a file of more languages is named by their count
+
+
+def filename_label(language_ids: Sequence[int]) -> str:
+    """The languages of a download in its name: ``es-es``, ``es-es+fr-fr``, or ``6-languages`` past four."""
+    if len(language_ids) > _NAMED_IN_FILENAMES:
+        return f"{len(language_ids)}-languages"
+    return "+".join(by_id(i).short_name for i in language_ids)

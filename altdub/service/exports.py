@@ -95,16 +95,9 @@ def _source_frame_rate(run: Run) -> float | None:
     return video[0].frame_rate if video else None
 
 
-_NAMED_LANGUAGES = 4  # a master of more languages is named by their count
-
-
 def download_filename(run_id: int, language_ids: Sequence[int], output_format: str) -> str:
     """``run-<id>_<short_name>.<ext>`` (spec §3); a master's names its languages joined by ``+``, or their count."""
-    if len(language_ids) > _NAMED_LANGUAGES:
-        label = f"{len(language_ids)}-languages"
-    else:
-        label = "+".join(languages.by_id(i).short_name for i in language_ids)
-    return f"run-{run_id}_{label}.{CATALOGUE[output_format].extension}"
+    return f"run-{run_id}_{languages.filename_label(language_ids)}.{CATALOGUE[output_format].extension}"
 
 
 def signed_url(ctx: Context, task: ExportTask) -> str:

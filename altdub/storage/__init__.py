@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
@@ -14,6 +15,9 @@ class StorageError(Exception):
 
 class SignatureRefused(StorageError):
     """A download URL whose signature does not match what it names, or has expired."""
+
+
+READ_CHUNK = 1024 * 1024  # what read_chunks holds in memory at once
 
 
 class Storage(Protocol):
@@ -33,6 +37,13 @@ class Storage(Protocol):
         """A local path holding the object's bytes while the context is open."""
 
     def exists(self, key: str) -> bool: ...
+
+    def files_under(self, prefix: str) -> list[tuple[str, int]]:
+        """Every object whose key starts with ``prefix`` (at any depth) and its size in bytes, sorted by key."""
+
+    def read_chunks(self, key: str, chunk_size: int = READ_CHUNK) -> Iterator[bytes]:
+        """The object's bytes, a chunk at a time: opened at the first chunk, closed after the last (a generator),
+        so a caller can queue many objects and hold one open at a time. StorageError when it cannot be read."""
 
     def delete_prefix(self, prefix: str) -> None:
         """Remove every object whose key starts with ``prefix``."""
@@ -72,4 +83,4 @@ def open_storage(url: str, *, secret: str, url_ttl: int, scratch: Path, fsync: b
     raise StorageError(f"unsupported storage URL {url!r} (expected file:///PATH or s3://BUCKET/PREFIX)")
 
 
-__all__ = ["SignatureRefused", "Storage", "StorageError", "open_storage"]
+__all__ = ["READ_CHUNK", "SignatureRefused", "Storage", "StorageError", "open_storage"]

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
-from altdub.storage import SignatureRefused, StorageError
+from altdub.storage import READ_CHUNK, SignatureRefused, StorageError
 from altdub.storage.signing import URLSigner
 
 
@@ -70,6 +70,25 @@ class LocalStorage:
 
     def exists(self, key: str) -> bool:
         return self.path_for(key).is_file()
+
+    def files_under(self, prefix: str) -> list[tuple[str, int]]:
+        folder = self.path_for(prefix.rstrip("/"))
+        if not folder.is_dir():
+            return []
+        base = prefix.rstrip("/")
+        found = [
+            (f"{base}/{f.relative_to(folder).as_posix()}", f.stat().st_size) for f in folder.rglob("*") if f.is_file()
+        ]
+        return sorted(found)
+
+    def read_chunks(self, key: str, chunk_size: int = READ_CHUNK) -> Iterator[bytes]:
+        path = self.path_for(key)
+        try:
+            with path.open("rb") as fh:
+                while chunk := fh.read(chunk_size):
+                    yield chunk
+        except OSError as exc:
+            raise StorageError(f"cannot read {key!r}: {exc}") from exc
 
     def delete_prefix(self, prefix: str) -> None:
         target = self.path_for(prefix.rstrip("/"))
