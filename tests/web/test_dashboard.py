@@ -3,6 +3,7 @@
 Signs in, imports a run through the upload form, exports it as mp3 and mp4, follows the progress
 until SUCCESS, downloads both through the page's links and probes them; exports masters of two
 languages (mkv, mxf) with the default track chosen; checks that failures are shown in the page;
+plays an hls export of three languages in the preview player and switches its language mid-play;
 saves a screenshot of each main screen to ``test-artifacts/screenshots/``.
 
 The browser is the system's (``apt-get install chromium``); Playwright never downloads one. Without
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from altdub.media.probe import probe
+from altdub.media.synth import make_tone, make_video
 from tests.conftest import SOURCE_SECONDS, Media
 from tests.e2e.conftest import Server, ServerFactory, import_run
 
@@ -479,3 +481,131 @@ def test_api_docs_render_with_the_network_closed(page, server: Server):
     expect(export).to_be_visible()
     shot(page, "15-api-docs-offline")
     assert not elsewhere, f"/docs asked for other origins: {elsewhere}"
+
+
+PACKAGE_SECONDS = 16  # three 6 s segments: a switch mid-play lands in a later segment
+TONES = {"es-es": 440, "fr-fr": 660, "de-de": 880}  # a distinct tone per dub
+NAMES = ["Spanish (Spain)", "French (France)", "German (Germany)"]
+
+
+# The media element's sound routed through a Web Audio analyser (and on to the output), kept on the element.
+LISTEN = """v => { const context = new AudioContext(); const analyser = context.createAnalyser();
+analyser.fftSize = 8192; context.createMediaElementSource(v).connect(analyser); analyser.connect(context.destination);
+v.analyser = analyser; return context.state; }"""
+# True when the loudest frequency heard is within three FFT bins (16 Hz at 44.1 kHz) of ``hz``.
+HEARS = """hz => { const a = document.querySelector('[data-role=player] video').analyser;
+const data = new Float32Array(a.frequencyBinCount); a.getFloatFrequencyData(data);
+let best = 0; for (let i = 1; i < data.length; i++) if (data[i] > data[best]) best = i;
+const bin = a.context.sampleRate / a.fftSize; return data[best] > -80 && Math.abs(best * bin - hz) <= 3 * bin; }"""
+
+
+def _wait_for_tone(page, hz: int) -> None:
+    page.wait_for_function(HEARS, arg=hz)
+
+
+def _player_time(page) -> float:
+    return page.locator('[data-role="player"] video').evaluate("v => v.currentTime")
+
+
+def test_an_hls_package_plays_and_switches_language(page, server: Server, tmp_path: Path):
+    """Issue 13: an hls export of three languages plays in the dashboard's preview (hls.js); its language menu
+    lists every rendition by name with the default selected; switching language mid-play keeps playing."""
+    from playwright.sync_api import expect
+
+    video = make_video(tmp_path / "film.mp4", PACKAGE_SECONDS)  # H.264, a keyframe every second
+    files: dict[str, Path] = {"source": video}
+    for code, hz in TONES.items():
+        files[f"dub_{code}"] = make_tone(tmp_path / f"{code}.wav", PACKAGE_SECONDS, tone_hz=hz)
+    assert probe(video).video[0].codec == "h264"
+    response = import_run(server.base_url, server.api_key, files, name="Three-language package")
+    assert response.status_code == 201, response.text
+    run_id = response.json()["run_id"]
+
+    console: list[str] = []
+    page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
+    segments: list[str] = []
+    page.on("request", lambda request: segments.append(request.url) if request.url.endswith(".m4s") else None)
+    sign_in(page, server)
+    page.goto(f"{server.base_url}/#/runs/{run_id}")
+    expect(page.get_by_role("heading", name="Three-language package", level=1)).to_be_visible()
+
+    # hls takes several languages: the master picker, every language checked, French the default
+    page.get_by_label("Format", exact=True).select_option("hls")
+    languages = page.get_by_role("group", name="Languages")
+    expect(languages).to_be_visible()
+    for name, code in zip(NAMES, TONES, strict=True):
+        languages.get_by_label(f"{name} ({code})").check()
+    page.get_by_label("Default track").select_option("fr-fr")
+    expect(page.locator('#opt-channels option[value=""]')).to_have_text("Default (Stereo)")
+    page.get_by_role("button", name="Start export").click()
+    task = wait_for_success(page, "hls")
+    expect(task.locator(".task-title")).to_have_text(
+        "HLS · Spanish (Spain), French (France) (default), German (Germany)"
+    )
+    zip_link = task.get_by_role("link", name="as a zip")
+    assert zip_link.get_attribute("href").endswith("/package.zip")
+
+    # the preview: hls.js starts the package
+    task.get_by_role("button", name="Preview").click()
+    player = page.locator('[data-role="player"] video')
+    expect(player).to_be_visible()
+    page.wait_for_function("() => document.querySelector('[data-role=player] video').currentTime > 1.5")
+    menu = page.get_by_label("Audio language")
+    expect(menu.locator("option")).to_have_text(NAMES)
+    expect(menu).to_have_value("1")  # French, the playlist's DEFAULT=YES
+    assert menu.evaluate("select => select.selectedOptions[0].textContent") == "French (France)"
+    assert player.evaluate("v => v.hls.audioTrack") == 1
+    assert player.evaluate("v => v.hls.audioTracks.map(t => t.lang)") == ["es-ES", "fr-FR", "de-DE"]
+    shot(page, "18-preview-hls", locator=page.locator('[data-role="preview-section"]'))
+    assert any("/chunk-2-" in url for url in segments), "French (the second rendition) was not fetched"
+
+    # what is heard: the player's sound through an analyser (Web Audio), French's 660 Hz tone
+    assert player.evaluate(LISTEN) == "running"
+    _wait_for_tone(page, TONES["fr-fr"])
+    # switch to German mid-play: the track changes, its segments are fetched, and the picture keeps going
+    before = _player_time(page)
+    menu.select_option(label="German (Germany)")
+    page.wait_for_function(
+        "before => { const v = document.querySelector('[data-role=player] video');"
+        " return v.hls.audioTrack === 2 && v.currentTime > before + 2 && !v.paused; }",
+        arg=before,
+    )
+    expect(menu).to_have_value("2")
+    assert player.evaluate("v => v.hls.audioTracks[v.hls.audioTrack].name") == "German (Germany)"
+    assert any("/chunk-3-" in url for url in segments), "German (the third rendition) was not fetched"
+    _wait_for_tone(page, TONES["de-de"])  # and now German is heard
+    assert player.evaluate("v => v.error") is None
+    shot(page, "19-preview-hls-switched", locator=page.locator('[data-role="preview-section"]'))
+    assert not [line for line in console if "Content Security Policy" in line], console
+
+    page.get_by_role("button", name="Close preview").click()
+    expect(page.locator('[data-role="preview-section"]')).to_be_hidden()
+
+
+def test_single_file_exports_get_an_audio_or_video_preview(page, server: Server, media: Media):
+    """Issue 13: an mp3 plays in an <audio>, an mp4 in a <video>; an mkv (which browsers do not play) has no preview."""
+    from playwright.sync_api import expect
+
+    files = {"source": media.video, "dub_es-es": media.dub_wav}
+    response = import_run(server.base_url, server.api_key, files, name="One-file previews")
+    assert response.status_code == 201, response.text
+    sign_in(page, server)
+    page.goto(f"{server.base_url}/#/runs/{response.json()['run_id']}")
+    expect(page.get_by_role("heading", name="One-file previews", level=1)).to_be_visible()
+    for fmt, element in (("mp3", "audio"), ("mp4", "video")):
+        page.get_by_label("Format", exact=True).select_option(fmt)
+        page.get_by_role("button", name="Start export").click()
+        task = wait_for_success(page, fmt)
+        task.get_by_role("button", name="Preview").click()
+        player = page.locator(f'[data-role="player"] {element}')
+        expect(player).to_be_visible()
+        page.wait_for_function(f"() => document.querySelector('[data-role=player] {element}').currentTime > 0.5")
+        assert player.evaluate("m => m.error") is None
+        assert page.locator('[data-role="player"] > *').count() == 1
+        expect(page.locator('[data-role="preview-tracks"]')).to_be_hidden()
+    shot(page, "20-preview-mp4", locator=page.locator('[data-role="preview-section"]'))
+    page.get_by_label("Format", exact=True).select_option("mkv")
+    page.get_by_role("button", name="Start export").click()
+    task = wait_for_success(page, "mkv")
+    expect(task.get_by_role("link", name="Download")).to_be_visible()
+    expect(task.get_by_role("button", name="Preview")).to_have_count(0)
