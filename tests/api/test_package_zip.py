@@ -157,3 +157,18 @@ def test_the_zip_of_a_package_in_s3_holds_its_objects_byte_for_byte(
     assert sorted(entries) == sorted(objects)
     assert entries == objects
     assert {"master.m3u8", "manifest.mpd"} <= set(entries)
+
+
+def test_the_dashboard_may_play_what_the_bucket_serves(
+    s3_client: tuple[TestClient, str, str],
+    s3: S3Server,  # noqa: F811
+) -> None:
+    """With S3 storage, previews fetch downloads and segments from the bucket: the page's policy allows its origin."""
+    client, _, _ = s3_client
+    policy = dict(
+        directive.strip().split(" ", 1) for directive in client.get("/").headers["content-security-policy"].split(";")
+    )
+    for directive in ("media-src", "connect-src"):
+        assert s3.endpoint in policy[directive].split(), (directive, policy[directive])
+    assert "blob:" in policy["media-src"].split()
+    assert policy["script-src"] == "'self'"  # still only the page's own scripts

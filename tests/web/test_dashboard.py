@@ -486,6 +486,7 @@ def test_api_docs_render_with_the_network_closed(page, server: Server):
 PACKAGE_SECONDS = 16  # three 6 s segments: a switch mid-play lands in a later segment
 TONES = {"es-es": 440, "fr-fr": 660, "de-de": 880}  # a distinct tone per dub
 NAMES = ["Spanish (Spain)", "French (France)", "German (Germany)"]
+SUBTITLES = {"es-es": "Hola, mundo", "de-de": "Hallo, Welt"}
 
 
 # The media element's sound routed through a Web Audio analyser (and on to the output), kept on the element.
@@ -516,6 +517,10 @@ def test_an_hls_package_plays_and_switches_language(page, server: Server, tmp_pa
     files: dict[str, Path] = {"source": video}
     for code, hz in TONES.items():
         files[f"dub_{code}"] = make_tone(tmp_path / f"{code}.wav", PACKAGE_SECONDS, tone_hz=hz)
+    for code, line in SUBTITLES.items():  # French has no transcript
+        transcript = tmp_path / f"{code}.srt"
+        transcript.write_text(f"1\n00:00:00,500 --> 00:00:15,000\n{line}\n", encoding="utf-8")
+        files[f"transcript_{code}"] = transcript
     assert probe(video).video[0].codec == "h264"
     response = import_run(server.base_url, server.api_key, files, name="Three-language package")
     assert response.status_code == 201, response.text
@@ -537,6 +542,7 @@ def test_an_hls_package_plays_and_switches_language(page, server: Server, tmp_pa
         languages.get_by_label(f"{name} ({code})").check()
     page.get_by_label("Default track").select_option("fr-fr")
     expect(page.locator('#opt-channels option[value=""]')).to_have_text("Default (Stereo)")
+    page.get_by_label("Add each language's transcript as subtitles").check()
     page.get_by_role("button", name="Start export").click()
     task = wait_for_success(page, "hls")
     expect(task.locator(".task-title")).to_have_text(
@@ -575,6 +581,17 @@ def test_an_hls_package_plays_and_switches_language(page, server: Server, tmp_pa
     assert any("/chunk-3-" in url for url in segments), "German (the third rendition) was not fetched"
     _wait_for_tone(page, TONES["de-de"])  # and now German is heard
     assert player.evaluate("v => v.error") is None
+
+    # subtitles: off at first, one per transcript by name; German's cue shown once chosen
+    subtitles = page.get_by_label("Subtitles", exact=True)
+    expect(subtitles.locator("option")).to_have_text(["Off", "Spanish (Spain)", "German (Germany)"])
+    expect(subtitles).to_have_value("-1")
+    subtitles.select_option(label="German (Germany)")
+    page.wait_for_function(
+        "() => { const v = document.querySelector('[data-role=player] video');"
+        " return v.hls.subtitleTrack === 1 && [...v.textTracks].some(t => t.mode === 'showing'"
+        " && [...(t.cues || [])].some(c => c.text === 'Hallo, Welt')); }"
+    )
     shot(page, "19-preview-hls-switched", locator=page.locator('[data-role="preview-section"]'))
     assert not [line for line in console if "Content Security Policy" in line], console
 

@@ -25,10 +25,11 @@ WEB_DIR = Path(__file__).resolve().parents[2] / "web"  # package data: altdub/we
 
 # The page loads its own script and stylesheet only; thumbnails are blob: URLs made from fetched bytes;
 # previews play exports from where their URLs point, and streaming packages through Media Source
-# Extensions (hls.js), whose media element plays a blob: URL. ``{origins}``: see _export_origins.
+# Extensions (hls.js), whose media element plays a blob: URL and whose subtitle <track> elements
+# start from an empty data: WebVTT. ``{origins}``: see _export_origins.
 _CSP = (
     "default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; "
-    "media-src 'self' blob:{origins}; connect-src 'self'{origins}; "
+    "media-src 'self' blob: data:{origins}; connect-src 'self'{origins}; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 _PAGE_HEADERS = {
