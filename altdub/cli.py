@@ -432,7 +432,10 @@ def export(
     raster: Annotated[str | None, typer.Option(help=catalogue.describe_raster())] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the task to finish.")] = False,
     output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="Download to this file (implies --wait).")
+        Path | None,
+        typer.Option(
+            "-o", "--output", help="Download to this file (implies --wait); a streaming package (hls, dash) as its zip."
+        ),
     ] = None,
 ) -> None:
     """Request an export from a server, with the options of the API: one language, or a master of several.
@@ -445,8 +448,10 @@ def export(
 
     A master, one audio track per language, French the default: altdub export 1 es-es,fr-fr mkv
     --default-language fr-fr -o master.mkv
+
+    A streaming package of every language, downloaded as one zip: altdub export 1 all hls -o title.zip
     """
-    from altdub.client import AltdubClient
+    from altdub.client import AltdubClient, package_zip_url
 
     tracks = _languages(languages)
 
@@ -480,6 +485,9 @@ def export(
         if output is None:
             typer.echo(output_url)
             return
+        fmt = catalogue.CATALOGUE.get(output_format)
+        if fmt is not None and fmt.package_entry is not None:
+            output_url = package_zip_url(output_url)  # the package's folder, whole
         with _byte_bar(f"downloading {output.name}") as progress:
             size = client.download(output_url, output, on_progress=progress)
     typer.echo(f"saved {output} ({size} bytes)")

@@ -6,11 +6,17 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import httpx
 
 ByteProgress = Callable[[int, int | None], None]
 """Called as ``(bytes_so_far, total_bytes_or_None)`` as a transfer advances."""
+
+
+def package_zip_url(output_url: str) -> str:
+    """A streaming package's whole folder as one zip: ``package.zip`` beside its playlist, same signed prefix."""
+    return urljoin(output_url, "package.zip")
 
 
 class ClientError(Exception):

@@ -20,6 +20,7 @@ from altdub.api.routes import (
     health,
     languages,
     metrics,
+    packages,
     results,
     runs,
     storage,
@@ -82,7 +83,20 @@ def create_app(settings: Settings | None = None, *, workers: bool = True) -> Fas
         docs_url=None,  # served by routes/docs.py from the package, not from a CDN
         redoc_url=None,  # ReDoc would load from a CDN too: /docs is the one documentation page
     )
-    for module in (docs, health, metrics, languages, formats, runs, exports, results, webhooks, storage, files):
+    for module in (
+        docs,
+        health,
+        metrics,
+        languages,
+        formats,
+        runs,
+        exports,
+        results,
+        webhooks,
+        storage,
+        files,
+        packages,
+    ):
         app.include_router(module.router)
     mount_web(app)  # the dashboard at / and /web/: last, after every API route
     app.add_middleware(DownloadHeaders)

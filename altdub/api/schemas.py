@@ -204,6 +204,11 @@ class FormatOut(BaseModel):
     audio_codecs: list[str] = Field(description="FFmpeg's encoders; 'copy' when the dub may go in as it is.")
     is_video: bool = Field(description="Carries the source's picture (the run needs a video source).")
     multiple_languages: bool = Field(description="Can carry one audio track per language.")
+    package_entry: str | None = Field(
+        description="A streaming package (a folder of files): the file its output_url points at; the whole "
+        "folder is package.zip beside it. Null: the export is one file.",
+        examples=["master.m3u8"],
+    )
     options: dict[str, OptionValuesOut] = Field(description="Only the options that apply to the format.")
 
     @classmethod
@@ -218,6 +223,7 @@ class FormatOut(BaseModel):
             audio_codecs=list(fmt.audio_codecs),
             is_video=fmt.is_video,
             multiple_languages=fmt.multiple_languages,
+            package_entry=fmt.package_entry,
             options={key: OptionValuesOut(**values) for key, values in fmt.options().items()},
         )
 

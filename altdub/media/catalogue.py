@@ -77,6 +77,7 @@ class Format:
     copyable_audio: frozenset[str] | None = None  # audio codecs a dub may keep (None: always encoded)
     track_per_channel: bool = False  # MXF: one mono PCM track per channel
     broadcast_rasters: tuple[tuple[int, int], ...] = ()  # width x height a picture is scaled and padded to (raster)
+    package_entry: str | None = None  # a streaming package (a folder): the file its output_url points at
 
     @property
     def lossy(self) -> bool:
@@ -86,6 +87,11 @@ class Format:
     def default_sample_rate(self) -> int | None:
         """A rate imposed whatever the dub's own (None: the dub's own, within what the format carries)."""
         return self.sample_rates[0] if len(self.sample_rates) == 1 else None
+
+    @property
+    def default_channels(self) -> int | None:
+        """A channel count imposed whatever the dub's own (None: the dub's own, within what the format takes)."""
+        return self.channels[0] if len(self.channels) == 1 else None
 
     def carries_rate(self, rate: int) -> bool:
         return rate in (self.carried_rates or (rate,))
@@ -127,7 +133,7 @@ class Format:
             options["subtitles"] = {"values": list(SUBTITLE_MODES), "default": "none"}
         if self.broadcast_rasters:
             options["raster"] = {"values": list(RASTER_MODES), "default": RASTER_MODES[0]}
-        if self.is_video:  # any timecode of the pattern whose frame exists at the source's rate
+        if self.is_video and self.package_entry is None:  # any timecode of the pattern whose frame exists at its rate
             options["start_timecode"] = {"values": [], "default": None, "pattern": f"^{timecode.PATTERN.pattern}$"}
         return options
 
@@ -140,6 +146,13 @@ _MATROSKA_AUDIO = frozenset({
     "pcm_s16le", "pcm_s24le", "pcm_s32le", "pcm_f32le",
 })  # fmt: skip
 _AAC = {"audio_codecs": ("aac",), "bitrate_kbps": (MIN_KBPS, 512), "default_kbps": _AAC_KBPS}
+_STREAMING_VIDEO = frozenset({"h264", "hevc"})  # copied into CMAF segments; anything else is encoded to H.264
+# Streaming packages (spec §4): CMAF segments shared by HLS and DASH, one stereo AAC rendition per language.
+_PACKAGE = {
+    "audio_codecs": ("aac",), "is_video": True, "multiple_languages": True, "sample_rates": (48000, 44100),
+    "carried_rates": (48000, 44100), "channels": (2,), "bitrate_kbps": (MIN_KBPS, 512), "default_kbps": {2: 128},
+    "subtitle_codec": "webvtt", "copyable_video": _STREAMING_VIDEO,
+}  # fmt: skip
 
 # In the order the dashboard offers them: the common deliveries first, audio before video.
 CATALOGUE: dict[str, Format] = {
@@ -170,6 +183,10 @@ CATALOGUE: dict[str, Format] = {
                "mxf", "application/mxf", "mxf", ("pcm_s24le",), is_video=True, multiple_languages=True,
                sample_rates=(48000,), carried_rates=(48000,), copyable_video=_MXF_VIDEO, track_per_channel=True,
                broadcast_rasters=((1920, 1080), (1280, 720))),
+        Format("hls", "HLS package", "Streaming: CMAF segments, an AAC rendition per language, WebVTT per transcript.",
+               "m3u8", "application/vnd.apple.mpegurl", "dash", package_entry="master.m3u8", **_PACKAGE),
+        Format("dash", "DASH package", "Streaming: the HLS package's segments, described by an MPD.",
+               "mpd", "application/dash+xml", "dash", package_entry="manifest.mpd", **_PACKAGE),
     )
 }  # fmt: skip
 FORMAT_NAMES = tuple(CATALOGUE)

@@ -13,6 +13,13 @@ from altdub.media.ffmpeg import file_arg
 from altdub.media.options import ExportOptions
 from altdub.media.probe import MediaInfo, StreamInfo
 
+# The files of a streaming package, served inline to players (never as attachments).
+PACKAGE_TYPES = {
+    "m3u8": "application/vnd.apple.mpegurl",
+    "mpd": "application/dash+xml",
+    "m4s": "video/iso.segment",
+    "vtt": "text/vtt; charset=utf-8",
+}
 _TEXT_TYPES = {
     "srt": "application/x-subrip; charset=utf-8",
     "vtt": "text/vtt; charset=utf-8",
@@ -76,6 +83,7 @@ class AudioTrack:
     duration: float  # of the file it comes from
     language: str  # ISO 639-2/B
     title: str = ""  # the track's name for people: the language's display name
+    tag: str = ""  # BCP-47, for streaming manifests
     loudnorm: str | None = None  # loudness normalisation filter, from a measurement made beforehand
 
 
@@ -86,6 +94,7 @@ class TextTrack:
     path: Path
     language: str  # ISO 639-2/B
     title: str
+    tag: str = ""  # BCP-47, for streaming manifests
 
 
 @dataclass(frozen=True)
@@ -126,7 +135,7 @@ class ExportPlan:
 
 
 @dataclass
-class _InputFiles:
+class InputFiles:
     """FFmpeg's ``-i`` list: one index per distinct file."""
 
     paths: list[Path] = field(default_factory=list)
@@ -155,7 +164,7 @@ def pre_loudness_chain(track: AudioTrack, options: ExportOptions, duration: floa
     return ",".join(chain)
 
 
-def _audio_chain(track: AudioTrack, options: ExportOptions, duration: float) -> str:
+def audio_chain(track: AudioTrack, options: ExportOptions, duration: float) -> str:
     chain = [pre_loudness_chain(track, options, duration)]
     if track.loudnorm:
         chain.append(track.loudnorm)
@@ -167,7 +176,7 @@ def _audio_chain(track: AudioTrack, options: ExportOptions, duration: float) -> 
 def build_plan(output_format: str, inputs: ExportInputs, options: ExportOptions, output: Path) -> ExportPlan:
     """The FFmpeg arguments that write ``output`` (raises ValueError when the inputs cannot make it)."""
     fmt = CATALOGUE[output_format]
-    files = _InputFiles()
+    files = InputFiles()
     maps: list[str] = []
     codecs: list[str] = []
     video_copied = False
@@ -204,7 +213,7 @@ def build_plan(output_format: str, inputs: ExportInputs, options: ExportOptions,
             audio_copied = audio_copied or default
         else:
             label = f"[a{number}]"
-            graphs.append(f"[{stream}]{_audio_chain(track, options, inputs.duration)}{label}")
+            graphs.append(f"[{stream}]{audio_chain(track, options, inputs.duration)}{label}")
             maps += ["-map", label]
             codecs += _audio_codec_args(fmt.name, audio_index, track.stream, options)
         codecs += _tag_args(fmt, "a", audio_index, track, default)
@@ -346,7 +355,7 @@ def _mxf_track_graph(
     stream: str, track: AudioTrack, options: ExportOptions, duration: float, number: int
 ) -> tuple[str, list[str]]:
     """Broadcast MXF: PCM s24le at 48 kHz, one mono track per channel."""
-    chain = f"[{stream}]{_audio_chain(track, options, duration)}"  # options.sample_rate is 48000
+    chain = f"[{stream}]{audio_chain(track, options, duration)}"  # options.sample_rate is 48000
     if options.channels == 1:
         label = f"[m{number}c0]"
         return f"{chain}{label}", [label]

@@ -107,7 +107,7 @@ def resolve_options(
     if "sample_rate" in given:
         _check(fmt, "sample_rate", sample_rate, (own_rate,) if own_rate else ())
     own_channels = audio.channels or 2
-    channels = given.get("channels", min(own_channels, max(fmt.channels)))
+    channels = given.get("channels", fmt.default_channels or min(own_channels, max(fmt.channels)))
     if "channels" in given:
         _check(fmt, "channels", channels)
     loudness = given.get("loudness")

@@ -117,6 +117,10 @@ def render(segments: list[Segment], text_format: TextFormat) -> str:
     return _subs(segments).to_string(text_format)
 
 
-def write_subrip(segments: list[Segment], path: Path) -> Path:
-    path.write_text(render(segments, "srt"), encoding="utf-8")
+def write_text_track(segments: list[Segment], path: Path) -> Path:
+    """The segments as a subtitle file, SubRip or WebVTT by the path's extension (``.srt``, ``.vtt``)."""
+    text_format = path.suffix.removeprefix(".")
+    if text_format not in ("srt", "vtt"):
+        raise ValueError(f"no subtitle format for {path.name}")
+    path.write_text(render(segments, text_format), encoding="utf-8")  # type: ignore[arg-type]
     return path

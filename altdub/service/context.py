@@ -22,6 +22,7 @@ from altdub.jobs import Executor
 from altdub.media.formats import content_type_for
 from altdub.service.waiting import TaskEvents
 from altdub.storage import Storage, open_storage
+from altdub.storage.signing import URLSigner
 
 
 class IdentityCache:
@@ -158,11 +159,13 @@ class Context:
     conversions: RunningConversions = field(init=False)
     clock: Callable[[], datetime] = utc_now  # the storage lifecycle's time (tests move it)
     uses: RecentUses = field(init=False)
+    url_signer: URLSigner = field(init=False)  # signs URLs the API serves whatever the storage (packages)
 
     def __post_init__(self) -> None:
         self.conversions = RunningConversions(self.stopping)
         self.identities = IdentityCache(self.settings.identity_cache_bytes)
         self.uses = RecentUses(lambda: self.clock())
+        self.url_signer = URLSigner(self.settings.effective_secret_key(), self.settings.url_ttl)
 
     def download_url(self, key: str, filename: str) -> str:
         """A fresh signed URL that downloads ``key`` as ``filename``, at the service's public address.

@@ -20,7 +20,7 @@ from sqlalchemy.orm import selectinload
 
 from altdub import languages
 from altdub.db.models import ExportTask, FileRole, Run, RunFile, TaskStatus
-from altdub.media.catalogue import CATALOGUE, LoudnessTarget
+from altdub.media.catalogue import CATALOGUE, Format, LoudnessTarget
 from altdub.media.ffmpeg import FFmpegCancelled, FFmpegError, FFmpegTimeout, run_ffmpeg
 from altdub.media.formats import AudioTrack, ExportInputs, TextTrack, build_plan, pre_loudness_chain
 from altdub.media.isobmff import disable_text_tracks
@@ -28,9 +28,10 @@ from altdub.media.loudness import ON_TARGET as LOUDNESS_ON_TARGET
 from altdub.media.loudness import Limits, LoudnessFigures, Normalisation, plan_normalisation
 from altdub.media.loudness import measure as measure_loudness
 from altdub.media.options import ExportOptions
+from altdub.media.packaging import finish_package, package_plan, verify_package
 from altdub.media.probe import MediaInfo, ProbeError, probe_output
 from altdub.media.timecode import timecode_problem
-from altdub.media.transcripts import Segment, write_subrip
+from altdub.media.transcripts import Segment, write_text_track
 from altdub.service import tasks
 from altdub.service.context import Context, TaskCancel
 from altdub.service.errors import InvalidInput
@@ -174,7 +175,9 @@ def _convert_and_publish(ctx: Context, task: ExportTask, run: Run, scratch: Path
             ]
             default_dub = task.track_language_ids.index(task.language_id)
             source_path = paths[source.storage_key] if source is not None else None
-            inputs = _export_inputs(run, chosen, dubs, default_dub, options, source, source_path, scratch)
+            inputs = _export_inputs(run, chosen, dubs, default_dub, options, source, source_path, scratch, fmt)
+            if fmt.package_entry is not None:
+                return _package_and_publish(ctx, task, options, inputs, scratch / "package", cancel)
             figures = _convert(ctx, task, options, inputs, output, cancel)
     except StorageError as exc:
         raise _TaskFailed(f"an input of the run is unreadable: {exc}", "INVALID_SOURCE_DATA") from exc
@@ -184,6 +187,48 @@ def _convert_and_publish(ctx: Context, task: ExportTask, run: Run, scratch: Path
         notes.append(_loudness_note(options.loudness_target, chosen, figures))
     default_figures = figures[inputs.default_dub] if figures else None  # the column holds the default track's
     return _Published(key, ctx.storage.put_file(key, output), default_figures, "; ".join(notes) or None)
+
+
+def _package_and_publish(
+    ctx: Context, task: ExportTask, options: ExportOptions, inputs: ExportInputs, folder: Path, cancel: TaskCancel
+) -> _Published:
+    """A streaming package: its segments and manifests made in scratch, checked, then published as one folder.
+
+    The task's key is the entry file (the playlist or manifest): its URL is only handed out once the
+    whole folder is stored, so no client sees a playlist whose segments are not all there.
+    """
+    folder.mkdir()
+    target = options.loudness_target
+    if target is not None:  # each rendition normalised by one measured gain (no second pass on segments)
+        limits = Limits(ctx.settings.task_time_limit, cancel)
+        plans = [
+            _plan_normalisation(t, options, inputs.duration, task.output_format, limits)
+            for t in inputs.audio_tracks(options)
+        ]
+        inputs = inputs.with_loudnorm([plan.filter() for plan in plans])
+    try:
+        plan = package_plan(task.output_format, inputs, options, folder)
+    except ValueError as exc:
+        raise _TaskFailed(str(exc), "MISMATCHED_SOURCE_CODEC") from exc
+    with _ffmpeg_step("packaging failed"):
+        run_ffmpeg(
+            plan.args,
+            duration=inputs.duration,
+            on_progress=tasks.ProgressWriter(ctx, task.id),
+            time_limit=ctx.settings.task_time_limit,
+            cancel=cancel,
+        )
+    for text in inputs.subtitles if options.subtitles == "soft" else ():
+        shutil.copyfile(text.path, folder / text.path.name)
+    finish_package(folder, inputs, options)
+    problems = verify_package(folder, inputs.duration)
+    if problems:
+        raise _TaskFailed("package failed verification: " + "; ".join(problems))
+    prefix = f"{exports_prefix(task.workspace_id, task.run_id)}{task.id}/"
+    size = ctx.storage.put_folder(prefix, folder)
+    entry = CATALOGUE[task.output_format].package_entry
+    assert entry is not None
+    return _Published(prefix + entry, size, None, None)
 
 
 def _loudness_note(target: LoudnessTarget, chosen: list[languages.Language], figures: list[LoudnessFigures]) -> str:
@@ -216,7 +261,7 @@ def _track_sheet(inputs: ExportInputs, options: ExportOptions) -> str:
 
 def _dub_track(language: languages.Language, stem: RunFile, path: Path) -> AudioTrack:
     info = MediaInfo.from_json(stem.probe)
-    return AudioTrack(path, info.audio[0], info.duration, language.iso639_2, language.name)
+    return AudioTrack(path, info.audio[0], info.duration, language.iso639_2, language.name, language.tag)
 
 
 def _export_inputs(
@@ -228,6 +273,7 @@ def _export_inputs(
     source: RunFile | None,
     source_path: Path | None,
     scratch: Path,
+    fmt: Format,
 ) -> ExportInputs:
     video_path = video = original = start_timecode = None
     if source is not None and source_path is not None:
@@ -243,14 +289,17 @@ def _export_inputs(
             source_info.duration,
             source_language.iso639_2,
             f"{source_language.name} (original)",
+            source_language.tag,
         )
     subtitles = []
     if options.subtitles == "soft":
         for language in chosen:
             transcript = run.transcript(language.id)
             if transcript is not None:
-                path = write_subrip([Segment(**s) for s in transcript.segments], scratch / f"{language.short_name}.srt")
-                subtitles.append(TextTrack(path, language.iso639_2, language.name))
+                extension = "vtt" if fmt.subtitle_codec == "webvtt" else "srt"
+                path = scratch / f"subtitles-{language.tag}.{extension}"
+                write_text_track([Segment(**s) for s in transcript.segments], path)
+                subtitles.append(TextTrack(path, language.iso639_2, language.name, language.tag))
     names = ", ".join(language.name for language in chosen)
     title = f"{run.name} ({names})" + ("" if options.stem == "mix" else f" [{options.stem}]")
     return ExportInputs(

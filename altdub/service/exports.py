@@ -24,6 +24,7 @@ from altdub.service import lifecycle, outbox, tasks
 from altdub.service.context import Context
 from altdub.service.errors import InvalidInput, NotFound
 from altdub.service.keys import hash_key
+from altdub.service.packages import package_url
 from altdub.service.runs import get_run, parse_language, stem_file
 
 
@@ -97,16 +98,9 @@ def _source_frame_rate(run: Run) -> float | None:
     return video[0].frame_rate if video else None
 
 
-_NAMED_LANGUAGES = 4  # a master of more languages is named by their count
-
-
 def download_filename(run_id: int, language_ids: Sequence[int], output_format: str) -> str:
     """``run-<id>_<short_name>.<ext>`` (spec §3); a master's names its languages joined by ``+``, or their count."""
-    if len(language_ids) > _NAMED_LANGUAGES:
-        label = f"{len(language_ids)}-languages"
-    else:
-        label = "+".join(languages.by_id(i).short_name for i in language_ids)
-    return f"run-{run_id}_{label}.{CATALOGUE[output_format].extension}"
+    return f"run-{run_id}_{languages.filename_label(language_ids)}.{CATALOGUE[output_format].extension}"
 
 
 def signed_url(ctx: Context, task: ExportTask) -> str | None:
@@ -114,8 +108,14 @@ def signed_url(ctx: Context, task: ExportTask) -> str | None:
     assert task.storage_key is not None
     if not lifecycle.hold(ctx, task.storage_key, task.last_used_at, task.finished_at):
         return None
-    filename = download_filename(task.run_id, task.track_language_ids, task.output_format)
-    return ctx.download_url(task.storage_key, filename)
+    return _export_url(ctx, task.storage_key, task.run_id, task.track_language_ids, task.output_format)
+
+
+def _export_url(ctx: Context, key: str, run_id: int, language_ids: Sequence[int], output_format: str) -> str:
+    """A streaming package's signed prefix URL (its playlist or manifest), else the file's signed download."""
+    if CATALOGUE[output_format].package_entry is not None:
+        return package_url(ctx, key)
+    return ctx.download_url(key, download_filename(run_id, language_ids, output_format))
 
 
 # Built once: constructing a statement costs more than running it.
@@ -153,8 +153,7 @@ def cached_export_url(ctx: Context, raw_key: str | None, order: ExportOrder) -> 
         row = connection.execute(_FINISHED_EXPORT, {"key_hash": hash_key(raw_key), "identity": identity}).first()
     if row is None or not lifecycle.use_recorded_lately(ctx, row.last_used_at, row.finished_at):
         return None  # (an export not used lately: its use is written first, which the event loop leaves to a thread)
-    filename = download_filename(row.run_id, row.language_ids or [row.language_id], row.output_format)
-    return ctx.download_url(row.storage_key, filename)
+    return _export_url(ctx, row.storage_key, row.run_id, row.language_ids or [row.language_id], row.output_format)
 
 
 def _parse_languages(order: ExportOrder) -> tuple[list[languages.Language] | None, languages.Language | None]:

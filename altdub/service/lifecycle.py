@@ -20,6 +20,7 @@ from sqlalchemy import ColumnElement, bindparam, case, func, or_, select, update
 
 from altdub.db.models import ExportTask, Run, RunFile, TaskStatus, Workspace
 from altdub.service.context import Context
+from altdub.service.packages import stored_prefix
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +162,7 @@ def _remove(
         ).rowcount
     if taken != 1:
         return None  # used, removed or deleted meanwhile
-    ctx.storage.delete_prefix(key)
+    ctx.storage.delete_prefix(stored_prefix(key))  # a streaming package: its whole folder
     log.info("export %s removed (%s): %d bytes", task_id, reason, size or 0)
     return Removed(task_id, size or 0, reason)
 

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
-from altdub.storage import SignatureRefused, StorageError
+from altdub.storage import READ_CHUNK, SignatureRefused, StorageError
 from altdub.storage.signing import URLSigner
 
 
@@ -44,6 +44,23 @@ class LocalStorage:
             partial.unlink(missing_ok=True)
         return target.stat().st_size
 
+    def put_folder(self, prefix: str, folder: Path) -> int:
+        target = self.path_for(prefix.rstrip("/"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
+        size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+        try:
+            shutil.move(folder, partial)  # a rename when on the same file system
+            if self.fsync:
+                for file in partial.rglob("*"):
+                    if file.is_file():
+                        with file.open("rb") as fh:
+                            os.fsync(fh.fileno())
+            os.replace(partial, target)  # atomic: the folder appears whole
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+        return size
+
     @contextmanager
     def local_copy(self, key: str) -> Iterator[Path]:
         path = self.path_for(key)
@@ -53,6 +70,25 @@ class LocalStorage:
 
     def exists(self, key: str) -> bool:
         return self.path_for(key).is_file()
+
+    def files_under(self, prefix: str) -> list[tuple[str, int]]:
+        folder = self.path_for(prefix.rstrip("/"))
+        if not folder.is_dir():
+            return []
+        base = prefix.rstrip("/")
+        found = [
+            (f"{base}/{f.relative_to(folder).as_posix()}", f.stat().st_size) for f in folder.rglob("*") if f.is_file()
+        ]
+        return sorted(found)
+
+    def read_chunks(self, key: str, chunk_size: int = READ_CHUNK) -> Iterator[bytes]:
+        path = self.path_for(key)
+        try:
+            with path.open("rb") as fh:
+                while chunk := fh.read(chunk_size):
+                    yield chunk
+        except OSError as exc:
+            raise StorageError(f"cannot read {key!r}: {exc}") from exc
 
     def delete_prefix(self, prefix: str) -> None:
         target = self.path_for(prefix.rstrip("/"))
@@ -78,6 +114,12 @@ class LocalStorage:
         """The file behind a URL of ``signed_url``: the signature first, so a forged URL learns nothing of the files."""
         if not self.signer.verify(key, filename, expires, signature):
             raise SignatureRefused("signature invalid or expired")
+        path = self.path_for(key)
+        if not path.is_file():
+            raise StorageError(f"missing object {key!r}")
+        return path
+
+    def served_path(self, key: str) -> Path | None:
         path = self.path_for(key)
         if not path.is_file():
             raise StorageError(f"missing object {key!r}")

@@ -17,7 +17,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from altdub.storage import StorageError
+from altdub.storage import READ_CHUNK, StorageError
 
 _TRANSFER = TransferConfig(multipart_threshold=64 * 1024 * 1024, multipart_chunksize=64 * 1024 * 1024)
 
@@ -44,6 +44,14 @@ class S3Storage:
         path.unlink(missing_ok=True)
         return size
 
+    def put_folder(self, prefix: str, folder: Path) -> int:
+        """Each file an object under ``prefix``: the playlists and manifests last, after every segment they name."""
+        files = sorted((f for f in folder.rglob("*") if f.is_file()), key=lambda f: f.suffix in (".m3u8", ".mpd"))
+        size = 0
+        for file in files:
+            size += self.put_file(prefix + file.relative_to(folder).as_posix(), file)
+        return size
+
     @contextmanager
     def local_copy(self, key: str) -> Iterator[Path]:
         self.scratch.mkdir(parents=True, exist_ok=True)
@@ -63,6 +71,29 @@ class S3Storage:
                 return False
             raise StorageError(str(exc)) from exc
         return True
+
+    def files_under(self, prefix: str) -> list[tuple[str, int]]:
+        found: list[tuple[str, int]] = []
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self._key(prefix)
+            ):
+                found += [(o["Key"].removeprefix(self.prefix), o["Size"]) for o in page.get("Contents", [])]
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"cannot list {prefix!r}: {exc}") from exc
+        return sorted(found)
+
+    def read_chunks(self, key: str, chunk_size: int = READ_CHUNK) -> Iterator[bytes]:
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"missing object {key!r}: {exc}") from exc
+        try:
+            yield from body.iter_chunks(chunk_size)
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"cannot read {key!r}: {exc}") from exc
+        finally:
+            body.close()
 
     def delete_prefix(self, prefix: str) -> None:
         paginator = self.client.get_paginator("list_objects_v2")
@@ -104,6 +135,9 @@ class S3Storage:
     def signed_download(self, key: str, *, filename: str, expires: str, signature: str) -> Path:
         """Never: the bucket serves its own presigned URLs, this service serves none of them."""
         raise StorageError("downloads are served by the bucket")
+
+    def served_path(self, key: str) -> Path | None:
+        return None  # the bucket serves its objects through presigned URLs
 
     def check(self) -> None:
         try:

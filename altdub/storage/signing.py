@@ -15,7 +15,7 @@ class URLSigner:
         self._secret = secret.encode()
         self.ttl = ttl
 
-    def _digest(self, key: str, filename: str, expires: int) -> str:
+    def digest(self, key: str, filename: str, expires: int) -> str:
         message = f"{key}\n{filename}\n{expires}".encode()
         return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
 
@@ -24,12 +24,12 @@ class URLSigner:
         return {
             "filename": filename,
             "expires": str(expires),
-            "signature": self._digest(key, filename, expires),
+            "signature": self.digest(key, filename, expires),
         }
 
     def verify(self, key: str, filename: str, expires: str, signature: str) -> bool:
         """True when the signature matches and has not expired."""
         if not _EXPIRES.fullmatch(expires):  # ASCII digits only: "²".isdigit() is True
             return False
-        expected = self._digest(key, filename, int(expires))
+        expected = self.digest(key, filename, int(expires))
         return hmac.compare_digest(expected, signature) and int(expires) >= time.time()

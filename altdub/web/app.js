@@ -8,6 +8,11 @@ const RUNS_PER_PAGE = 20;
 const POLL_MS = 700;
 const HISTORY_POLL_MS = 2500;
 const URL_FRESH_MS = 10 * 60 * 1000; // re-sign a download link older than this before following it
+// Exports a browser plays in a preview: one file in an <audio> or a <video> (not MXF or Matroska, which
+// browsers do not play), and HLS packages through hls.js (vendored, loaded on the first preview).
+const AUDIO_PREVIEWS = new Set(["mp3", "m4a", "aac", "flac", "wav"]);
+const VIDEO_PREVIEWS = new Set(["mp4", "mov"]);
+const HLS_SCRIPT = "web/vendor/hls.js/hls.min.js";
 
 // Formats and their options come from GET /formats (the server's catalogue); these are only words for values.
 const CHANNEL_LABELS = { 1: "Mono", 2: "Stereo", 6: "5.1 (6 channels)" };
@@ -854,8 +859,15 @@ async function showRun(view, runId) {
     tasks: tasksOf(run.run_id),
     historyAt: 0,
     openDeliveries: new Set(), // task ids whose webhook deliveries are shown (kept open across refreshes)
+    formats: new Map(catalogue.formats.map((f) => [f.name, f])),
+    preview: null,
   };
   setUpExportForm(page);
+  $(node, "preview-close").addEventListener("click", () => {
+    closePreview(page);
+    announce("Preview closed.");
+  });
+  view.cleanups.push(() => closePreview(page));
   renderTasks(page);
   for (const task of page.tasks) if (task.status === "PENDING") followTask(page, task);
   $(node, "refresh").addEventListener("click", () => loadHistory(page, { announceDone: true }));
@@ -1013,6 +1025,9 @@ function setUpExportForm(page) {
     if (fmt.options.audio_bitrate) $(form, "default-bitrate").textContent = defaultBitrateLabel(fmt.options.audio_bitrate);
     const rate = fmt.options.sample_rate.default;
     $(form, "default-rate").textContent = rate ? `Default (${rate / 1000} kHz)` : "Default (the dub's own)";
+    const channels = fmt.options.channels?.values || [];
+    $(form, "default-channels").textContent =
+      channels.length === 1 ? `Default (${CHANNEL_LABELS[channels[0]] || `${channels[0]} channels`})` : "Default (the dub's own)";
     const hint = [fmt.note];
     if (!run.has_video) hint.push("This run has no video, so video formats are not offered.");
     $(form, "format-hint").textContent = hint.join(" ");
@@ -1227,29 +1242,202 @@ function failureText(status, reason, message) {
   return parts.join(" ");
 }
 
-/** A download link that re-signs itself (through the task's status) when the page was left open long. */
+/** The export's URL, signed again (through its task's status) when the page has been open long. */
+async function freshUrl(task) {
+  if (task.taskId && Date.now() - (task.urlAt || 0) >= URL_FRESH_MS) {
+    const status = await api(`dub-alt-format/${task.taskId}`);
+    Object.assign(task, { url: status.output_url, urlAt: Date.now(), message: status.message });
+  }
+  return task.url;
+}
+
+/** A streaming package's whole folder as one zip: package.zip beside its playlist, under the same signature. */
+function packageZipUrl(url) {
+  return new URL("package.zip", url).toString();
+}
+
+function isPackage(page, format) {
+  return Boolean(page.formats.get(format)?.package_entry);
+}
+
+/** A download link that re-signs itself when the page was left open long; a package's downloads its zip. */
 function downloadLink(page, task, label) {
-  const link = h("a", { class: "button button-small button-download", href: task.url, download: "", "aria-label": label }, "Download");
+  const zip = isPackage(page, task.format);
+  const href = (url) => (zip ? packageZipUrl(url) : url);
+  const link = h(
+    "a",
+    { class: "button button-small button-download", href: href(task.url), download: "", "aria-label": zip ? `${label} as a zip` : label },
+    zip ? "Download zip" : "Download",
+  );
   link.addEventListener("click", async (event) => {
     if (!task.taskId || Date.now() - (task.urlAt || 0) < URL_FRESH_MS) return;
     event.preventDefault();
     try {
-      const status = await api(`dub-alt-format/${task.taskId}`);
-      if (!status.output_url) {
+      const url = await freshUrl(task);
+      if (!url) {
         // The storage lifecycle removed the file since the page showed it: say so, and show the list as it is.
-        showAlert($(page.node, "export-alert"), status.message || "This export's file was removed.");
+        showAlert($(page.node, "export-alert"), task.message || "This export's file was removed.");
         loadHistory(page);
         return;
       }
-      task.url = status.output_url;
-      task.urlAt = Date.now();
-      link.href = task.url;
-      window.location.assign(task.url);
+      link.href = href(url);
+      window.location.assign(link.href);
     } catch (error) {
       showError($(page.node, "export-alert"), error);
     }
   });
   return link;
+}
+
+// --- preview: a player for a finished export -----------------------------------------------------------
+
+/** How a browser plays an export of ``format``: "hls" (hls.js), "audio", "video", or null (download only). */
+function previewKind(page, format) {
+  if (page.formats.get(format)?.package_entry?.endsWith(".m3u8")) return "hls";
+  if (AUDIO_PREVIEWS.has(format)) return "audio";
+  if (VIDEO_PREVIEWS.has(format)) return "video";
+  return null;
+}
+
+function previewButton(page, task, title) {
+  const kind = previewKind(page, task.format);
+  if (!kind) return null;
+  return h(
+    "button",
+    { type: "button", class: "button button-small", "aria-label": `Preview the ${title} export`, onclick: () => openPreview(page, task, title, kind) },
+    "Preview",
+  );
+}
+
+let hlsLoading = null;
+
+/** hls.js, loaded once, on the first preview of a package (a classic script: it defines window.Hls). */
+function loadHls() {
+  if (!hlsLoading) {
+    hlsLoading = new Promise((resolve, reject) => {
+      const script = h("script", { src: HLS_SCRIPT });
+      script.addEventListener("load", () => resolve(window.Hls));
+      script.addEventListener("error", () => {
+        script.remove();
+        hlsLoading = null;
+        reject(new Error("the player (hls.js) could not be loaded"));
+      });
+      document.head.append(script);
+    });
+  }
+  return hlsLoading;
+}
+
+/** Stop and remove the player on screen, if any (a new preview, Close, or leaving the page). */
+function closePreview(page, { hide = true } = {}) {
+  const preview = page.preview;
+  const section = $(page.node, "preview-section");
+  page.preview = null;
+  if (preview) {
+    preview.controller.abort();
+    preview.hls?.destroy();
+    preview.media.removeAttribute("src");
+    preview.media.load();
+  }
+  $(section, "player").replaceChildren();
+  $(section, "preview-tracks").hidden = true;
+  hideAlert($(section, "preview-alert"));
+  if (hide) section.hidden = true;
+}
+
+async function openPreview(page, task, title, kind) {
+  closePreview(page, { hide: false });
+  const section = $(page.node, "preview-section");
+  const alert = $(section, "preview-alert");
+  $(section, "preview-what").textContent = `· ${title}`;
+  section.hidden = false;
+  const media = h(kind === "audio" ? "audio" : "video", {
+    controls: true,
+    preload: "metadata",
+    playsinline: kind !== "audio",
+    class: `player-${kind === "audio" ? "audio" : "video"}`,
+    "aria-label": `Preview of the ${title} export`,
+  });
+  const preview = { media, hls: null, controller: new AbortController() };
+  page.preview = preview;
+  $(section, "player").replaceChildren(media);
+  section.querySelector("#preview-title").focus();
+  section.scrollIntoView({ block: "nearest" });
+  const cannotPlay = (why) =>
+    page.preview === preview && showAlert(alert, `This export cannot be played here: ${why}. Download it to play it elsewhere.`, [], { focus: false });
+  media.addEventListener("error", () => cannotPlay(media.error?.message || "the browser does not play this format"), { signal: preview.controller.signal });
+  try {
+    const url = await freshUrl(task);
+    if (page.preview !== preview) return;
+    if (kind === "hls") await playPackage(page, preview, url, cannotPlay);
+    else {
+      media.src = url;
+      media.play().catch(() => {}); // the viewer presses play where the browser does not start it
+    }
+  } catch (error) {
+    if (page.preview !== preview) return;
+    if (error instanceof ApiError) showError(alert, error);
+    else cannotPlay(error.message);
+  }
+}
+
+/**
+ * An HLS package in hls.js: the language menu lists every audio rendition by its NAME, the one hls.js
+ * starts with (the playlist's DEFAULT=YES) selected, and switches hls.audioTrack; likewise subtitles.
+ */
+async function playPackage(page, preview, url, cannotPlay) {
+  const Hls = await loadHls();
+  if (page.preview !== preview) return;
+  const { media } = preview;
+  if (!Hls.isSupported()) {
+    // Safari on iOS: no Media Source Extensions, but HLS is native there, with its own language menu.
+    if (media.canPlayType("application/vnd.apple.mpegurl")) media.src = url;
+    else cannotPlay("this browser has no Media Source Extensions");
+    return;
+  }
+  const section = $(page.node, "preview-section");
+  const audio = $(section, "preview-audio");
+  const subtitles = $(section, "preview-subtitles");
+  const signal = preview.controller.signal;
+  // CMAF segments need no transmuxing: no worker (the page's policy allows no blob: worker either).
+  const hls = new Hls({ enableWorker: false });
+  preview.hls = hls;
+  media.hls = hls; // the player's hls.js instance, for the browser's console and the tests
+  hls.on(Hls.Events.AUDIO_TRACKS_UPDATED, () => {
+    audio.replaceChildren(...hls.audioTracks.map((track, index) => h("option", { value: index, dataset: { lang: track.lang || "" } }, track.name)));
+    audio.value = String(hls.audioTrack);
+    $(section, "preview-tracks").hidden = hls.audioTracks.length === 0;
+  });
+  hls.on(Hls.Events.AUDIO_TRACK_SWITCHING, (_, data) => (audio.value = String(data.id)));
+  hls.on(Hls.Events.SUBTITLE_TRACKS_UPDATED, () => {
+    const tracks = hls.subtitleTracks.map((track, index) => h("option", { value: index }, track.name));
+    subtitles.replaceChildren(h("option", { value: -1 }, "Off"), ...tracks);
+    subtitles.value = String(hls.subtitleTrack);
+    $(section, "preview-subtitles-field").hidden = tracks.length === 0;
+  });
+  hls.on(Hls.Events.SUBTITLE_TRACK_SWITCH, (_, data) => (subtitles.value = String(data.id)));
+  hls.on(Hls.Events.MANIFEST_PARSED, () => media.play().catch(() => {}));
+  hls.on(Hls.Events.ERROR, (_, data) => {
+    if (data.fatal) cannotPlay(`${data.type}: ${data.details}`);
+  });
+  audio.addEventListener(
+    "change",
+    () => {
+      hls.audioTrack = Number(audio.value);
+      announce(`Audio language: ${audio.selectedOptions[0]?.textContent}.`);
+    },
+    { signal },
+  );
+  subtitles.addEventListener(
+    "change",
+    () => {
+      hls.subtitleTrack = Number(subtitles.value);
+      hls.subtitleDisplay = hls.subtitleTrack >= 0;
+    },
+    { signal },
+  );
+  hls.loadSource(url);
+  hls.attachMedia(media);
 }
 
 function renderTasks(page) {
@@ -1299,7 +1487,7 @@ function taskItem(page, task) {
         "div",
         { class: "task-done" },
         h("p", { class: "hint" }, doneText(task)),
-        downloadLink(page, task, `Download the ${title} export`),
+        h("div", { class: "task-actions" }, previewButton(page, task, title), downloadLink(page, task, `Download the ${title} export`)),
       ),
       exportNotes(task.message, task.languages.length),
     );
@@ -1368,7 +1556,7 @@ async function loadHistory(page, { announceDone = false } = {}) {
   const now = Date.now();
   body.replaceChildren(
     ...entries.map((entry) => {
-      const task = { taskId: entry.task_id, url: entry.output_url, urlAt: now };
+      const task = { taskId: entry.task_id, url: entry.output_url, urlAt: now, format: entry.output_format };
       const label = `${entry.output_format.toUpperCase()} · ${tracksText(page, entry.languages, entry.language)}`;
       const failed = entry.status !== "SUCCESS" && entry.status !== "PENDING";
       const removed = entry.status === "SUCCESS" && !entry.output_url; // its file removed by the storage lifecycle
@@ -1408,7 +1596,18 @@ async function loadHistory(page, { announceDone = false } = {}) {
         status,
         h("td", { "data-label": "Size", class: "num" }, formatBytes(entry.size)),
         loudness,
-        h("td", { class: "cell-action" }, entry.output_url ? downloadLink(page, task, `Download ${label}, made ${dateFormat.format(new Date(entry.created_at))}`) : ""),
+        h(
+          "td",
+          { class: "cell-action" },
+          entry.output_url
+            ? h(
+                "div",
+                { class: "task-actions" },
+                previewButton(page, task, label),
+                downloadLink(page, task, `Download ${label}, made ${dateFormat.format(new Date(entry.created_at))}`),
+              )
+            : "",
+        ),
       );
     }),
   );

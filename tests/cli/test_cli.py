@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import m3u8
 import pytest
 
 from altdub.media.probe import probe
@@ -412,6 +414,35 @@ def test_export_several_languages_refused_readably(server: Server, master_run_id
 
     empty = altdub("export", str(master_run_id), "es-es,,fr-fr", "mkv", cwd=tmp_path, **env)
     assert empty.returncode == 2 and "LANGUAGES" in empty.stderr, empty.stderr
+
+
+@pytest.mark.e2e
+def test_export_a_streaming_package_as_its_zip(server: Server, master_run_id: int, tmp_path: Path) -> None:
+    """Issue 13: ``altdub export RUN all hls -o title.zip`` saves the package's package.zip."""
+    env = {"ALTDUB_URL": server.base_url, "ALTDUB_API_KEY": server.api_key}
+    out = tmp_path / "title.zip"
+    result = ok(altdub("export", str(master_run_id), "all", "hls", "-o", str(out), cwd=tmp_path, **env))
+    assert result.stdout.strip() == f"saved {out} ({out.stat().st_size} bytes)", result.stdout
+    with zipfile.ZipFile(out) as archive:
+        assert archive.testzip() is None
+        names = set(archive.namelist())
+        assert {"master.m3u8", "manifest.mpd"} <= names
+        master = m3u8.loads(archive.read("master.m3u8").decode())
+        # every playlist and segment the master leads to is in the zip
+        for playlist_name in [p.uri for p in master.playlists] + [m.uri for m in master.media]:
+            assert playlist_name in names, playlist_name
+            playlist = m3u8.loads(archive.read(playlist_name).decode())
+            segments = [s.uri for s in playlist.segments] + [m.uri for m in playlist.segment_map or [] if m.uri]
+            assert segments and set(segments) <= names, (playlist_name, sorted(set(segments) - names))
+        assert sum(name.endswith(".m4s") for name in names) > 4  # init and media segments of picture and sound
+        master_bytes = archive.read("master.m3u8")
+    audio = [(m.name, m.default) for m in master.media if m.type == "AUDIO"]
+    assert audio == [("French (France)", "YES"), ("Spanish (Spain)", "NO"), ("German (Germany)", "NO")]
+
+    # without -o: the URL of the playlist, whose folder the zip was
+    url = ok(altdub("export", str(master_run_id), "all", "hls", cwd=tmp_path, **env)).stdout.strip()
+    assert url.endswith("/master.m3u8"), url
+    assert httpx.get(url, timeout=30).content == master_bytes
 
 
 # --- every command's help has an example; progress bars on stderr ---------------------------------

@@ -131,6 +131,7 @@ def _expected_formats() -> dict[str, Any]:
                 "audio_codecs": list(f.audio_codecs),
                 "is_video": f.is_video,
                 "multiple_languages": f.multiple_languages,
+                "package_entry": f.package_entry,
                 "options": options,
             }
         )

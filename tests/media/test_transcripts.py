@@ -15,7 +15,7 @@ from altdub.media.transcripts import (
     parse_transcript,
     render,
     validate,
-    write_subrip,
+    write_text_track,
 )
 
 SRT = """1
@@ -335,11 +335,17 @@ def test_render_puts_the_speaker_before_the_text(text_format: str) -> None:
     assert _times_and_text(parse_transcript(rendered.encode())) == [(0.0, 1.0, "Ana: Hola.")]
 
 
-def test_write_subrip(tmp_path: Path) -> None:
-    path = write_subrip(EXPECTED, tmp_path / "subtitles.srt")
-    assert path == tmp_path / "subtitles.srt"
-    assert path.read_bytes().decode("utf-8") == render(EXPECTED, "srt")
+@pytest.mark.parametrize("text_format", ["srt", "vtt"])
+def test_write_text_track_by_extension(tmp_path: Path, text_format: str) -> None:
+    path = write_text_track(EXPECTED, tmp_path / f"subtitles.{text_format}")
+    assert path == tmp_path / f"subtitles.{text_format}"
+    assert path.read_bytes().decode("utf-8") == render(EXPECTED, text_format)
     assert parse_transcript(path.read_bytes()) == EXPECTED
+
+
+def test_write_text_track_refuses_other_extensions(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no subtitle format"):
+        write_text_track(EXPECTED, tmp_path / "subtitles.txt")
 
 
 def test_segment_as_dict() -> None:

@@ -11,6 +11,7 @@ import json
 import socket
 import threading
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,9 +19,10 @@ import httpx
 import psutil
 import pytest
 
+from altdub.media.ffmpeg import file_arg, run_ffmpeg
 from altdub.media.synth import make_tone
 from altdub.service.context import IdentityCache
-from tests.e2e.conftest import Server, ServerFactory, auth, import_run_id
+from tests.e2e.conftest import Server, ServerFactory, auth, import_run_id, wait_for_task
 
 pytestmark = pytest.mark.e2e
 
@@ -241,3 +243,54 @@ def test_connections_beyond_the_limit_are_answered_503(servers: ServerFactory, t
             sock.close()
     time.sleep(0.2)
     assert httpx.get(f"{server.base_url}/healthz", timeout=5).status_code == 200
+
+
+def test_a_package_zip_is_streamed_not_built(servers: ServerFactory, tmp_path: Path) -> None:
+    """Issue 13: package.zip of a package of ~100 MB goes out while the server's resident size stays put.
+
+    The source is lossless noise (incompressible, so the package is as large as the source); the zip
+    is read in small chunks over real HTTP while the server's RSS is sampled: a zip built whole, in
+    memory, would raise it by the package's size.
+    """
+    server = servers(tmp_path / "data", env={"ALTDUB_WORKERS": "1"})
+    assert server.api_key
+    seconds = 10
+    source = tmp_path / "noise.mp4"
+    run_ffmpeg([
+        "-f", "lavfi", "-i", f"color=gray:size=640x360:rate=25:d={seconds},noise=alls=100:allf=t+u",
+        "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}",
+        "-ac", "2", "-c:v", "libx264", "-preset", "ultrafast", "-qp", "0", "-pix_fmt", "yuv420p", "-g", "25",
+        "-c:a", "aac", "-shortest", file_arg(source),
+    ])  # fmt: skip
+    dub = make_tone(tmp_path / "dub.wav", seconds, tone_hz=550)
+    run_id = import_run_id(server.base_url, server.api_key, {"source": source, "dub_es-es": dub})
+    answer = httpx.post(
+        f"{server.base_url}/runs/{run_id}/exports",
+        headers=auth(server.api_key),
+        json={"output_format": "hls", "languages": ["es-es"]},
+        timeout=60,
+    ).json()
+    output_url = (
+        answer.get("output_url") or wait_for_task(server.base_url, server.api_key, answer["task_id"], 120)["output_url"]
+    )
+    assert isinstance(output_url, str)
+    url = output_url.rsplit("/", 1)[0] + "/package.zip"
+
+    with httpx.Client(timeout=60) as client:
+        client.get(output_url).raise_for_status()  # warm up the package routes
+        before = peak = rss(server)
+        target = tmp_path / "package.zip"
+        with client.stream("GET", url) as response, target.open("wb") as fh:
+            assert response.status_code == 200
+            length = int(response.headers["content-length"])
+            for chunk in response.iter_raw(256 * 1024):
+                fh.write(chunk)
+                peak = max(peak, rss(server))
+    assert target.stat().st_size == length
+    assert length > 3 * GROWTH_LIMIT, f"the package is too small to show anything: {length / MIB:.0f} MiB"
+    with zipfile.ZipFile(target) as archive:
+        assert archive.testzip() is None
+        assert {"master.m3u8", "manifest.mpd"} <= set(archive.namelist())
+    assert peak - before < GROWTH_LIMIT, (
+        f"resident size grew by {(peak - before) / MIB:.0f} MiB for a zip of {length / MIB:.0f} MiB"
+    )

@@ -4,7 +4,9 @@ Signs in, imports a run through the upload form, exports it as mp3 and mp4, foll
 until SUCCESS, downloads both through the page's links and probes them; exports masters of two
 languages (mkv, mxf) with the default track chosen; checks that failures are shown in the page; shows an
 export's webhook deliveries (a loopback receiver) and redelivers one, the workspace's storage and an export
-the storage lifecycle removed; saves a screenshot of each main screen to ``test-artifacts/screenshots/``.
+the storage lifecycle removed; plays an hls export of three languages in the preview player and switches its
+language mid-play (local storage, and S3: moto's server); previews single-file exports; saves a screenshot of
+each main screen to ``test-artifacts/screenshots/``.
 
 The browser is the system's (``apt-get install chromium``); Playwright never downloads one. Without
 it the tests are skipped, except in CI (``CI=true``), where they fail.
@@ -25,8 +27,10 @@ from pathlib import Path
 import pytest
 
 from altdub.media.probe import probe
+from altdub.media.synth import make_tone, make_video
 from tests.conftest import SOURCE_SECONDS, Media
 from tests.e2e.conftest import Server, ServerFactory, import_run, wait_for_task
+from tests.scaleout.conftest import S3Server, new_prefix, s3  # noqa: F401  (the moto server fixture)
 
 pytestmark = pytest.mark.e2e
 
@@ -615,3 +619,208 @@ def test_webhook_deliveries_storage_usage_and_a_removed_export(
         assert not problems, problems
     finally:
         factory.stop_all()
+
+
+PACKAGE_SECONDS = 16  # three 6 s segments: a switch mid-play lands in a later segment
+TONES = {"es-es": 440, "fr-fr": 660, "de-de": 880}  # a distinct tone per dub
+NAMES = ["Spanish (Spain)", "French (France)", "German (Germany)"]
+SUBTITLES = {"es-es": "Hola, mundo", "de-de": "Hallo, Welt"}
+
+
+# The media element's sound routed through a Web Audio analyser (and on to the output), kept on the element.
+LISTEN = """v => { const context = new AudioContext(); const analyser = context.createAnalyser();
+analyser.fftSize = 8192; context.createMediaElementSource(v).connect(analyser); analyser.connect(context.destination);
+v.analyser = analyser; return context.state; }"""
+# True when the loudest frequency heard is within three FFT bins (16 Hz at 44.1 kHz) of ``hz``.
+HEARS = """hz => { const a = document.querySelector('[data-role=player] video').analyser;
+const data = new Float32Array(a.frequencyBinCount); a.getFloatFrequencyData(data);
+let best = 0; for (let i = 1; i < data.length; i++) if (data[i] > data[best]) best = i;
+const bin = a.context.sampleRate / a.fftSize; return data[best] > -80 && Math.abs(best * bin - hz) <= 3 * bin; }"""
+
+
+def _wait_for_tone(page, hz: int) -> None:
+    page.wait_for_function(HEARS, arg=hz)
+
+
+def _player_time(page) -> float:
+    return page.locator('[data-role="player"] video').evaluate("v => v.currentTime")
+
+
+def _package_run(base_url: str, api_key: str, folder: Path, *, subtitles: bool) -> int:
+    """A run of a 16 s H.264 video dubbed into Spanish, French and German (distinct tones), imported over HTTP."""
+    video = make_video(folder / "film.mp4", PACKAGE_SECONDS)  # H.264, a keyframe every second
+    assert probe(video).video[0].codec == "h264"
+    files: dict[str, Path] = {"source": video}
+    for code, hz in TONES.items():
+        files[f"dub_{code}"] = make_tone(folder / f"{code}.wav", PACKAGE_SECONDS, tone_hz=hz)
+    for code, line in SUBTITLES.items() if subtitles else ():  # French has no transcript
+        transcript = folder / f"{code}.srt"
+        transcript.write_text(f"1\n00:00:00,500 --> 00:00:15,000\n{line}\n", encoding="utf-8")
+        files[f"transcript_{code}"] = transcript
+    response = import_run(base_url, api_key, files, name="Three-language package")
+    assert response.status_code == 201, response.text
+    return response.json()["run_id"]
+
+
+def _watch_segments(page) -> list[str]:
+    """The URLs of the CMAF segments the page asks for (a redirect's target too), as they are asked."""
+    segments: list[str] = []
+    page.on("request", lambda request: segments.append(request.url) if ".m4s" in request.url else None)
+    return segments
+
+
+def _plays_and_switches(page, segments: list[str], screenshot: str) -> None:
+    """The preview just opened plays the package in French (the default), then in German once chosen."""
+    from playwright.sync_api import expect
+
+    player = page.locator('[data-role="player"] video')
+    expect(player).to_be_visible()
+    page.wait_for_function("() => document.querySelector('[data-role=player] video').currentTime > 1.5")
+    menu = page.get_by_label("Audio language")
+    expect(menu.locator("option")).to_have_text(NAMES)
+    expect(menu).to_have_value("1")  # French, the playlist's DEFAULT=YES
+    assert menu.evaluate("select => select.selectedOptions[0].textContent") == "French (France)"
+    assert player.evaluate("v => v.hls.audioTrack") == 1
+    assert player.evaluate("v => v.hls.audioTracks.map(t => t.lang)") == ["es-ES", "fr-FR", "de-DE"]
+    shot(page, screenshot, locator=page.locator('[data-role="preview-section"]'))
+    assert any("/chunk-2-" in url for url in segments), "French (the second rendition) was not fetched"
+
+    # what is heard: the player's sound through an analyser (Web Audio), French's 660 Hz tone
+    assert player.evaluate(LISTEN) == "running"
+    _wait_for_tone(page, TONES["fr-fr"])
+    # switch to German mid-play: the track changes, its segments are fetched, and the picture keeps going
+    before = _player_time(page)
+    menu.select_option(label="German (Germany)")
+    page.wait_for_function(
+        "before => { const v = document.querySelector('[data-role=player] video');"
+        " return v.hls.audioTrack === 2 && v.currentTime > before + 2 && !v.paused; }",
+        arg=before,
+    )
+    expect(menu).to_have_value("2")
+    assert player.evaluate("v => v.hls.audioTracks[v.hls.audioTrack].name") == "German (Germany)"
+    assert any("/chunk-3-" in url for url in segments), "German (the third rendition) was not fetched"
+    _wait_for_tone(page, TONES["de-de"])  # and now German is heard
+    assert player.evaluate("v => v.error") is None
+
+
+def test_an_hls_package_plays_and_switches_language(page, server: Server, tmp_path: Path):
+    """Issue 13: an hls export of three languages plays in the dashboard's preview (hls.js); its language menu
+    lists every rendition by name with the default selected; switching language mid-play keeps playing."""
+    from playwright.sync_api import expect
+
+    run_id = _package_run(server.base_url, server.api_key, tmp_path, subtitles=True)
+    console: list[str] = []
+    page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
+    segments = _watch_segments(page)
+    sign_in(page, server)
+    page.goto(f"{server.base_url}/#/runs/{run_id}")
+    expect(page.get_by_role("heading", name="Three-language package", level=1)).to_be_visible()
+
+    # hls takes several languages: the master picker, every language checked, French the default
+    page.get_by_label("Format", exact=True).select_option("hls")
+    languages = page.get_by_role("group", name="Languages")
+    expect(languages).to_be_visible()
+    for name, code in zip(NAMES, TONES, strict=True):
+        languages.get_by_label(f"{name} ({code})").check()
+    page.get_by_label("Default track").select_option("fr-fr")
+    expect(page.locator('#opt-channels option[value=""]')).to_have_text("Default (Stereo)")
+    page.get_by_label("Add each language's transcript as subtitles").check()
+    page.get_by_role("button", name="Start export").click()
+    task = wait_for_success(page, "hls")
+    expect(task.locator(".task-title")).to_have_text(
+        "HLS · Spanish (Spain), French (France) (default), German (Germany)"
+    )
+    zip_link = task.get_by_role("link", name="as a zip")
+    assert zip_link.get_attribute("href").endswith("/package.zip")
+
+    # the preview: hls.js starts the package, in French; then German
+    task.get_by_role("button", name="Preview").click()
+    _plays_and_switches(page, segments, "20-preview-hls")
+
+    # subtitles: off at first, one per transcript by name; German's cue shown once chosen
+    subtitles = page.get_by_label("Subtitles", exact=True)
+    expect(subtitles.locator("option")).to_have_text(["Off", "Spanish (Spain)", "German (Germany)"])
+    expect(subtitles).to_have_value("-1")
+    subtitles.select_option(label="German (Germany)")
+    page.wait_for_function(
+        "() => { const v = document.querySelector('[data-role=player] video');"
+        " return v.hls.subtitleTrack === 1 && [...v.textTracks].some(t => t.mode === 'showing'"
+        " && [...(t.cues || [])].some(c => c.text === 'Hallo, Welt')); }"
+    )
+    shot(page, "21-preview-hls-switched", locator=page.locator('[data-role="preview-section"]'))
+    assert not [line for line in console if "Content Security Policy" in line], console
+
+    page.get_by_role("button", name="Close preview").click()
+    expect(page.locator('[data-role="preview-section"]')).to_be_hidden()
+
+
+@pytest.fixture(scope="module")
+def s3_server(
+    tmp_path_factory: pytest.TempPathFactory,
+    s3: S3Server,  # noqa: F811
+) -> Iterator[Server]:
+    """``altdub serve`` storing in the moto bucket; the bucket answers CORS, as a player on the page needs."""
+    s3.client().put_bucket_cors(
+        Bucket=s3.bucket,
+        CORSConfiguration={
+            "CORSRules": [{"AllowedOrigins": ["*"], "AllowedMethods": ["GET"], "AllowedHeaders": ["*"]}]
+        },
+    )
+    factory = ServerFactory()
+    env = {**s3.env, "ALTDUB_STORAGE_URL": s3.storage_url(new_prefix("web"))}
+    started = factory(tmp_path_factory.mktemp("altdub-web-s3"), demo=False, env=env)
+    assert started.api_key, started.text
+    yield started
+    factory.stop_all()
+
+
+def test_an_hls_package_in_s3_plays_and_switches_language(page, s3_server: Server, s3: S3Server, tmp_path: Path):  # noqa: F811
+    """Issue 13: the same playback with S3 storage: the playlists come from the service, the segments from the
+    bucket (redirects), which the page's policy allows."""
+    import httpx
+
+    server = s3_server
+    assert server.api_key
+    run_id = _package_run(server.base_url, server.api_key, tmp_path, subtitles=False)
+    body = {"output_format": "hls", "languages": "all", "default_language": "fr-fr"}
+    answer = httpx.post(
+        f"{server.base_url}/runs/{run_id}/exports", headers={"x-api-key": server.api_key}, json=body, timeout=60
+    )
+    assert answer.status_code == 200, answer.text
+    segments = _watch_segments(page)
+    sign_in(page, server)
+    page.goto(f"{server.base_url}/#/runs/{run_id}")
+    row = page.locator('[data-role="history"] tr[data-format="hls"][data-status="SUCCESS"]')
+    row.wait_for()
+    row.get_by_role("button", name="Preview").click()
+    _plays_and_switches(page, segments, "22-preview-hls-s3")
+    assert any(url.startswith(s3.endpoint + "/") for url in segments), "no segment came from the bucket"
+
+
+def test_single_file_exports_get_an_audio_or_video_preview(page, server: Server, media: Media):
+    """Issue 13: an mp3 plays in an <audio>, an mp4 in a <video>; an mkv (which browsers do not play) has no preview."""
+    from playwright.sync_api import expect
+
+    files = {"source": media.video, "dub_es-es": media.dub_wav}
+    response = import_run(server.base_url, server.api_key, files, name="One-file previews")
+    assert response.status_code == 201, response.text
+    sign_in(page, server)
+    page.goto(f"{server.base_url}/#/runs/{response.json()['run_id']}")
+    expect(page.get_by_role("heading", name="One-file previews", level=1)).to_be_visible()
+    for fmt, element in (("mp3", "audio"), ("mp4", "video")):
+        page.get_by_label("Format", exact=True).select_option(fmt)
+        page.get_by_role("button", name="Start export").click()
+        task = wait_for_success(page, fmt)
+        task.get_by_role("button", name="Preview").click()
+        player = page.locator(f'[data-role="player"] {element}')
+        expect(player).to_be_visible()
+        page.wait_for_function(f"() => document.querySelector('[data-role=player] {element}').currentTime > 0.5")
+        assert player.evaluate("m => m.error") is None
+        assert page.locator('[data-role="player"] > *').count() == 1
+        expect(page.locator('[data-role="preview-tracks"]')).to_be_hidden()
+    shot(page, "23-preview-mp4", locator=page.locator('[data-role="preview-section"]'))
+    page.get_by_label("Format", exact=True).select_option("mkv")
+    page.get_by_role("button", name="Start export").click()
+    task = wait_for_success(page, "mkv")
+    expect(task.get_by_role("link", name="Download")).to_be_visible()
+    expect(task.get_by_role("button", name="Preview")).to_have_count(0)

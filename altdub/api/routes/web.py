@@ -8,6 +8,7 @@ from datetime import datetime
 from os import PathLike
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, FastAPI, Query, Request, Response
 from fastapi.responses import HTMLResponse
@@ -18,19 +19,38 @@ from starlette.types import Scope
 from altdub.api.deps import ContextDep, RunId, SessionDep, WorkspaceDep
 from altdub.db.models import TaskStatus
 from altdub.service import history
+from altdub.service.context import Context
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"  # package data: altdub/web/
 
-# The page loads its own script and stylesheet only; thumbnails are blob: URLs made from fetched bytes.
+# The page loads its own script and stylesheet only; thumbnails are blob: URLs made from fetched bytes;
+# previews play exports from where their URLs point, and streaming packages through Media Source
+# Extensions (hls.js), whose media element plays a blob: URL and whose subtitle <track> elements
+# start from an empty data: WebVTT. ``{origins}``: see _export_origins.
+_CSP = (
+    "default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; "
+    "media-src 'self' blob: data:{origins}; connect-src 'self'{origins}; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 _PAGE_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; "
-        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-    ),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-cache",
 }
+
+
+def _export_origins(context: Context) -> list[str]:
+    """Where the exports' URLs point when it is not the page's own origin: the service's public URL (a
+    dashboard reached by another name), and the bucket that serves downloads and segments (S3 storage)."""
+    public = context.settings.effective_public_url
+    sample = context.storage.signed_url("w0/preview", filename="preview.mp4", content_type="video/mp4", base_url=public)
+    origins = set()
+    for url in (public, sample):
+        parts = urlsplit(url)
+        if parts.scheme in ("http", "https") and parts.netloc:
+            origins.add(f"{parts.scheme}://{parts.netloc}")
+    return sorted(origins)
+
 
 # A thumbnail is the workspace's: revalidated with the caller's key on every use (see run_thumbnail).
 _THUMBNAIL_HEADERS = {"Cache-Control": "private, no-cache", "Vary": "x-api-key", "X-Content-Type-Options": "nosniff"}
@@ -65,9 +85,11 @@ class ExportOut(BaseModel):
 
 
 @router.get("/", include_in_schema=False)
-def dashboard() -> HTMLResponse:
+def dashboard(context: ContextDep) -> HTMLResponse:
     """The dashboard's single page (no key needed: it asks for one)."""
-    return HTMLResponse((WEB_DIR / "index.html").read_text(encoding="utf-8"), headers=_PAGE_HEADERS)
+    origins = "".join(f" {origin}" for origin in _export_origins(context))
+    headers = {"Content-Security-Policy": _CSP.format(origins=origins), **_PAGE_HEADERS}
+    return HTMLResponse((WEB_DIR / "index.html").read_text(encoding="utf-8"), headers=headers)
 
 
 @router.get(
