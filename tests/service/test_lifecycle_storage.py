@@ -256,3 +256,28 @@ def test_a_url_handed_out_by_one_process_is_not_removed_by_another(
         assert_removed_answer(poll(client, api_key, task_id))
     finally:
         other.engine.dispose()
+
+
+def test_a_streaming_package_is_removed_whole_and_its_prefix_url_stops(
+    client: TestClient, api_key: str, run_id: int, settings: Settings
+) -> None:
+    """A package is a folder: removing it removes every segment and playlist, not only the file its URL names."""
+    ctx = context_of(client)
+    clock = with_clock(ctx)
+    listing = local_listing(files_root(settings))
+    answer = client.post(f"/runs/{run_id}/exports", headers=auth(api_key), json={"output_format": "hls"})
+    assert answer.status_code == 200, answer.text
+    task_id = answer.json()["task_id"]
+    url = wait_for_task(client, api_key, task_id)["output_url"]
+    folder = task_row(ctx, task_id).storage_key.rpartition("/")[0] + "/"
+    package = [key for key in listing() if key.startswith(folder)]
+    assert len(package) > 4 and any(k.endswith(".m4s") for k in package), package
+    assert client.get(url).status_code == 200
+
+    ctx.settings.export_ttl_days = 1
+    clock.at(days=2)
+    assert [r.task_id for r in lifecycle.sweep(ctx)] == [task_id]
+    assert [key for key in listing() if key.startswith(folder)] == []  # every file of the folder
+    assert client.get(url).status_code == 404  # the signature still opens the prefix: nothing is there
+    status = client.get(f"/dub-alt-format/{task_id}", headers=auth(api_key)).json()
+    assert status["status"] == TaskStatus.SUCCESS and "output_url" not in status and "removed" in status["message"]
