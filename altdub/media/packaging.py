@@ -92,7 +92,15 @@ def _video_args(video: StreamInfo, copyable: frozenset[str]) -> tuple[list[str],
 
 
 def finish_package(folder: Path, inputs: ExportInputs, options: ExportOptions) -> None:
-    """Write the HLS master, the MPD's languages and roles, and the WebVTT renditions, over FFmpeg's first draft."""
+    """Write the HLS master, the MPD's languages and roles, and the WebVTT renditions, over FFmpeg's first draft.
+
+    Raises ValueError when the draft is not whole: FFmpeg's DASH muxer ends with status 0 even when its writes
+    failed (a full disk), leaving empty files behind.
+    """
+    empty = sorted(p.name for p in folder.iterdir() if p.is_file() and p.stat().st_size == 0)
+    if empty:
+        named = ", ".join(empty[:3]) + (", ..." if len(empty) > 3 else "")
+        raise ValueError(f"FFmpeg left {len(empty)} empty files ({named}): was the disk full?")
     tracks = inputs.audio_tracks(options)
     renditions = [_Rendition(n + 1, t.tag, t.title, default=n == inputs.default_dub) for n, t in enumerate(tracks)]
     subtitles = [] if options.subtitles == "none" else list(inputs.subtitles)

@@ -221,7 +221,10 @@ def _package_and_publish(
         )
     for text in inputs.subtitles if options.subtitles == "soft" else ():
         shutil.copyfile(text.path, folder / text.path.name)
-    finish_package(folder, inputs, options)
+    try:
+        finish_package(folder, inputs, options)
+    except (ValueError, OSError) as exc:  # FFmpeg's draft is not whole, or the finished manifests cannot be written
+        raise _TaskFailed(f"packaging failed: {exc}") from exc
     problems = verify_package(folder, inputs.duration)
     if problems:
         raise _TaskFailed("package failed verification: " + "; ".join(problems))

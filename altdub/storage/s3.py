@@ -13,6 +13,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import boto3
+from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
@@ -39,7 +40,7 @@ class S3Storage:
         size = path.stat().st_size
         try:
             self.client.upload_file(str(path), self.bucket, self._key(key), Config=_TRANSFER)
-        except (BotoCoreError, ClientError) as exc:
+        except (BotoCoreError, ClientError, S3UploadFailedError) as exc:  # the transfer wraps the server's refusal
             raise StorageError(f"upload of {key!r} failed: {exc}") from exc
         path.unlink(missing_ok=True)
         return size

@@ -11,7 +11,9 @@ nothing behind. The plan and the manifests' making are tests/media/test_packagin
 from __future__ import annotations
 
 import math
+import os
 import re
+import subprocess
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -36,6 +38,7 @@ from altdub.service.context import Context
 from tests.api.conftest import files_root, new_key, raw_get, staging_root, stored_files
 from tests.conftest import Media, auth, make_run, wait_for_task
 from tests.media.test_formats import video_packets
+from tests.reliability.test_disk_full import small_disk  # noqa: F401  (fixture: a tmpfs data volume)
 from tests.scaleout.conftest import S3Server, aws_env, s3  # noqa: F401  (fixtures: a moto server and its env)
 
 SECONDS = 20.0  # several 6 s segments: 6, 6, 6, 2
@@ -120,12 +123,19 @@ def _package_body(output_format: str, **options: Any) -> dict[str, Any]:
 
 
 def fetch(client: TestClient, url: str) -> httpx.Response:
-    """GET ``url`` through the app: 200, the file's type, readable from any origin."""
+    """GET ``url`` through the app: 200, the file's type, readable from any origin.
+
+    With S3 storage a segment is a redirect (readable from any origin too) to the bucket's presigned URL,
+    fetched from the S3 server over HTTP.
+    """
     response = client.get(url, follow_redirects=False)
-    assert response.status_code == 200, (url, response.status_code, response.text[:200])
     extension = urlsplit(url).path.rpartition(".")[2]
-    assert response.headers["content-type"] == TYPES[extension], url
     assert response.headers[CORS] == "*", url
+    if response.status_code == 302:
+        assert extension == "m4s", f"only segments come from the bucket, not {url}"
+        response = httpx.get(response.headers["location"], timeout=30)
+    assert response.status_code == 200, (url, response.status_code, response.text[:200])
+    assert response.headers["content-type"] == TYPES[extension], url
     return response
 
 
@@ -728,6 +738,27 @@ def test_options_a_package_does_not_take_are_422(studio: Studio, output_format: 
 # --- failures leave nothing behind --------------------------------------------------------------------------------
 
 
+def test_a_package_that_fills_the_disk_ends_in_error_and_leaves_nothing(small_disk: Path, sources: Sources) -> None:  # noqa: F811
+    """FFmpeg runs out of room mid-package (the data volume shrunk to 200 KiB free once the run is imported)."""
+    settings = Settings(
+        data_dir=small_disk / "data", database_url=f"sqlite:///{small_disk.parent / 'altdub.db'}", create_demo=False
+    )
+    with TestClient(create_app(settings)) as client:
+        key = new_key(client, "full")
+        run_id = make_run(client, key, {"source": sources.trio["source"], "dub_fr-fr": sources.trio["dub_fr-fr"]})
+        volume = os.statvfs(small_disk)
+        used = (volume.f_blocks - volume.f_bfree) * volume.f_frsize
+        subprocess.run(["mount", "-o", f"remount,size={used + 200 * 1024}", str(small_disk)], check=True)
+        response = client.post(f"/runs/{run_id}/exports", headers=auth(key), json={"output_format": "hls"})
+        status = wait_for_task(client, key, response.json()["task_id"], timeout=60)
+        assert status["status"] == "ERROR", status
+        assert status["exception_reason"] == "PROCESSING_ERROR", status
+        pattern = r"packaging failed: FFmpeg left \d+ empty files \(.*chunk-.*\): was the disk full\?"
+        assert re.fullmatch(pattern, status["message"]), status
+    assert [p for p in stored_files(files_root(settings)) if "exports" in p.parts] == []
+    assert stored_files(staging_root(settings)) == []
+
+
 def test_a_package_past_the_time_limit_leaves_nothing(tmp_path: Path, sources: Sources) -> None:
     settings = Settings(data_dir=tmp_path / "data", create_demo=False, workers=1, task_time_limit=0.05)
     with TestClient(create_app(settings)) as client:
@@ -739,3 +770,164 @@ def test_a_package_past_the_time_limit_leaves_nothing(tmp_path: Path, sources: S
         assert status["message"] and status.get("output_url") is None, status
     assert [p for p in stored_files(files_root(settings)) if "exports" in p.parts] == []
     assert stored_files(staging_root(settings)) == []
+
+
+# --- S3 storage -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Bucket:
+    studio: Studio
+    s3: S3Server
+    prefix: str  # the storage's prefix in the bucket
+    uploads: list[str]  # the keys the storage uploaded for exports, in order
+
+    def keys(self, under: str) -> list[str]:
+        return [k.removeprefix(self.prefix + "/") for k in self.s3.keys(f"{self.prefix}/{under}")]
+
+    def read(self, key: str) -> bytes:
+        found = self.s3.client().get_object(Bucket=self.s3.bucket, Key=f"{self.prefix}/{key}")
+        return found["Body"].read()
+
+
+def _s3_settings(data_dir: Path, server: S3Server, prefix: str, **overrides: Any) -> Settings:
+    storage_url = server.storage_url(prefix)
+    return Settings(data_dir=data_dir, storage_url=storage_url, create_demo=False, workers=2, **overrides)
+
+
+@pytest.fixture(scope="module")
+def bucket(
+    tmp_path_factory: pytest.TempPathFactory,
+    sources: Sources,
+    s3: S3Server,  # noqa: F811
+    aws_env: dict[str, str],  # noqa: F811
+) -> Iterator[Bucket]:
+    """An app on S3 storage (moto), its trio run, and its HLS package; the storage's uploads recorded in order."""
+    prefix = f"packages-{time.time_ns()}"
+    settings = _s3_settings(tmp_path_factory.mktemp("s3-data"), s3, prefix)
+    with TestClient(create_app(settings)) as client, pytest.MonkeyPatch.context() as patch:
+        key = new_key(client, "s3")
+        studio = Studio(client, key, settings, {"trio": make_run(client, key, sources.trio, **_transcripts())})
+        storage = studio.context.storage
+        uploads: list[str] = []
+        upload = storage.put_file
+
+        def recorded(key: str, path: Path) -> int:  # the real upload, its key noted
+            if "/exports/" in key:
+                uploads.append(key)
+            return upload(key, path)
+
+        patch.setattr(storage, "put_file", recorded)
+        studio.request("hls", "trio", _package_body("hls"))
+        yield Bucket(studio, s3, prefix, uploads)
+
+
+def _package_key(url: str) -> str:
+    return "/".join(urlsplit(url).path.split("/")[4:-1]) + "/"
+
+
+def test_on_s3_the_package_is_published_as_objects_every_one_reachable(
+    bucket: Bucket, sources: Sources, tmp_path: Path
+) -> None:
+    url = bucket.studio.url("hls")
+    _, walk = walk_hls(bucket.studio.client, url)
+    package = _package_key(url)
+    objects = bucket.keys(package)
+    assert {k.removeprefix(package) for k in objects} == walk.names() | {"manifest.mpd"}
+    for file_url, body in walk.bodies.items():
+        assert body == bucket.read(package + file_url.rpartition("/")[2]), file_url
+    video = join(walk, _video_rendition(walk), tmp_path / "video.mp4")
+    assert [p.data for p in read_track(video).packets] == video_packets(sources.trio["source"])
+
+
+def test_on_s3_playlists_are_served_by_the_api_and_segments_redirect_to_the_bucket(bucket: Bucket) -> None:
+    url = bucket.studio.url("hls")
+    package = _package_key(url)
+    client = bucket.studio.client
+    for name in ("master.m3u8", "media_0.m3u8", "subtitles-es-ES.m3u8", "subtitles-es-ES.vtt", "manifest.mpd"):
+        response = client.get(urljoin(url, name), follow_redirects=False)
+        assert response.status_code == 200, name
+        assert response.content == bucket.read(package + name), name
+    for name in ("init-0.m4s", "chunk-0-00001.m4s", "chunk-2-00004.m4s"):
+        redirect = client.get(urljoin(url, name), follow_redirects=False)
+        assert redirect.status_code == 302, name
+        assert redirect.headers[CORS] == "*"
+        location = redirect.headers["location"]
+        assert location.startswith(f"{bucket.s3.endpoint}/{bucket.s3.bucket}/{bucket.prefix}/{package}{name}?"), (
+            location
+        )
+        answer = httpx.get(location, timeout=30)
+        assert answer.status_code == 200, name
+        assert answer.content == bucket.read(package + name), name
+
+
+def test_on_s3_a_tampered_prefix_is_403_before_any_redirect(bucket: Bucket) -> None:
+    url = bucket.studio.url("hls")
+    signed = Signed.of(url, walk_hls(bucket.studio.client, url)[1])
+    flipped = signed.signature[:-1] + ("0" if signed.signature[-1] != "0" else "1")
+    _refused_everywhere(bucket.studio.client, [signed.url(name, signature=flipped) for name in signed.files])
+    _refused_everywhere(
+        bucket.studio.client, [signed.url(name, expires=str(int(signed.expires) + 1)) for name in signed.files]
+    )
+    missing = bucket.studio.client.get(signed.url("media_9.m3u8"))
+    assert missing.status_code == 404 and missing.headers[CORS] == "*"
+
+
+def test_on_s3_playlists_are_uploaded_after_every_file_they_name(bucket: Bucket) -> None:
+    bucket.studio.url("hls")  # finished
+    names = [key.rpartition("/")[2] for key in bucket.uploads]
+    manifests = [n.endswith((".m3u8", ".mpd")) for n in names]
+    assert manifests == sorted(manifests), names  # every segment and text file first, then every manifest
+    assert sum(manifests) == 1 + 1 + (1 + len(LANGUAGES)) + len(TRANSCRIBED)  # master, MPD, media, subtitles
+
+
+def test_on_s3_a_failed_upload_leaves_no_object_and_the_task_ends_in_error(
+    tmp_path: Path,
+    sources: Sources,
+    s3: S3Server,  # noqa: F811
+    aws_env: dict[str, str],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The bucket refuses the fifth object of the package (the S3 server's own NoSuchBucket)."""
+    prefix = f"failing-{time.time_ns()}"
+    with TestClient(create_app(_s3_settings(tmp_path / "data", s3, prefix))) as client:
+        key = new_key(client, "s3-failing")
+        run_id = make_run(client, key, sources.trio, **_transcripts())
+        storage = client.app.state.context.storage  # type: ignore[attr-defined]
+        upload, calls = storage.put_file, []
+
+        def refused_on_the_fifth(key: str, path: Path) -> int:
+            calls.append(key)
+            if len(calls) != 5:
+                return upload(key, path)
+            monkeypatch.setattr(storage, "bucket", "no-such-bucket")  # the server refuses this one upload
+            try:
+                return upload(key, path)
+            finally:
+                monkeypatch.setattr(storage, "bucket", s3.bucket)
+
+        monkeypatch.setattr(storage, "put_file", refused_on_the_fifth)
+        response = client.post(f"/runs/{run_id}/exports", headers=auth(key), json=_package_body("hls"))
+        status = wait_for_task(client, key, response.json()["task_id"], timeout=120)
+        assert status["status"] == "ERROR", status
+        assert status["exception_reason"] == "INTERNAL_ERROR", status
+        assert status["message"].startswith("publishing the package failed: upload of "), status
+        assert len(calls) == 5  # four objects were in the bucket when the fifth failed
+        assert s3.keys(f"{prefix}/w1/exports/") == []
+
+
+def test_on_s3_a_package_past_the_time_limit_leaves_no_object(
+    tmp_path: Path,
+    sources: Sources,
+    s3: S3Server,  # noqa: F811
+    aws_env: dict[str, str],  # noqa: F811
+) -> None:
+    prefix = f"slow-{time.time_ns()}"
+    with TestClient(create_app(_s3_settings(tmp_path / "data", s3, prefix, task_time_limit=0.05))) as client:
+        key = new_key(client, "s3-slow")
+        run_id = make_run(client, key, sources.trio, **_transcripts())
+        response = client.post(f"/runs/{run_id}/exports", headers=auth(key), json=_package_body("dash"))
+        status = wait_for_task(client, key, response.json()["task_id"], timeout=60)
+        assert status["status"] == "TIMEOUT" and status["message"], status
+    assert s3.keys(f"{prefix}/w1/exports/") == []
+    assert s3.keys(f"{prefix}/w1/runs/") != []  # the run itself is there: only the package is missing

@@ -402,3 +402,13 @@ def test_the_original_is_the_last_rendition_never_default(sources: ExportInputs,
     roles = [s.find(f"{MPD}Role") for s in _adaptation_sets(made.folder) if s.get("contentType") == "audio"]
     assert [r.get("value") for r in roles if r is not None] == ["main", "dub", "dub", "dub"]
     assert verify_package(made.folder, made.inputs.duration) == []
+
+
+def test_an_empty_file_in_ffmpegs_draft_stops_the_finish(cut: Made, tmp_path: Path) -> None:
+    """FFmpeg's DASH muxer ends with status 0 on a full disk, its later files left empty."""
+    folder = tmp_path / "package"
+    shutil.copytree(cut.folder, folder)
+    for name in ("chunk-0-00003.m4s", "media_0.m3u8"):
+        (folder / name).write_bytes(b"")
+    with pytest.raises(ValueError, match=r"^FFmpeg left 2 empty files \(chunk-0-00003.m4s, media_0.m3u8\)"):
+        finish_package(folder, cut.inputs, cut.options)
