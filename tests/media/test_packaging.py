@@ -31,8 +31,9 @@ from altdub.media.packaging import (
     package_plan,
     verify_package,
 )
-from altdub.media.probe import StreamInfo, probe
+from altdub.media.probe import probe
 from altdub.media.synth import make_tone
+from tests.media.test_plans import _audio, _video
 
 PACKAGE_FORMATS = [name for name, f in CATALOGUE.items() if f.package_entry is not None]
 MPD = "{urn:mpeg:dash:schema:mpd:2011}"
@@ -61,36 +62,26 @@ def test_package_formats_are_hls_and_dash_made_by_package_plan_not_build_plan(tm
 # --- package_plan: FFmpeg's arguments, no FFmpeg run ---------------------------------------------------------
 
 
-def _stream(kind: str, codec: str, index: int = 0, sample_rate: int = 48000, channels: int = 2) -> StreamInfo:
-    if kind == "video":
-        return StreamInfo(index=index, kind="video", codec=codec, width=1920, height=1080, pixel_format="yuv420p")
-    return StreamInfo(
-        index=index,
-        kind="audio",
-        codec=codec,
-        duration=SECONDS,
-        sample_rate=sample_rate,
-        channels=channels,
-        channel_layout="stereo" if channels == 2 else "mono",
-    )
-
-
 def _plan_inputs(
     tmp_path: Path, video_codec: str | None = "h264", *, default_dub: int = 1, source_name: str = "source.mp4"
 ) -> ExportInputs:
     dubs = tuple(
-        AudioTrack(tmp_path / name, _stream("audio", "pcm_s16le", 0, rate, channels), SECONDS, code, title, tag)
+        AudioTrack(
+            tmp_path / name, _audio(duration=SECONDS, sample_rate=rate, channels=channels), SECONDS, code, title, tag
+        )
         for name, code, title, tag, rate, channels in _DUBS
     )
     source = tmp_path / source_name
-    original = AudioTrack(source, _stream("audio", "aac", 1), SECONDS, "eng", "English (United States) (original)")
+    original = AudioTrack(
+        source, _audio("aac", 1, duration=SECONDS), SECONDS, "eng", "English (United States) (original)"
+    )
     return ExportInputs(
         dubs=dubs,
         duration=SECONDS,
         title="t",
         default_dub=default_dub,
         video_path=source if video_codec else None,
-        video=_stream("video", video_codec) if video_codec else None,
+        video=_video(video_codec) if video_codec else None,
         original=replace(original, tag="en-US"),
     )
 
