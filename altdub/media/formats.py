@@ -176,6 +176,8 @@ def audio_chain(track: AudioTrack, options: ExportOptions, duration: float) -> s
 def build_plan(output_format: str, inputs: ExportInputs, options: ExportOptions, output: Path) -> ExportPlan:
     """The FFmpeg arguments that write ``output`` (raises ValueError when the inputs cannot make it)."""
     fmt = CATALOGUE[output_format]
+    if fmt.package_entry is not None:
+        raise ValueError(f"{fmt.name} is a streaming package: packaging.package_plan makes it")
     files = InputFiles()
     maps: list[str] = []
     codecs: list[str] = []

@@ -74,7 +74,7 @@ def package_plan(output_format: str, inputs: ExportInputs, options: ExportOption
     args = [*files.args(), "-filter_complex", ";".join(graphs), *maps, *codecs]
     args += ["-t", f"{inputs.duration:.6f}", "-map_metadata", "-1", "-map_chapters", "-1"]
     args += [
-        "-f", "dash", "-seg_duration", str(SEGMENT_SECONDS), "-use_template", "1", "-use_timeline", "0",
+        "-f", "dash", "-seg_duration", str(SEGMENT_SECONDS), "-use_template", "1", "-use_timeline", "1",
         "-adaptation_sets", sets, "-hls_playlist", "1", "-hls_master_name", _FFMPEG_HLS_MASTER,
         "-init_seg_name", "init-$RepresentationID$.m4s", "-media_seg_name", "chunk-$RepresentationID$-$Number%05d$.m4s",
         file_arg(folder / DASH_MANIFEST),
@@ -92,7 +92,15 @@ def _video_args(video: StreamInfo, copyable: frozenset[str]) -> tuple[list[str],
 
 
 def finish_package(folder: Path, inputs: ExportInputs, options: ExportOptions) -> None:
-    """Write the HLS master, the MPD's languages and roles, and the WebVTT renditions, over FFmpeg's first draft."""
+    """Write the HLS master, the MPD's languages and roles, and the WebVTT renditions, over FFmpeg's first draft.
+
+    Raises ValueError when the draft is not whole: FFmpeg's DASH muxer ends with status 0 even when its writes
+    failed (a full disk), leaving empty files behind.
+    """
+    empty = sorted(p.name for p in folder.iterdir() if p.is_file() and p.stat().st_size == 0)
+    if empty:
+        named = ", ".join(empty[:3]) + (", ..." if len(empty) > 3 else "")
+        raise ValueError(f"FFmpeg left {len(empty)} empty files ({named}): was the disk full?")
     tracks = inputs.audio_tracks(options)
     renditions = [_Rendition(n + 1, t.tag, t.title, default=n == inputs.default_dub) for n, t in enumerate(tracks)]
     subtitles = [] if options.subtitles == "none" else list(inputs.subtitles)
@@ -176,8 +184,8 @@ def _finish_mpd(folder: Path, renditions: list[_Rendition], subtitles: list) -> 
     for rendition in renditions:
         adaptation = by_id[str(rendition.stream)]
         adaptation.set("lang", rendition.tag)
-        _prepend(adaptation, "Label", text=rendition.name)
         _prepend(adaptation, "Role", schemeIdUri=_ROLE_SCHEME, value="main" if rendition.default else "dub")
+        _prepend(adaptation, "Label", text=rendition.name)  # first: a RepresentationBase element, before Role
     for number, text in enumerate(subtitles):
         adaptation = ET.SubElement(
             period,
@@ -187,8 +195,8 @@ def _finish_mpd(folder: Path, renditions: list[_Rendition], subtitles: list) -> 
             mimeType="text/vtt",
             lang=text.tag,
         )
-        ET.SubElement(adaptation, f"{{{_MPD}}}Role", schemeIdUri=_ROLE_SCHEME, value="subtitle")
         ET.SubElement(adaptation, f"{{{_MPD}}}Label").text = text.title
+        ET.SubElement(adaptation, f"{{{_MPD}}}Role", schemeIdUri=_ROLE_SCHEME, value="subtitle")
         representation = ET.SubElement(adaptation, f"{{{_MPD}}}Representation", id=f"text-{number}", bandwidth="256")
         ET.SubElement(representation, f"{{{_MPD}}}BaseURL").text = text.path.name
     ET.indent(tree, space="\t")
@@ -220,7 +228,7 @@ _PACKAGE_DURATION_TOLERANCE = 0.1  # seconds: the last audio frame (AAC frames l
 
 
 def _prepend(parent: ET.Element, tag: str, text: str | None = None, **attributes: str) -> None:
-    """A child placed first: the MPD schema wants Label and Role before the Representations."""
+    """A child placed first: the MPD schema wants Label, then Role, before the Representations."""
     child = ET.Element(f"{{{_MPD}}}{tag}", attributes)
     child.text = text
     parent.insert(0, child)

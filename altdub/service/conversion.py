@@ -128,7 +128,7 @@ def _run_claimed(ctx: Context, task_id: str) -> None:
         message=result.message,
     )
     if not published and not tasks.task_exists(ctx, task.id):  # the run was deleted meanwhile: drop the orphan file
-        ctx.storage.delete_prefix(result.key)
+        ctx.storage.delete_prefix(result.folder or result.key)
         log.info("task %s was deleted with its run as it finished; its file was dropped", task.id)
 
 
@@ -145,6 +145,7 @@ class _Published:
     size: int
     loudness: LoudnessFigures | None
     message: str | None
+    folder: str | None = None  # a streaming package's prefix: every file of it, where ``key`` is its entry file
 
 
 def _convert_and_publish(ctx: Context, task: ExportTask, run: Run, scratch: Path, cancel: TaskCancel) -> _Published:
@@ -220,15 +221,21 @@ def _package_and_publish(
         )
     for text in inputs.subtitles if options.subtitles == "soft" else ():
         shutil.copyfile(text.path, folder / text.path.name)
-    finish_package(folder, inputs, options)
+    try:
+        finish_package(folder, inputs, options)
+    except (ValueError, OSError) as exc:  # FFmpeg's draft is not whole, or the finished manifests cannot be written
+        raise _TaskFailed(f"packaging failed: {exc}") from exc
     problems = verify_package(folder, inputs.duration)
     if problems:
         raise _TaskFailed("package failed verification: " + "; ".join(problems))
     prefix = f"{exports_prefix(task.workspace_id, task.run_id)}{task.id}/"
-    size = ctx.storage.put_folder(prefix, folder)
+    try:
+        size = ctx.storage.put_folder(prefix, folder)
+    except StorageError as exc:  # not the run's inputs: the storage refused the package (and holds none of it)
+        raise _TaskFailed(f"publishing the package failed: {exc}", "INTERNAL_ERROR") from exc
     entry = CATALOGUE[task.output_format].package_entry
     assert entry is not None
-    return _Published(prefix + entry, size, None, None)
+    return _Published(prefix + entry, size, None, None, folder=prefix)
 
 
 def _loudness_note(target: LoudnessTarget, chosen: list[languages.Language], figures: list[LoudnessFigures]) -> str:

@@ -6,7 +6,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
@@ -48,6 +48,7 @@ class LocalStorage:
         target = self.path_for(prefix.rstrip("/"))
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
+        replaced = target.with_name(f".{target.name}.{uuid.uuid4().hex}.replaced")
         size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
         try:
             shutil.move(folder, partial)  # a rename when on the same file system
@@ -56,9 +57,14 @@ class LocalStorage:
                     if file.is_file():
                         with file.open("rb") as fh:
                             os.fsync(fh.fileno())
+            with suppress(FileNotFoundError):
+                # A task run again after a crash publishes under the same prefix: no URL was handed out for the
+                # first publication (its task never finished), and a folder cannot be renamed over a full one.
+                os.rename(target, replaced)
             os.replace(partial, target)  # atomic: the folder appears whole
         finally:
             shutil.rmtree(partial, ignore_errors=True)
+            shutil.rmtree(replaced, ignore_errors=True)
         return size
 
     @contextmanager

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import boto3
+from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
@@ -39,17 +40,25 @@ class S3Storage:
         size = path.stat().st_size
         try:
             self.client.upload_file(str(path), self.bucket, self._key(key), Config=_TRANSFER)
-        except (BotoCoreError, ClientError) as exc:
+        except (BotoCoreError, ClientError, S3UploadFailedError) as exc:  # the transfer wraps the server's refusal
             raise StorageError(f"upload of {key!r} failed: {exc}") from exc
         path.unlink(missing_ok=True)
         return size
 
     def put_folder(self, prefix: str, folder: Path) -> int:
-        """Each file an object under ``prefix``: the playlists and manifests last, after every segment they name."""
+        """Each file an object under ``prefix``: the playlists and manifests last, after every segment they name.
+
+        An upload that fails takes the objects already uploaded with it: a package is whole or absent.
+        """
         files = sorted((f for f in folder.rglob("*") if f.is_file()), key=lambda f: f.suffix in (".m3u8", ".mpd"))
         size = 0
-        for file in files:
-            size += self.put_file(prefix + file.relative_to(folder).as_posix(), file)
+        try:
+            for file in files:
+                size += self.put_file(prefix + file.relative_to(folder).as_posix(), file)
+        except BaseException:
+            with suppress(BotoCoreError, ClientError):
+                self.delete_prefix(prefix)
+            raise
         return size
 
     @contextmanager

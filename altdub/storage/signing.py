@@ -7,7 +7,7 @@ import hmac
 import re
 import time
 
-_EXPIRES = re.compile(r"[0-9]{1,12}")
+_EXPIRES = re.compile(r"[1-9][0-9]{0,11}")  # as signed: no leading zero, so one URL per expiry
 
 
 class URLSigner:

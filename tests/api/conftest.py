@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from fastapi.testclient import TestClient
 
@@ -58,10 +59,13 @@ def ffmpeg_children() -> list[tuple[int, str, str]]:
     return found
 
 
-def raw_get(client: TestClient, path: str, query: str = "") -> tuple[int, dict[str, str], bytes]:
+def raw_get(
+    client: TestClient, path: str, query: str = "", raw: str | None = None
+) -> tuple[int, dict[str, str], bytes]:
     """GET ``path`` exactly as given (no client-side dot-segment normalisation), as a server would see it.
 
-    ``path`` is the decoded path (as uvicorn puts it in the ASGI scope); ``raw_path`` keeps it verbatim.
+    ``path`` is the decoded path (as uvicorn puts it in the ASGI scope); ``raw_path`` keeps it verbatim
+    (``raw``: the request target as sent, escapes such as ``%2F`` kept, when it differs from ``path``).
     Returns (status, headers, body).
     """
     scope: dict[str, Any] = {
@@ -74,15 +78,20 @@ def raw_get(client: TestClient, path: str, query: str = "") -> tuple[int, dict[s
         "client": ("testclient", 50000),
         "root_path": "",
         "path": path,
-        "raw_path": path.encode("latin-1"),
+        "raw_path": (path if raw is None else raw).encode("latin-1"),
         "query_string": query.encode("latin-1"),
         "headers": [(b"host", b"testserver")],
         "state": {},
     }
     messages: list[dict[str, Any]] = []
+    requested = False
 
     async def call() -> None:
         async def receive() -> dict[str, Any]:
+            nonlocal requested
+            if requested:  # a client that stays connected: nothing more until the app is done answering
+                await anyio.sleep_forever()
+            requested = True
             return {"type": "http.request", "body": b"", "more_body": False}
 
         async def send(message: dict[str, Any]) -> None:

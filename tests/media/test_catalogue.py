@@ -100,8 +100,12 @@ def test_mxf_is_48k_only_and_mp3_has_no_96k_nor_5_1() -> None:
     assert CATALOGUE["mxf"].options()["sample_rate"]["values"] == [48000]
     assert 96000 not in CATALOGUE["mp3"].options()["sample_rate"]["values"]
     assert 6 not in CATALOGUE["mp3"].options()["channels"]["values"]
-    assert [f.name for f in CATALOGUE.values() if f.multiple_languages] == ["mp4", "mov", "mkv", "mxf"]
-    assert catalogue.formats_with("subtitles") == ["mp4", "mov", "mkv"]
+    assert [f.name for f in CATALOGUE.values() if f.multiple_languages] == ["mp4", "mov", "mkv", "mxf", "hls", "dash"]
+    assert catalogue.formats_with("subtitles") == ["mp4", "mov", "mkv", "hls", "dash"]
+    for package in ("hls", "dash"):  # a stereo AAC rendition per language; a package has no timecode track
+        options = CATALOGUE[package].options()
+        assert (options["channels"]["values"], options["sample_rate"]["values"]) == ([2], [48000, 44100])
+        assert "start_timecode" not in options and "raster" not in options
     assert catalogue.formats_with("include_original_audio") == [f.name for f in CATALOGUE.values() if f.is_video]
 
 

@@ -13,10 +13,12 @@ from altdub.media.probe import StreamInfo
 ALL_FORMATS = list(CATALOGUE)
 VIDEO_FORMATS = [name for name, f in CATALOGUE.items() if f.is_video]
 AUDIO_FORMATS = [name for name, f in CATALOGUE.items() if not f.is_video]
+PACKAGE_FORMATS = [name for name, f in CATALOGUE.items() if f.package_entry is not None]  # stereo AAC, 44.1/48 kHz
+FILE_FORMATS = [name for name in ALL_FORMATS if name not in PACKAGE_FORMATS]
 AAC_FORMATS = ["aac", "m4a", "mp4", "mov"]
 BITRATE_FORMATS = ["mp3", *AAC_FORMATS]
 LOSSLESS_FORMATS = ["flac", "wav", "mkv", "mxf"]
-SUBTITLE_FORMATS = ["mkv", "mp4", "mov"]
+SUBTITLE_FORMATS = ["mkv", "mp4", "mov", "hls", "dash"]
 
 
 def _dub(sample_rate: int | None = 48000, channels: int | None = 2) -> StreamInfo:
@@ -33,7 +35,8 @@ def _refused(output_format: str, requested: dict[str, Any], dub: StreamInfo | No
 
 def test_the_format_list_is_the_spec_list() -> None:
     assert sorted(AUDIO_FORMATS) == ["aac", "flac", "m4a", "mp3", "wav"]
-    assert sorted(VIDEO_FORMATS) == ["mkv", "mov", "mp4", "mxf"]
+    assert sorted(VIDEO_FORMATS) == ["dash", "hls", "mkv", "mov", "mp4", "mxf"]
+    assert sorted(PACKAGE_FORMATS) == ["dash", "hls"]
 
 
 # --- defaults ---------------------------------------------------------------------------------------
@@ -75,10 +78,20 @@ def test_lossless_and_pcm_formats_have_no_bitrate(output_format: str) -> None:
     assert resolve_options(output_format, {}, _dub()).audio_bitrate is None
 
 
-@pytest.mark.parametrize("output_format", [f for f in ALL_FORMATS if f not in ("mxf", "mp3")])
+@pytest.mark.parametrize("output_format", [f for f in FILE_FORMATS if f not in ("mxf", "mp3")])
 @pytest.mark.parametrize("rate", [22050, 44100, 48000, 96000, 16000, 32000])
 def test_sample_rate_defaults_to_the_dub_own(output_format: str, rate: int) -> None:
     assert resolve_options(output_format, {}, _dub(sample_rate=rate)).sample_rate == rate
+
+
+@pytest.mark.parametrize("output_format", PACKAGE_FORMATS)
+@pytest.mark.parametrize(
+    ("rate", "expected"), [(44100, 44100), (48000, 48000), (22050, 44100), (32000, 44100), (96000, 48000)]
+)
+def test_packages_keep_a_44k_or_48k_dub_rate_else_the_nearest_above(
+    output_format: str, rate: int, expected: int
+) -> None:
+    assert resolve_options(output_format, {}, _dub(sample_rate=rate)).sample_rate == expected
 
 
 @pytest.mark.parametrize("rate", [22050, 44100, 48000, 96000, 16000])
@@ -96,15 +109,22 @@ def test_mp3_default_rate_is_never_above_48k(rate: int) -> None:
     assert resolve_options("mp3", {}, _dub(sample_rate=rate)).sample_rate <= 48000
 
 
-@pytest.mark.parametrize("output_format", ALL_FORMATS)
+@pytest.mark.parametrize("output_format", FILE_FORMATS)
 @pytest.mark.parametrize("channels", [1, 2])
 def test_channels_default_to_the_dub_own(output_format: str, channels: int) -> None:
     assert resolve_options(output_format, {}, _dub(channels=channels)).channels == channels
 
 
-@pytest.mark.parametrize("output_format", [f for f in ALL_FORMATS if f != "mp3"])
+@pytest.mark.parametrize("output_format", [f for f in FILE_FORMATS if f != "mp3"])
 def test_six_channels_stay_six(output_format: str) -> None:
     assert resolve_options(output_format, {}, _dub(channels=6)).channels == 6
+
+
+@pytest.mark.parametrize("output_format", PACKAGE_FORMATS)
+@pytest.mark.parametrize("channels", [1, 2, 6])
+def test_packages_are_stereo_at_128k_whatever_the_dub(output_format: str, channels: int) -> None:
+    options = resolve_options(output_format, {}, _dub(channels=channels))
+    assert (options.channels, options.audio_bitrate) == (2, 128_000)
 
 
 def test_mp3_takes_at_most_two_channels_of_the_dub() -> None:
@@ -126,7 +146,7 @@ def test_bitrates_in_range_are_taken(output_format: str, value: str, bps: int) -
     assert resolve_options(output_format, {"audio_bitrate": value}, _dub()).audio_bitrate == bps
 
 
-@pytest.mark.parametrize("output_format", [f for f in ALL_FORMATS if f not in ("mxf", "mp3")])
+@pytest.mark.parametrize("output_format", [f for f in FILE_FORMATS if f not in ("mxf", "mp3")])
 @pytest.mark.parametrize("rate", [22050, 44100, 48000, 96000])
 def test_every_listed_sample_rate_is_taken(output_format: str, rate: int) -> None:
     assert resolve_options(output_format, {"sample_rate": rate}, _dub()).sample_rate == rate
@@ -157,7 +177,7 @@ def test_video_formats_take_the_original_audio(output_format: str) -> None:
 
 
 @pytest.mark.parametrize("output_format", SUBTITLE_FORMATS)
-def test_mkv_mp4_mov_take_soft_subtitles(output_format: str) -> None:
+def test_mkv_mp4_mov_and_packages_take_soft_subtitles(output_format: str) -> None:
     assert resolve_options(output_format, {"subtitles": "soft"}, _dub()).subtitles == "soft"
 
 
@@ -278,6 +298,7 @@ def test_bad_bitrates(output_format: str, value: Any) -> None:
         ("mxf", 44100),
         ("mxf", 22050),
         ("mxf", 96000),
+        *((f, rate) for f in PACKAGE_FORMATS for rate in (22050, 96000)),
         *((f, 12345) for f in ALL_FORMATS),
         *((f, 0) for f in ALL_FORMATS),
         ("flac", 192000),
@@ -290,7 +311,14 @@ def test_bad_sample_rates(output_format: str, rate: Any) -> None:
 
 @pytest.mark.parametrize(
     ("output_format", "channels"),
-    [("mp3", 6), *((f, 3) for f in ALL_FORMATS), ("flac", 0), ("wav", 8), ("mp4", "2")],
+    [
+        ("mp3", 6),
+        *((f, 3) for f in ALL_FORMATS),
+        *((f, n) for f in PACKAGE_FORMATS for n in (1, 6)),
+        ("flac", 0),
+        ("wav", 8),
+        ("mp4", "2"),
+    ],
 )
 def test_bad_channel_counts(output_format: str, channels: Any) -> None:
     assert _refused(output_format, {"channels": channels}).key == "channels"
@@ -312,7 +340,7 @@ def test_original_audio_applies_to_video_formats_only(output_format: str) -> Non
 
 
 @pytest.mark.parametrize("output_format", [f for f in ALL_FORMATS if f not in SUBTITLE_FORMATS])
-def test_soft_subtitles_apply_to_mkv_mp4_mov_only(output_format: str) -> None:
+def test_soft_subtitles_apply_to_mkv_mp4_mov_and_packages_only(output_format: str) -> None:
     assert _refused(output_format, {"subtitles": "soft"}).key == "subtitles"
 
 
@@ -335,3 +363,14 @@ def test_mp3_refuses_past_lames_ceiling() -> None:
 @pytest.mark.parametrize("output_format", ["aac", "m4a", "mp4", "mov"])
 def test_aac_takes_up_to_512k(output_format: str) -> None:
     assert resolve_options(output_format, {"audio_bitrate": "512k"}, _dub()).audio_bitrate == 512_000
+
+
+@pytest.mark.parametrize("output_format", PACKAGE_FORMATS)
+def test_a_start_timecode_does_not_apply_to_packages(output_format: str) -> None:
+    assert _refused(output_format, {"start_timecode": "01:00:00:00"}).key == "start_timecode"
+
+
+@pytest.mark.parametrize("output_format", PACKAGE_FORMATS)
+@pytest.mark.parametrize(("value", "bps"), [("32k", 32_000), ("96k", 96_000), ("512k", 512_000)])
+def test_packages_take_an_aac_bitrate(output_format: str, value: str, bps: int) -> None:
+    assert resolve_options(output_format, {"audio_bitrate": value}, _dub()).audio_bitrate == bps

@@ -20,8 +20,10 @@ from altdub.media.options import ExportOptions, resolve_options
 from altdub.media.probe import StreamInfo, probe
 from tests.conftest import Media
 
-VIDEO_FORMATS = [name for name, f in CATALOGUE.items() if f.is_video]
-AUDIO_FORMATS = [name for name, f in CATALOGUE.items() if not f.is_video]
+# The formats build_plan makes: streaming packages are packaging.package_plan's (tests/media/test_packaging.py).
+PLANNED_FORMATS = [name for name, f in CATALOGUE.items() if f.package_entry is None]
+VIDEO_FORMATS = [name for name in PLANNED_FORMATS if CATALOGUE[name].is_video]
+AUDIO_FORMATS = [name for name in PLANNED_FORMATS if not CATALOGUE[name].is_video]
 SUBTITLE_CODECS = {"mp4": "mov_text", "mov": "mov_text", "mkv": "subrip"}
 # Names chosen to break anything that splits on spaces, reads options, or goes through a shell.
 HOSTILE = "-i evil; touch pwned $(touch pwned2) `x` concat:a|b.wav"
@@ -138,7 +140,7 @@ def _filters(chain: str) -> list[str]:
 # --- paths: always file: URLs, one argument each ----------------------------------------------------
 
 
-@pytest.mark.parametrize("output_format", list(CATALOGUE))
+@pytest.mark.parametrize("output_format", PLANNED_FORMATS)
 def test_every_path_argument_is_a_file_url(tmp_path: Path, output_format: str) -> None:
     output = tmp_path / f"out.{output_format}"
     plan = _plan(output_format, _inputs(tmp_path), output)
@@ -162,7 +164,7 @@ def test_every_path_is_a_file_url_with_original_audio_and_subtitles(tmp_path: Pa
     ]
 
 
-@pytest.mark.parametrize("output_format", list(CATALOGUE))
+@pytest.mark.parametrize("output_format", PLANNED_FORMATS)
 def test_hostile_file_names_stay_single_file_urls(tmp_path: Path, output_format: str) -> None:
     is_video = CATALOGUE[output_format].is_video
     inputs = _inputs(
@@ -183,7 +185,7 @@ def test_hostile_file_names_stay_single_file_urls(tmp_path: Path, output_format:
     assert not [arg for arg in plan.args if HOSTILE in arg and not arg.startswith("file:/")]
 
 
-@pytest.mark.parametrize("output_format", list(CATALOGUE))
+@pytest.mark.parametrize("output_format", PLANNED_FORMATS)
 def test_a_hostile_title_stays_one_metadata_value(tmp_path: Path, output_format: str) -> None:
     plan = _plan(output_format, replace(_inputs(tmp_path), title=HOSTILE), tmp_path / "out")
     expected = [f"title={HOSTILE}"] + ([f"material_package_name={HOSTILE}"] if output_format == "mxf" else [])
@@ -283,7 +285,7 @@ def test_soft_subtitles_without_a_transcript_is_a_value_error(tmp_path: Path, ou
 # --- length, title, language ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("output_format", list(CATALOGUE))
+@pytest.mark.parametrize("output_format", PLANNED_FORMATS)
 def test_length_title_and_language_are_asked_for(tmp_path: Path, output_format: str) -> None:
     plan = _plan(output_format, _inputs(tmp_path), tmp_path / "out")
     pairs = _pairs(plan.args)
@@ -298,7 +300,7 @@ def test_length_title_and_language_are_asked_for(tmp_path: Path, output_format: 
         assert ("-metadata", "material_package_name=Trailer (Spanish (Spain))") in pairs
 
 
-@pytest.mark.parametrize("output_format", list(CATALOGUE))
+@pytest.mark.parametrize("output_format", PLANNED_FORMATS)
 def test_the_dub_is_padded_to_the_picture(tmp_path: Path, output_format: str) -> None:
     plan = _plan(output_format, _inputs(tmp_path, dub=_audio(duration=3.9)), tmp_path / "out")
     first = _chains(plan.args)["[m0c0]" if output_format == "mxf" else "[a0]"]
@@ -460,7 +462,7 @@ def test_lossless_and_pcm_formats_ask_for_no_bitrate(tmp_path: Path, output_form
     assert not [arg for arg in plan.args if arg.startswith("-b:a")]
 
 
-@pytest.mark.parametrize("output_format", [f for f in CATALOGUE if f != "mxf"])
+@pytest.mark.parametrize("output_format", [f for f in PLANNED_FORMATS if f != "mxf"])
 @pytest.mark.parametrize("rate", [22050, 44100])
 def test_a_new_sample_rate_is_resampled(tmp_path: Path, output_format: str, rate: int) -> None:
     plan = _plan(output_format, _inputs(tmp_path), tmp_path / "out", sample_rate=rate)
@@ -468,7 +470,7 @@ def test_a_new_sample_rate_is_resampled(tmp_path: Path, output_format: str, rate
     assert plan.audio_copied is False
 
 
-@pytest.mark.parametrize("output_format", list(CATALOGUE))
+@pytest.mark.parametrize("output_format", PLANNED_FORMATS)
 @pytest.mark.parametrize("requested", [{}, {"sample_rate": 48000}])
 def test_the_dub_rate_is_not_resampled(tmp_path: Path, output_format: str, requested: dict[str, Any]) -> None:
     plan = _plan(output_format, _inputs(tmp_path, dub=_audio(duration=3.9)), tmp_path / "out", **requested)
@@ -488,8 +490,8 @@ def test_mp3_resamples_a_96k_dub_to_48k(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("output_format", "channels", "layout"),
     [
-        *((f, 1, "mono") for f in CATALOGUE if f != "mxf"),
-        *((f, 6, "5.1") for f in CATALOGUE if f not in ("mxf", "mp3")),  # mp3: mono or stereo only
+        *((f, 1, "mono") for f in PLANNED_FORMATS if f != "mxf"),
+        *((f, 6, "5.1") for f in PLANNED_FORMATS if f not in ("mxf", "mp3")),  # mp3: mono or stereo only
     ],
 )
 def test_new_channels_are_formatted_to_their_layout(
@@ -500,7 +502,7 @@ def test_new_channels_are_formatted_to_their_layout(
     assert plan.audio_copied is False
 
 
-@pytest.mark.parametrize("output_format", list(CATALOGUE))
+@pytest.mark.parametrize("output_format", PLANNED_FORMATS)
 def test_the_dub_channels_are_not_reformatted(tmp_path: Path, output_format: str) -> None:
     plan = _plan(output_format, _inputs(tmp_path, dub=_audio(duration=3.9)), tmp_path / "out", channels=2)
     chain = _chains(plan.args)["[m0c0]" if output_format == "mxf" else "[a0]"]
@@ -524,7 +526,7 @@ def test_mxf_splits_the_layout_asked_for(tmp_path: Path) -> None:
 # --- loudness ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("output_format", list(CATALOGUE))
+@pytest.mark.parametrize("output_format", PLANNED_FORMATS)
 def test_the_normalisation_filter_runs_after_the_padding(tmp_path: Path, output_format: str) -> None:
     inputs = _inputs(tmp_path, loudnorm=LOUDNORM)
     plan = _plan(output_format, inputs, tmp_path / "out", loudness="ebu_r128")
@@ -640,7 +642,7 @@ def test_soft_subtitles_map_the_srt_as_a_text_track(tmp_path: Path, output_forma
     assert ("-disposition:s:0", "default") not in pairs
 
 
-@pytest.mark.parametrize("output_format", list(CATALOGUE))
+@pytest.mark.parametrize("output_format", PLANNED_FORMATS)
 def test_without_soft_subtitles_no_text_track(tmp_path: Path, output_format: str) -> None:
     plan = _plan(output_format, _inputs(tmp_path), tmp_path / "out", subtitles="none")
     assert file_arg(tmp_path / "subtitles.srt") not in plan.args
@@ -816,7 +818,7 @@ _MASTER_DUBS = (
     ("fr.wav", "fre", "French (France)", _audio()),
     ("de.wav", "ger", "German (Germany)", _audio(channels=1)),
 )
-MASTER_FORMATS = [name for name, f in CATALOGUE.items() if f.multiple_languages]
+MASTER_FORMATS = [name for name in PLANNED_FORMATS if CATALOGUE[name].multiple_languages]
 
 
 def _master(tmp_path: Path, *, default_dub: int = 1, transcripts: int = 2) -> ExportInputs:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -77,3 +78,29 @@ def test_a_failure_while_the_process_stops_is_no_outcome_and_the_task_meets_its_
     assert ended.status == TaskStatus.ERROR and ended.exception_reason == "INVALID_SOURCE_DATA", ended.message
     assert "changed since it was imported" in ended.message
     assert _used_minutes(context, workspace_id) == pytest.approx(reserved - ended.minutes)
+
+
+def test_a_package_finished_after_its_run_was_deleted_is_dropped_whole(
+    idle: TestClient, media, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run is deleted while its package is being published: the folder appears after the run's files were
+    removed, and every file of it must go, not only the playlist the task's key names."""
+    with session_scope(idle.app.state.context.sessions) as session:
+        api_key, _ = create_key(session, "orphans")
+    run_id = make_run(idle, api_key, {"source": media.video, "dub_es-es": media.dub_wav})
+    response = idle.post(f"/runs/{run_id}/exports", headers=auth(api_key), json={"output_format": "hls"})
+    assert response.status_code == 200, response.text
+    task_id = response.json()["task_id"]
+    context: Context = idle.app.state.context
+    publish = context.storage.put_folder
+
+    def deleted_first(prefix: str, folder: Path) -> int:
+        assert idle.delete(f"/runs/{run_id}", headers=auth(api_key)).status_code == 204
+        return publish(prefix, folder)
+
+    monkeypatch.setattr(context.storage, "put_folder", deleted_first)
+    assert tasks.claim_next(context) == task_id
+    conversion._run_claimed(context, task_id)
+    exports = context.settings.resolved_data_dir / "files"
+    assert [p for p in exports.rglob("*") if p.is_file() and "exports" in p.parts] == []
+    assert not tasks.task_exists(context, task_id)

@@ -1,6 +1,8 @@
 """Streaming packages: every file under the package's signed path prefix, for players on any origin."""
 
-from fastapi import APIRouter, HTTPException
+import re
+
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
 from altdub.api.deps import ContextDep, SessionDep
@@ -12,6 +14,9 @@ router = APIRouter(tags=["files"])
 
 # A player on another origin fetches playlists and segments with XHR/fetch: it may read them, nothing more.
 _CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": "Content-Length, Content-Range"}
+# An escaped slash is decoded into the path before routing: refused, so that a file has one URL and a player's
+# relative URLs resolve against the folder the playlist is really in.
+_ESCAPED_SLASH = re.compile(rb"%2f", re.IGNORECASE)
 
 
 _REFUSED = {403: {"description": "Expired, tampered or unsigned URL."}, 404: {"description": "No such package."}}
@@ -47,12 +52,14 @@ def package_archive(
     responses={403: {"description": "Expired, tampered or unsigned URL."}, 404: {"description": "No such file."}},
 )
 @router.head(PACKAGE_PATH + "/{expires}/{signature}/{path:path}", include_in_schema=False)
-def package_file(expires: str, signature: str, path: str, context: ContextDep) -> Response:
+def package_file(expires: str, signature: str, path: str, request: Request, context: ContextDep) -> Response:
     """A file of a streaming package (playlist, manifest, segment, subtitles), served inline with CORS.
 
     With S3 storage, playlists come from here (their relative URLs resolve under this prefix) and
     segments redirect to the bucket's presigned URLs.
     """
+    if _ESCAPED_SLASH.search(request.scope.get("raw_path") or b""):
+        raise HTTPException(status_code=404, detail="Not found", headers=_CORS)
     try:
         found = open_package_file(context, expires, signature, path)
     except SignatureRefused:
