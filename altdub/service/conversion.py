@@ -35,6 +35,7 @@ from altdub.media.transcripts import Segment, write_text_track
 from altdub.service import tasks
 from altdub.service.context import Context, TaskCancel
 from altdub.service.errors import InvalidInput
+from altdub.service.packages import stored_prefix
 from altdub.service.runs import exports_prefix, stem_file
 from altdub.storage import StorageError
 
@@ -128,7 +129,7 @@ def _run_claimed(ctx: Context, task_id: str) -> None:
         message=result.message,
     )
     if not published and not tasks.task_exists(ctx, task.id):  # the run was deleted meanwhile: drop the orphan file
-        ctx.storage.delete_prefix(result.folder or result.key)
+        ctx.storage.delete_prefix(stored_prefix(result.key))  # a streaming package: its whole folder
         log.info("task %s was deleted with its run as it finished; its file was dropped", task.id)
 
 
@@ -145,7 +146,6 @@ class _Published:
     size: int
     loudness: LoudnessFigures | None
     message: str | None
-    folder: str | None = None  # a streaming package's prefix: every file of it, where ``key`` is its entry file
 
 
 def _convert_and_publish(ctx: Context, task: ExportTask, run: Run, scratch: Path, cancel: TaskCancel) -> _Published:
@@ -235,7 +235,7 @@ def _package_and_publish(
         raise _TaskFailed(f"publishing the package failed: {exc}", "INTERNAL_ERROR") from exc
     entry = CATALOGUE[task.output_format].package_entry
     assert entry is not None
-    return _Published(prefix + entry, size, None, None, folder=prefix)
+    return _Published(prefix + entry, size, None, None)
 
 
 def _loudness_note(target: LoudnessTarget, chosen: list[languages.Language], figures: list[LoudnessFigures]) -> str:
