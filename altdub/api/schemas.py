@@ -81,7 +81,7 @@ class RunExportRequest(ExportRequest):
         max_length=len(languages.all_languages()),
         examples=[["es-es", "fr-fr"]],
         description="Language ids or short_names in track order, or 'all'; omitted: every dubbed language of the "
-        f"run in import order. Several only for {', '.join(catalogue.masters())}.",
+        f"run in import order. Several only for {', '.join(catalogue.multilingual())}.",
     )
     default_language: LanguageName | None = Field(
         default=None, examples=["fr-fr"], description="The default track: one of `languages`. Default: the first."

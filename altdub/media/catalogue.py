@@ -258,16 +258,16 @@ def describe_raster() -> str:
     )
 
 
-def masters() -> list[str]:
-    """The formats that take several languages, one audio track each."""
+def multilingual() -> list[str]:
+    """The formats that take several languages: the masters (a track each) and the streaming packages."""
     return [f.name for f in CATALOGUE.values() if f.multiple_languages]
 
 
 def describe_languages() -> str:
     return (
         "A language id or short_name (es-es); several in track order, comma-separated (es-es,fr-fr); or 'all': "
-        "every dubbed language of the run, in import order. Several languages need a master format: "
-        f"{_or(tuple(masters()))}."
+        "every dubbed language of the run, in import order. Several languages need a format that takes them: "
+        f"{_or(tuple(multilingual()))}."
     )
 
 

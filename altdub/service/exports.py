@@ -186,11 +186,11 @@ def _chosen_languages(
         raise InvalidInput("default_language", f"{default.short_name} is not among the languages asked for ({listed})")
     fmt = CATALOGUE[order.output_format]
     if len(chosen) > 1 and not fmt.multiple_languages:
-        masters = ", ".join(catalogue.masters())
+        several = ", ".join(catalogue.multilingual())
         raise InvalidInput(
             order.language_field,
             f"{fmt.name} carries one language and {len(chosen)} were asked for ({listed}): "
-            f"name one, or ask for a master format ({masters})",
+            f"name one, or ask for a format that takes several ({several})",
         )
     return chosen, default or chosen[0]
 

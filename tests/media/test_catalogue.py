@@ -218,8 +218,8 @@ def test_cli_help_lists_every_format_and_value(tmp_path: Path) -> None:
         catalogue.describe_languages(),
     ):
         assert " ".join(described.split()) in text, described
-    masters = [f.name for f in CATALOGUE.values() if f.multiple_languages]
-    assert f"need a master format: {', '.join(masters[:-1])} or {masters[-1]}." in text, text
+    several = [f.name for f in CATALOGUE.values() if f.multiple_languages]
+    assert f"need a format that takes them: {', '.join(several[:-1])} or {several[-1]}." in text, text
 
 
 # --- the dashboard ---------------------------------------------------------------------------------------
