@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from fractions import Fraction
 
 PATTERN = re.compile(r"([0-9]{2}):([0-5][0-9]):([0-5][0-9])([:;])([0-9]{2})")
 EXAMPLE = "01:00:00:00"
@@ -30,3 +31,33 @@ def timecode_problem(timecode: str, frame_rate: float | None) -> str | None:
         if match.group(3) == "00" and int(match.group(2)) % 10 and frames < dropped:
             return f"{timecode} does not exist in drop-frame: frames 0 to {dropped - 1} are skipped at this minute"
     return None
+
+
+def frame_count(timecode: str, frame_rate: float) -> int:
+    """The frames from 00:00:00:00 to ``timecode`` at ``frame_rate`` (drop-frame numbering skips its numbers).
+
+    ``timecode`` must be valid at the rate (``timecode_problem`` is None).
+    """
+    match = PATTERN.fullmatch(timecode)
+    if match is None:
+        raise ValueError(f"not a timecode: {timecode!r}")
+    hours, minutes, seconds, frames = (int(match.group(i)) for i in (1, 2, 3, 5))
+    nominal = math.ceil(frame_rate - _RATE_TOLERANCE)  # 29.97 counts 30 frame numbers a second
+    count = ((hours * 60 + minutes) * 60 + seconds) * nominal + frames
+    if match.group(4) == ";":  # two (four at 59.94) numbers skipped each minute, except every tenth
+        total_minutes = hours * 60 + minutes
+        count -= 2 * round(frame_rate / 30) * (total_minutes - total_minutes // 10)
+    return count
+
+
+def exact_rate(frame_rate: float) -> Fraction:
+    """The frame rate as the fraction it stands for: 29.97 is 30000/1001, 25 is 25."""
+    for nominal in (24, 30, 48, 60, 120):
+        if abs(frame_rate - nominal * 1000 / 1001) < _RATE_TOLERANCE:
+            return Fraction(nominal * 1000, 1001)
+    return Fraction(frame_rate).limit_denominator(1001)
+
+
+def to_samples(timecode: str, frame_rate: float, sample_rate: int) -> int:
+    """Where ``timecode`` falls, in samples since midnight (a BWF ``TimeReference``), to the nearest sample."""
+    return round(frame_count(timecode, frame_rate) * sample_rate / exact_rate(frame_rate))
