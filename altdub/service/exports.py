@@ -200,9 +200,8 @@ def _check_transcripts(run: Run, chosen: list[languages.Language], fmt: Format, 
     """A format made of transcript segments (clips) needs every language's transcript."""
     missing = [language.short_name for language in chosen if run.transcript(language.id) is None]
     if missing:
-        raise InvalidInput(
-            field, f"{fmt.name} is cut from the transcript's segments and run {run.id} has none for {', '.join(missing)}"
-        )
+        names = ", ".join(missing)
+        raise InvalidInput(field, f"{fmt.name} is cut from transcript segments and run {run.id} has none for {names}")
 
 
 def request_export(ctx: Context, session: Session, workspace_id: int, order: ExportOrder) -> ExportAnswer:
