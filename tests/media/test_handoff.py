@@ -10,8 +10,8 @@ import pytest
 from altdub.media.ffmpeg import file_arg, run_ffmpeg
 from altdub.media.handoff import StemSource, bext_description, stem_problems, stems_plan
 from altdub.media.probe import StreamInfo
-from altdub.media.timeline import Stem, Timeline
 from altdub.media.synth import make_tone
+from altdub.media.timeline import Stem, Timeline
 
 ORIGINATION = datetime(2026, 12, 1, 18, 30, 5, tzinfo=UTC)
 
