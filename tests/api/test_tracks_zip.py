@@ -26,10 +26,11 @@ from fastapi.testclient import TestClient
 
 from altdub.api.app import create_app
 from altdub.config import Settings
+from altdub.db.models import RunFile
 from altdub.db.session import session_scope
 from altdub.media.catalogue import CATALOGUE
 from altdub.service.keys import create_key
-from tests.conftest import Media, auth, fetch_finished, make_run, required_tool
+from tests.conftest import Media, auth, fetch_finished, make_run, required_tool, wait_for_task
 from tests.media.test_masters import decode_audio, make_click
 from tests.media.test_timecode import make_timecoded_video
 
@@ -410,3 +411,27 @@ def test_a_format_needing_transcripts_names_the_languages_without_one(
     assert _ask(client, api_key, run_id, languages=["es-es"]).status_code == 200
     (task,) = client.get(f"/runs/{run_id}/exports", headers=auth(api_key)).json()  # the refused made no task
     assert task["languages"] == ["es-es"]
+
+
+@pytest.mark.parametrize("role", ["voice", "background", "source"])
+def test_a_stored_stem_that_changed_ends_the_task_in_error_naming_it(
+    client: TestClient, api_key: str, media: Media, role: str
+) -> None:
+    """Every file a hand-off reads is checked as the one-stem exports check theirs, not only the mix."""
+    files = {
+        "source": media.video,
+        "dub_es-es": media.dub_wav,
+        "voice_es-es": media.dub_s24,
+        "background": media.dub_flac,
+    }
+    run_id = make_run(client, api_key, files)
+    context = client.app.state.context  # type: ignore[attr-defined]
+    with context.sessions() as session:
+        stored = session.query(RunFile).filter_by(run_id=run_id, role=role).one().storage_key
+    with context.storage.local_copy(stored) as path, path.open("ab") as changed:
+        changed.write(b"\0" * 16)
+    answer = _ask(client, api_key, run_id, languages=["es-es"])
+    assert answer.status_code == 200, answer.text
+    status = wait_for_task(client, api_key, answer.json()["task_id"])
+    assert (status["status"], status["exception_reason"]) == ("ERROR", "INVALID_SOURCE_DATA"), status
+    assert f"the stored {role} changed since it was imported" in status["message"], status
