@@ -32,7 +32,7 @@ from altdub.media.options import ExportOptions
 from altdub.media.packaging import finish_package, package_plan, verify_package
 from altdub.media.probe import MediaInfo, ProbeError, probe_output
 from altdub.media.timecode import timecode_problem
-from altdub.media.timeline import Timeline
+from altdub.media.timeline import HANDOFF_BITS, Timeline
 from altdub.media.tracks_zip import write_tracks_zip
 from altdub.media.transcripts import Segment, write_text_track
 from altdub.service import handoff, tasks
@@ -280,7 +280,17 @@ def _handoff_and_publish(
     except (ValueError, OSError) as exc:  # the writer's library refused the timeline, or the disk the file
         raise _TaskFailed(f"writing the {task.output_format} failed: {exc}") from exc
     key = f"{exports_prefix(task.workspace_id, run.id)}{task.id}.{CATALOGUE[task.output_format].extension}"
-    return _Published(key, ctx.storage.put_file(key, output), None, None)
+    return _Published(key, ctx.storage.put_file(key, output), None, _handoff_note(handoff_plan.timeline))
+
+
+def _handoff_note(timeline: Timeline) -> str:
+    """Where the timeline starts and what it holds, for the task's message: the mixer's first questions."""
+    stems = ", ".join(f"{stem.language or ''} {stem.role}".strip() for stem in timeline.stems)
+    return (
+        f"start {timeline.start_timecode} at {timeline.frame_rate:.4g} fps (TimeReference {timeline.start_samples}); "
+        f"{len(timeline.stems)} stems, {timeline.sample_rate / 1000:g} kHz {HANDOFF_BITS}-bit, {timeline.duration} "
+        f"samples: {stems}"
+    )
 
 
 def _loudness_note(target: LoudnessTarget, chosen: list[languages.Language], figures: list[LoudnessFigures]) -> str:

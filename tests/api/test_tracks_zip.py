@@ -268,6 +268,15 @@ def test_the_manifest_describes_every_file(studio: Studio, name: str) -> None:
     }
 
 
+def test_the_tasks_message_says_where_the_timeline_starts_and_what_it_holds(studio: Studio) -> None:
+    studio.download("ntsc")
+    (entry,) = studio.client.get(f"/runs/{studio.runs['ntsc']}/exports", headers=auth(studio.key)).json()
+    assert entry["message"] == (
+        "start 01:00:00;00 at 29.97 fps (TimeReference 172799827); 2 stems, 48 kHz 24-bit, "
+        f"{studio.programme('ntsc')} samples: es-es mix, en-us original"
+    )
+
+
 # --- every WAV: its form and length, its bext chunk ------------------------------------------------------------
 
 
