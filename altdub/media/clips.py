@@ -94,19 +94,22 @@ def edl_text(timeline: Timeline, language: LanguageClips) -> str:
     """The language's CMX3600 EDL: an audio event per segment, record and source at its timecode.
 
     Events follow the AAF's track (``stem_pieces``): an overlapped segment ends where the next begins,
-    and a segment a shorter one interrupts goes on after it as a second event of the same clip.
+    and a segment a shorter one interrupts goes on after it as a second event of the same clip. An event
+    spans the frames its samples touch; a frame shared by two goes to the one that starts in it.
     """
     rate = edl_rate(timeline)
     track = otio.schema.Track(name=f"{language.stem.name} clips", kind=otio.schema.TrackKind.Audio)
+    pieces = [p for p in stem_pieces(timeline, language.stem) if p.clip is not None]
+    # A piece covers the frames its samples touch; a frame two pieces touch goes to the one starting in it.
+    starts = [frame_at(timeline, p.start) for p in pieces]
+    ends = [frame_at(timeline, p.end - 1) + 1 for p in pieces]
     cursor = 0
-    for piece in stem_pieces(timeline, language.stem):
-        if piece.clip is None:
-            continue
-        start, end = frame_at(timeline, piece.start), frame_at(timeline, piece.end)
-        if end <= max(start, cursor):
-            continue  # shorter than a frame
-        start = max(start, cursor)
-        track.append(otio.schema.Gap(duration=otio.opentime.RationalTime(start - cursor, rate)))
+    for index, piece in enumerate(pieces):
+        start, end = starts[index], min([ends[index], *starts[index + 1 : index + 2]])
+        if end <= start:
+            continue  # within a frame another segment starts in
+        if start > cursor:
+            track.append(otio.schema.Gap(duration=otio.opentime.RationalTime(start - cursor, rate)))
         clip = otio.schema.Clip(
             name=clip_label(piece.clip),
             media_reference=otio.schema.ExternalReference(target_url=clip_file_name(timeline, piece.clip)),
