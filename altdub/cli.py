@@ -413,7 +413,13 @@ def _languages(value: str) -> list[str] | str:
 def export(
     run_id: Annotated[int, typer.Argument(help="Run id.")],
     languages: Annotated[str, typer.Argument(metavar="LANGUAGES", help=catalogue.describe_languages())],
-    output_format: Annotated[str, typer.Argument(metavar="FORMAT", help=", ".join(catalogue.FORMAT_NAMES))],
+    output_format: Annotated[
+        str,
+        typer.Argument(
+            metavar="FORMAT",
+            help=f"{', '.join(catalogue.FORMAT_NAMES)} (hand-offs for audio post: {', '.join(catalogue.handoffs())})",
+        ),
+    ],
     api_key: KeyOpt,
     url: UrlOpt = DEFAULT_URL,
     default_language: Annotated[

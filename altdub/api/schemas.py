@@ -209,6 +209,11 @@ class FormatOut(BaseModel):
         "folder is package.zip beside it. Null: the export is one file.",
         examples=["master.m3u8"],
     )
+    handoff: bool = Field(
+        description="A hand-off for audio post: every stem of the run (each language's mix and voice, the M&E, the "
+        "original) as 48 kHz 24-bit audio on a timeline at the source's timecode, in one file."
+    )
+    needs_transcript: bool = Field(description="Every language asked for needs its transcript (422 otherwise).")
     options: dict[str, OptionValuesOut] = Field(description="Only the options that apply to the format.")
 
     @classmethod
@@ -224,6 +229,8 @@ class FormatOut(BaseModel):
             is_video=fmt.is_video,
             multiple_languages=fmt.multiple_languages,
             package_entry=fmt.package_entry,
+            handoff=fmt.handoff,
+            needs_transcript=fmt.needs_transcript,
             options={key: OptionValuesOut(**values) for key, values in fmt.options().items()},
         )
 

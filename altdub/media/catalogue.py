@@ -14,6 +14,10 @@ Adding a format is one entry plus its plan:
 2. teach ``media/formats.py`` how to encode its audio (``_audio_codec_args``) and any muxer flags
    (``_muxer_args``), then cover it in tests/media/test_plans.py.
 The schema, ``GET /formats``, the dashboard and the CLI pick it up without further edits.
+
+A hand-off for audio post (spec §5: ``handoff=True``, with ``**_HANDOFF``) is no FFmpeg plan: every stem
+of the run goes in at 48 kHz 24-bit as it is, so its one option is ``start_timecode``; its file is written
+from the run's ``Timeline`` by its writer in service/conversion.py's ``HANDOFF_WRITERS``.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from altdub.media import timecode
+from altdub.media import timecode, timeline
 
 # Option values every format shares (a format narrows them in its entry).
 SAMPLE_RATES = (22050, 44100, 48000, 96000)
@@ -78,6 +82,8 @@ class Format:
     track_per_channel: bool = False  # MXF: one mono PCM track per channel
     broadcast_rasters: tuple[tuple[int, int], ...] = ()  # width x height a picture is scaled and padded to (raster)
     package_entry: str | None = None  # a streaming package (a folder): the file its output_url points at
+    handoff: bool = False  # a hand-off for audio post (spec §5): the run's stems and clips on a timeline
+    needs_transcript: bool = False  # every language asked for needs its transcript (its clips)
 
     @property
     def lossy(self) -> bool:
@@ -114,6 +120,9 @@ class Format:
         ``audio_bitrate`` also has ``min`` and ``max``: any whole number of kb/s between them is taken;
         its ``values`` are the usual steps. ``start_timecode`` lists no values: it has a ``pattern``.
         """
+        timecode_option = {"values": [], "default": None, "pattern": f"^{timecode.PATTERN.pattern}$"}
+        if self.handoff:  # every stem as it is, at 48 kHz 24-bit: nothing to choose but where the timeline starts
+            return {"start_timecode": timecode_option}
         options: dict[str, dict[str, Any]] = {}
         if self.bitrate_kbps is not None:
             low, high = self.bitrate_kbps
@@ -134,7 +143,7 @@ class Format:
         if self.broadcast_rasters:
             options["raster"] = {"values": list(RASTER_MODES), "default": RASTER_MODES[0]}
         if self.is_video and self.package_entry is None:  # any timecode of the pattern whose frame exists at its rate
-            options["start_timecode"] = {"values": [], "default": None, "pattern": f"^{timecode.PATTERN.pattern}$"}
+            options["start_timecode"] = timecode_option
         return options
 
 
@@ -152,6 +161,11 @@ _PACKAGE = {
     "audio_codecs": ("aac",), "is_video": True, "multiple_languages": True, "sample_rates": (48000, 44100),
     "carried_rates": (48000, 44100), "channels": (2,), "bitrate_kbps": (MIN_KBPS, 512), "default_kbps": {2: 128},
     "subtitle_codec": "webvtt", "copyable_video": _STREAMING_VIDEO,
+}  # fmt: skip
+# Hand-offs for audio post (spec §5): every language's stems, the M&E and the original, 48 kHz 24-bit PCM.
+_HANDOFF = {
+    "audio_codecs": ("pcm_s24le",), "is_video": False, "multiple_languages": True, "handoff": True,
+    "sample_rates": (timeline.HANDOFF_SAMPLE_RATE,), "carried_rates": (timeline.HANDOFF_SAMPLE_RATE,),
 }  # fmt: skip
 
 # In the order the dashboard offers them: the common deliveries first, audio before video.
@@ -187,6 +201,10 @@ CATALOGUE: dict[str, Format] = {
                "m3u8", "application/vnd.apple.mpegurl", "dash", package_entry="master.m3u8", **_PACKAGE),
         Format("dash", "DASH package", "Streaming: the HLS package's segments, described by an MPD.",
                "mpd", "application/dash+xml", "dash", package_entry="manifest.mpd", **_PACKAGE),
+        Format("tracks_zip", "Stems for audio post (BWF zip)",
+               "Broadcast WAV stems at the source's timecode, as long as it: each language's mix and voice, the M&E "
+               "and the original, with manifest.json.",
+               "zip", "application/zip", "wav", **_HANDOFF),
     )
 }  # fmt: skip
 FORMAT_NAMES = tuple(CATALOGUE)
@@ -199,16 +217,20 @@ def union(values: list[tuple[Any, ...]]) -> tuple[Any, ...]:
 
 def formats_with(key: str) -> list[str]:
     """The formats an option applies to."""
-    return [f.name for f in CATALOGUE.values() if key in f.options()]
+    return [f.name for f in _taking(key)]
+
+
+def _taking(key: str) -> list[Format]:
+    return [f for f in CATALOGUE.values() if key in f.options()]
 
 
 def describe_sample_rates() -> str:
-    narrowed = [f"{f.name}: {_or(f.sample_rates)}" for f in CATALOGUE.values() if f.sample_rates != SAMPLE_RATES]
+    narrowed = [f"{f.name}: {_or(f.sample_rates)}" for f in _taking("sample_rate") if f.sample_rates != SAMPLE_RATES]
     return f"{_or(SAMPLE_RATES)} (or the dub's own); {'; '.join(narrowed)}. Default: the dub's own (within the format)."
 
 
 def describe_channels() -> str:
-    narrowed = [f"{f.name}: {_or(f.channels)}" for f in CATALOGUE.values() if f.channels != CHANNEL_COUNTS]
+    narrowed = [f"{f.name}: {_or(f.channels)}" for f in _taking("channels") if f.channels != CHANNEL_COUNTS]
     return f"{_or(CHANNEL_COUNTS)}; {'; '.join(narrowed)}. Default: the dub's own."
 
 
@@ -244,8 +266,10 @@ def describe_original_audio() -> str:
 def describe_start_timecode() -> str:
     formats = ", ".join(formats_with("start_timecode"))
     return (
-        f"{formats}: the picture's first timecode, 'HH:MM:SS:FF' (e.g. '{timecode.EXAMPLE}'; 'HH:MM:SS;FF' drop-frame, "
-        "29.97 and 59.94 fps only), FF below the frame rate. Default: the source's own, else 00:00:00:00."
+        f"{formats}: the picture's first timecode (a hand-off's: its BWF TimeReference), 'HH:MM:SS:FF' (e.g. "
+        f"'{timecode.EXAMPLE}'; 'HH:MM:SS;FF' drop-frame, 29.97 and 59.94 fps only), FF below the frame rate (of the "
+        f"source's picture; {timeline.NO_PICTURE_FRAME_RATE:g} without one). Default: the source's own, else "
+        "00:00:00:00."
     )
 
 
@@ -256,6 +280,11 @@ def describe_raster() -> str:
         f"{_or(RASTER_MODES)}; {formats} only. Default broadcast: a picture that is not {rasters} is scaled and padded "
         "(aspect kept) to the nearest; 'source' keeps the source's."
     )
+
+
+def handoffs() -> list[str]:
+    """The hand-offs for audio post (spec §5)."""
+    return [f.name for f in CATALOGUE.values() if f.handoff]
 
 
 def multilingual() -> list[str]:

@@ -178,6 +178,8 @@ def build_plan(output_format: str, inputs: ExportInputs, options: ExportOptions,
     fmt = CATALOGUE[output_format]
     if fmt.package_entry is not None:
         raise ValueError(f"{fmt.name} is a streaming package: packaging.package_plan makes it")
+    if fmt.handoff:
+        raise ValueError(f"{fmt.name} is a hand-off for audio post: handoff.stems_plan makes its stems")
     files = InputFiles()
     maps: list[str] = []
     codecs: list[str] = []

@@ -114,7 +114,8 @@ def resolve_options(
     if loudness is not None:
         _check(fmt, "loudness", loudness)
     stem = given.get("stem", "mix")
-    _check(fmt, "stem", stem)
+    if "stem" in applies:  # a hand-off takes every stem
+        _check(fmt, "stem", stem)
     include_original = given.get("include_original_audio", False)
     if "include_original_audio" in applies:
         _check(fmt, "include_original_audio", include_original)
@@ -148,6 +149,8 @@ def _is_neutral(key: str, value: Any) -> bool:
 
 
 def _not_applying(fmt: Format, key: str) -> str:
+    if fmt.handoff:
+        return f"does not apply to {fmt.name}: a hand-off carries every stem of the run as it is, at 48 kHz 24-bit"
     if key == "audio_bitrate":
         return f"does not apply to {fmt.name}: its audio is lossless or PCM"
     if key == "include_original_audio":

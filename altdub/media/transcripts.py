@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -17,6 +18,9 @@ MAX_TRANSCRIPT_BYTES = 10 * 1024 * 1024
 _TOLERANCE = 0.05  # seconds a cue may run past the media (spec §4's duration tolerance)
 
 TextFormat = Literal["txt", "srt", "vtt"]
+# A WebVTT voice span's opening tag, <v Name> or <v.class Name>: the annotation after the space names the speaker.
+# Subtitle tools write the same tag into SRT, which players ignore; both are read.
+_VOICE_TAG = re.compile(r"<v(?:\.[^\s>]*)?[ \t]+([^>]+)>")
 
 
 class TranscriptError(ValueError):
@@ -70,11 +74,22 @@ def parse_transcript(data: bytes) -> list[Segment]:
         kind = None
     if kind not in ("srt", "vtt"):
         raise TranscriptError("expected SRT, WebVTT, or JSON segments [{start, end, text, speaker}]")
-    try:
+    try:  # once as text (pysubs2 strips the tags), once keeping the tags it does not know (the voice tags)
         subs = pysubs2.SSAFile.from_string(text, format_=kind)
+        tagged = pysubs2.SSAFile.from_string(text, format_=kind, keep_unknown_html_tags=True)
     except Exception as exc:  # pysubs2 raises assorted errors on malformed cues
         raise TranscriptError(f"unreadable {kind.upper()}: {exc}") from None
-    return [Segment(e.start / 1000, e.end / 1000, e.plaintext.strip()) for e in subs.events if not e.is_comment]
+    return [
+        Segment(e.start / 1000, e.end / 1000, e.plaintext.strip(), _speaker(t.text))
+        for e, t in zip(subs.events, tagged.events, strict=True)
+        if not e.is_comment
+    ]
+
+
+def _speaker(tagged_text: str) -> str:
+    """The cue's voices in the order they speak, ", "-joined ("Ana, Luis" for a cue of two voices); "" for none."""
+    voices = (" ".join(name.split()) for name in _VOICE_TAG.findall(tagged_text))
+    return ", ".join(dict.fromkeys(v for v in voices if v))
 
 
 def validate(segments: list[Segment], duration: float) -> None:

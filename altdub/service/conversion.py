@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +21,9 @@ from sqlalchemy.orm import selectinload
 from altdub import languages
 from altdub.db.models import ExportTask, FileRole, Run, RunFile, TaskStatus
 from altdub.media.catalogue import CATALOGUE, Format, LoudnessTarget
-from altdub.media.ffmpeg import FFmpegCancelled, FFmpegError, FFmpegTimeout, run_ffmpeg
+from altdub.media.ffmpeg import FFmpegCancelled, FFmpegError, FFmpegRun, FFmpegTimeout, run_ffmpeg
 from altdub.media.formats import AudioTrack, ExportInputs, TextTrack, build_plan, pre_loudness_chain
+from altdub.media.handoff import stem_problems
 from altdub.media.isobmff import disable_text_tracks
 from altdub.media.loudness import ON_TARGET as LOUDNESS_ON_TARGET
 from altdub.media.loudness import Limits, LoudnessFigures, Normalisation, plan_normalisation
@@ -31,8 +32,10 @@ from altdub.media.options import ExportOptions
 from altdub.media.packaging import finish_package, package_plan, verify_package
 from altdub.media.probe import MediaInfo, ProbeError, probe_output
 from altdub.media.timecode import timecode_problem
+from altdub.media.timeline import Timeline
+from altdub.media.tracks_zip import write_tracks_zip
 from altdub.media.transcripts import Segment, write_text_track
-from altdub.service import tasks
+from altdub.service import handoff, tasks
 from altdub.service.context import Context, TaskCancel
 from altdub.service.errors import InvalidInput
 from altdub.service.packages import stored_prefix
@@ -83,6 +86,17 @@ def _ffmpeg_step(failure: str) -> Iterator[None]:
         raise _TaskFailed(str(exc), "TIMEOUT", TaskStatus.TIMEOUT) from exc
     except FFmpegError as exc:
         raise _TaskFailed(f"{failure}: {exc}") from exc
+
+
+def _task_ffmpeg(ctx: Context, task: ExportTask, args: list[str], duration: float, cancel: TaskCancel) -> FFmpegRun:
+    """FFmpeg for the task: its progress recorded, the task's time limit and the shutdown's cancel applied."""
+    return run_ffmpeg(
+        args,
+        duration=duration,
+        on_progress=tasks.ProgressWriter(ctx, task.id),
+        time_limit=ctx.settings.task_time_limit,
+        cancel=cancel,
+    )
 
 
 def _run_claimed(ctx: Context, task_id: str) -> None:
@@ -161,6 +175,8 @@ def _convert_and_publish(ctx: Context, task: ExportTask, run: Run, scratch: Path
     try:
         with ExitStack() as stack:
             stored = [*stems, source] if source is not None else stems
+            if fmt.handoff:  # every stem of the run, not the one asked for
+                stored = handoff.stored_inputs(run, chosen)
             keys = dict.fromkeys(f.storage_key for f in stored)  # the background stem serves every language
             paths = {key: stack.enter_context(ctx.storage.local_copy(key)) for key in keys}
             for file in stored:
@@ -170,6 +186,8 @@ def _convert_and_publish(ctx: Context, task: ExportTask, run: Run, scratch: Path
                         f"({paths[file.storage_key].stat().st_size} bytes instead of {file.size})",
                         "INVALID_SOURCE_DATA",
                     )
+            if fmt.handoff:
+                return _handoff_and_publish(ctx, task, run, chosen, options, paths, scratch, cancel)
             dubs = [
                 _dub_track(language, stem, paths[stem.storage_key])
                 for language, stem in zip(chosen, stems, strict=True)
@@ -212,13 +230,7 @@ def _package_and_publish(
     except ValueError as exc:
         raise _TaskFailed(str(exc), "MISMATCHED_SOURCE_CODEC") from exc
     with _ffmpeg_step("packaging failed"):
-        run_ffmpeg(
-            plan.args,
-            duration=inputs.duration,
-            on_progress=tasks.ProgressWriter(ctx, task.id),
-            time_limit=ctx.settings.task_time_limit,
-            cancel=cancel,
-        )
+        _task_ffmpeg(ctx, task, plan.args, inputs.duration, cancel)
     for text in inputs.subtitles if options.subtitles == "soft" else ():
         shutil.copyfile(text.path, folder / text.path.name)
     try:
@@ -236,6 +248,39 @@ def _package_and_publish(
     entry = CATALOGUE[task.output_format].package_entry
     assert entry is not None
     return _Published(prefix + entry, size, None, None)
+
+
+# Hand-offs for audio post (spec §5): each format's writer, from the run's rendered timeline to one file in scratch.
+HANDOFF_WRITERS: dict[str, Callable[[Timeline, Path], Path]] = {
+    "tracks_zip": write_tracks_zip,
+}
+
+
+def _handoff_and_publish(
+    ctx: Context,
+    task: ExportTask,
+    run: Run,
+    chosen: list[languages.Language],
+    options: ExportOptions,
+    paths: dict[str, Path],
+    scratch: Path,
+    cancel: TaskCancel,
+) -> _Published:
+    """A hand-off: every stem rendered on the run's timeline, checked, then written by the format's writer."""
+    stems = scratch / "stems"
+    stems.mkdir()
+    handoff_plan = handoff.plan(run, chosen, options, paths, stems)
+    with _ffmpeg_step("rendering the stems failed"):
+        _task_ffmpeg(ctx, task, handoff_plan.args, run.duration, cancel)
+    problems = stem_problems(handoff_plan.timeline)
+    if problems:
+        raise _TaskFailed("stems failed verification: " + "; ".join(problems))
+    try:
+        output = HANDOFF_WRITERS[task.output_format](handoff_plan.timeline, scratch)
+    except (ValueError, OSError) as exc:  # the writer's library refused the timeline, or the disk the file
+        raise _TaskFailed(f"writing the {task.output_format} failed: {exc}") from exc
+    key = f"{exports_prefix(task.workspace_id, run.id)}{task.id}.{CATALOGUE[task.output_format].extension}"
+    return _Published(key, ctx.storage.put_file(key, output), None, None)
 
 
 def _loudness_note(target: LoudnessTarget, chosen: list[languages.Language], figures: list[LoudnessFigures]) -> str:
@@ -385,13 +430,7 @@ def _encode(
     except ValueError as exc:
         raise _TaskFailed(str(exc), "MISMATCHED_SOURCE_CODEC") from exc
     with _ffmpeg_step("conversion failed"):
-        written = run_ffmpeg(
-            plan.args,
-            duration=inputs.duration,
-            on_progress=tasks.ProgressWriter(ctx, task.id),
-            time_limit=ctx.settings.task_time_limit,
-            cancel=cancel,
-        ).written_seconds
+        written = _task_ffmpeg(ctx, task, plan.args, inputs.duration, cancel).written_seconds
     if plan.disable_text_tracks:
         disable_text_tracks(output)
     return written

@@ -17,9 +17,10 @@ from sqlalchemy.orm import Session
 from altdub import languages
 from altdub.db.models import ApiKey, ExportTask, FileRole, Run, TaskStatus
 from altdub.media import catalogue
-from altdub.media.catalogue import CATALOGUE
+from altdub.media.catalogue import CATALOGUE, Format
 from altdub.media.options import OptionError, resolve_options
 from altdub.media.probe import MediaInfo
+from altdub.media.timeline import NO_PICTURE_FRAME_RATE
 from altdub.service import lifecycle, outbox, tasks
 from altdub.service.context import Context
 from altdub.service.errors import InvalidInput, NotFound
@@ -195,6 +196,14 @@ def _chosen_languages(
     return chosen, default or chosen[0]
 
 
+def _check_transcripts(run: Run, chosen: list[languages.Language], fmt: Format, field: str) -> None:
+    """A format made of transcript segments (clips) needs every language's transcript."""
+    missing = [language.short_name for language in chosen if run.transcript(language.id) is None]
+    if missing:
+        names = ", ".join(missing)
+        raise InvalidInput(field, f"{fmt.name} is cut from transcript segments and run {run.id} has none for {names}")
+
+
 def request_export(ctx: Context, session: Session, workspace_id: int, order: ExportOrder) -> ExportAnswer:
     """The signed URL when the export exists; else the live task for it, created if there is none.
 
@@ -208,13 +217,19 @@ def request_export(ctx: Context, session: Session, workspace_id: int, order: Exp
     run = get_run(session, workspace_id, order.run_id)
     chosen, default = _chosen_languages(run, order, named, default_named)
     output_format, requested = order.output_format, order.options
-    if CATALOGUE[output_format].is_video and not run.has_video:
+    fmt = CATALOGUE[output_format]
+    if fmt.is_video and not run.has_video:
         raise InvalidInput("output_format", f"{output_format} is a video format and run {run.id} has no video")
+    if fmt.needs_transcript:
+        _check_transcripts(run, chosen, fmt, order.language_field)
     stem_name = requested.get("stem") or "mix"
     stems = [stem_file(run, language, stem_name) for language in chosen]
+    frame_rate = _source_frame_rate(run)
+    if fmt.handoff and frame_rate is None:  # an audio-only hand-off counts its timecode in EBU frames
+        frame_rate = NO_PICTURE_FRAME_RATE
     try:
         audio = MediaInfo.from_json(stems[chosen.index(default)].probe).audio[0]
-        options = resolve_options(output_format, requested, audio, _source_frame_rate(run))
+        options = resolve_options(output_format, requested, audio, frame_rate)
     except OptionError as exc:
         raise InvalidInput(exc.key, exc.message) from exc
     if options.subtitles == "soft" and not any(run.transcript(lang.id) for lang in chosen):

@@ -998,8 +998,9 @@ function setUpExportForm(page) {
   const format = form.querySelector("#export-format");
   const byName = new Map(catalogue.formats.map((f) => [f.name, f]));
   const languages = languagePicker(form, alert, run, () => byName.get(format.value)?.multiple_languages);
-  for (const [label, video] of [["Audio", false], ["Video", true]]) {
-    const formats = catalogue.formats.filter((f) => f.is_video === video);
+  // Hand-offs for audio post come last, in a group of their own: several files for a mixer, not one deliverable.
+  for (const [label, video, handoff] of [["Audio", false, false], ["Video", true, false], ["Hand-off for audio post", false, true]]) {
+    const formats = catalogue.formats.filter((f) => f.is_video === video && f.handoff === handoff);
     const options = formats.map((f) =>
       h("option", { value: f.name, disabled: video && !run.has_video }, video && !run.has_video ? `${f.label} — needs video` : f.label),
     );
@@ -1023,7 +1024,7 @@ function setUpExportForm(page) {
       if (spec && select) fillOptionSelect(select, key, spec, catalogue);
     }
     if (fmt.options.audio_bitrate) $(form, "default-bitrate").textContent = defaultBitrateLabel(fmt.options.audio_bitrate);
-    const rate = fmt.options.sample_rate.default;
+    const rate = fmt.options.sample_rate?.default;
     $(form, "default-rate").textContent = rate ? `Default (${rate / 1000} kHz)` : "Default (the dub's own)";
     const channels = fmt.options.channels?.values || [];
     $(form, "default-channels").textContent =

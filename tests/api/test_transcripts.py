@@ -51,6 +51,30 @@ Hola, mundo.
 Muy bien,
 gracias.
 """
+# The same cues with WebVTT voice tags (subtitle tools write them into SRT too): the speakers of SEGMENTS.
+VOICED_VTT = """WEBVTT
+
+00:00:00.500 --> 00:00:01.250
+<v Ana>Hola, mundo.</v>
+
+00:00:01.500 --> 00:00:02.750
+<v.lead Luis>¿Qué tal estás?
+
+00:00:03.000 --> 00:00:03.900
+Muy bien, gracias.
+"""
+VOICED_SRT = """1
+00:00:00,500 --> 00:00:01,250
+<v Ana>Hola, mundo.</v>
+
+2
+00:00:01,500 --> 00:00:02,750
+<v Luis>¿Qué tal estás?</v>
+
+3
+00:00:03,000 --> 00:00:03,900
+Muy bien, gracias.
+"""
 # What SRT and WebVTT import to: no speakers, line breaks kept.
 SUBTITLE_SEGMENTS = [
     {"start": 0.5, "end": 1.25, "text": "Hola, mundo.", "speaker": ""},
@@ -142,6 +166,23 @@ def test_import_transcript(client, api_key, base_files, content, segments, as_te
     assert response.status_code == 201, response.text
     run_id = response.json()["run_id"]
     assert dub_result(client, api_key, run_id)["es-es"]["transcript"] == segments
+
+
+@pytest.mark.parametrize("content", [VOICED_VTT, VOICED_SRT], ids=["vtt", "srt"])
+def test_import_reads_speakers_from_voice_tags(client, api_key, base_files, content) -> None:
+    response = post_run(client, api_key, base_files, {FIELD: content})
+    assert response.status_code == 201, response.text
+    assert dub_result(client, api_key, response.json()["run_id"])["es-es"]["transcript"] == SEGMENTS
+
+
+def test_a_voice_tag_naming_no_showable_speaker_is_422(client, api_key, settings, base_files) -> None:
+    hostile = VOICED_VTT.replace("<v Ana>", "<v \u202eanA>")
+    response = post_run(client, api_key, base_files, {FIELD: hostile})
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"][0]
+    assert detail["loc"] == ["body", FIELD], detail
+    assert "cue 1: the speaker holds the bidirectional override" in detail["msg"], detail
+    assert_nothing_stored(client, api_key, settings)
 
 
 def test_import_json_transcript_with_bom_and_without_speakers(client, api_key, base_files) -> None:

@@ -100,13 +100,31 @@ def test_mxf_is_48k_only_and_mp3_has_no_96k_nor_5_1() -> None:
     assert CATALOGUE["mxf"].options()["sample_rate"]["values"] == [48000]
     assert 96000 not in CATALOGUE["mp3"].options()["sample_rate"]["values"]
     assert 6 not in CATALOGUE["mp3"].options()["channels"]["values"]
-    assert [f.name for f in CATALOGUE.values() if f.multiple_languages] == ["mp4", "mov", "mkv", "mxf", "hls", "dash"]
+    masters = ["mp4", "mov", "mkv", "mxf", "hls", "dash"]
+    assert [f.name for f in CATALOGUE.values() if f.multiple_languages] == masters + catalogue.handoffs()
     assert catalogue.formats_with("subtitles") == ["mp4", "mov", "mkv", "hls", "dash"]
     for package in ("hls", "dash"):  # a stereo AAC rendition per language; a package has no timecode track
         options = CATALOGUE[package].options()
         assert (options["channels"]["values"], options["sample_rate"]["values"]) == ([2], [48000, 44100])
         assert "start_timecode" not in options and "raster" not in options
     assert catalogue.formats_with("include_original_audio") == [f.name for f in CATALOGUE.values() if f.is_video]
+
+
+def test_handoffs_take_every_stem_at_48k_24_bit_and_only_a_start_timecode() -> None:
+    """Spec §5: a hand-off carries the run's stems as they are; the one thing to choose is its timecode."""
+    assert "tracks_zip" in catalogue.handoffs()
+    for name in catalogue.handoffs():
+        fmt = CATALOGUE[name]
+        assert list(fmt.options()) == ["start_timecode"], name
+        assert (fmt.multiple_languages, fmt.is_video, fmt.package_entry) == (True, False, None), name
+        resolved = resolve_options(name, {}, DUB)
+        assert (resolved.sample_rate, resolved.stem, resolved.loudness) == (48000, "mix", None), name
+        for key, value in (("stem", "voice"), ("sample_rate", 48000), ("loudness", "ebu_r128"), ("channels", 2)):
+            with pytest.raises(OptionError, match="a hand-off carries every stem") as caught:
+                resolve_options(name, {key: value}, DUB)
+            assert caught.value.key == key
+    tracks = CATALOGUE["tracks_zip"]
+    assert (tracks.extension, tracks.content_type, tracks.needs_transcript) == ("zip", "application/zip", False)
 
 
 # --- the API: OpenAPI and GET /formats ---------------------------------------------------------------------
@@ -136,6 +154,8 @@ def _expected_formats() -> dict[str, Any]:
                 "is_video": f.is_video,
                 "multiple_languages": f.multiple_languages,
                 "package_entry": f.package_entry,
+                "handoff": f.handoff,
+                "needs_transcript": f.needs_transcript,
                 "options": options,
             }
         )
@@ -155,7 +175,7 @@ def test_openapi_enums_are_the_catalogue(client: TestClient) -> None:
     assert _enum(request["stem"]) == list(catalogue.STEMS)
     assert _enum(request["subtitles"]) == list(catalogue.SUBTITLE_MODES)
     for fmt in CATALOGUE.values():  # the descriptions name each format's narrower lists
-        if fmt.sample_rates != catalogue.SAMPLE_RATES:
+        if fmt.sample_rates != catalogue.SAMPLE_RATES and "sample_rate" in fmt.options():
             assert f"{fmt.name}: " in request["sample_rate"]["description"], fmt.name
     assert "get" in schema["paths"]["/formats"]
 

@@ -21,7 +21,7 @@ from altdub.media.probe import StreamInfo, probe
 from tests.conftest import Media
 
 # The formats build_plan makes: streaming packages are packaging.package_plan's (tests/media/test_packaging.py).
-PLANNED_FORMATS = [name for name, f in CATALOGUE.items() if f.package_entry is None]
+PLANNED_FORMATS = [name for name, f in CATALOGUE.items() if f.package_entry is None and not f.handoff]
 VIDEO_FORMATS = [name for name in PLANNED_FORMATS if CATALOGUE[name].is_video]
 AUDIO_FORMATS = [name for name in PLANNED_FORMATS if not CATALOGUE[name].is_video]
 SUBTITLE_CODECS = {"mp4": "mov_text", "mov": "mov_text", "mkv": "subrip"}

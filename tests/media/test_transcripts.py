@@ -94,6 +94,37 @@ def test_parse_webvtt_short_timestamps() -> None:
     assert parse_transcript(data) == [Segment(1.5, 2.75, "hi")]
 
 
+@pytest.mark.parametrize(
+    ("cue", "speaker", "text"),
+    [
+        ("<v Ana>Hola, <i>mundo</i>.</v>", "Ana", "Hola, mundo."),
+        ("<v Ana>Hola.", "Ana", "Hola."),  # the closing tag may be left out
+        ("<v.loud.first  Bob   Smith >Hi", "Bob Smith", "Hi"),  # classes, and the name's spaces, tidied
+        ("<v Ana>Hola.</v>\n<v Luis>¿Qué?</v>", "Ana, Luis", "Hola.\n¿Qué?"),  # two voices in one cue
+        ("<v Ana>Sí</v> <v Ana>claro</v>", "Ana", "Sí claro"),
+        ("<c.yellow>Hola</c> <lang es>mundo</lang>", "", "Hola mundo"),  # other tags name no one
+        ("<v>Hola", "", "Hola"),  # a voice without its annotation
+        ("ANA: Hola.", "", "ANA: Hola."),  # a name before a colon is text: it may be anything ("Nota: ...")
+    ],
+)
+@pytest.mark.parametrize("kind", ["srt", "vtt"])
+def test_voice_tags_name_the_speaker(kind: str, cue: str, speaker: str, text: str) -> None:
+    if kind == "srt":
+        data = _srt(("00:00:01,000", "00:00:02,500", cue))
+    else:
+        data = f"WEBVTT\n\n00:00:01.000 --> 00:00:02.500\n{cue}\n".encode()
+    assert parse_transcript(data) == [Segment(1.0, 2.5, text, speaker)]
+
+
+def test_voice_tags_in_a_longer_webvtt() -> None:
+    voiced = VTT.replace("Hola, mundo.", "<v Ana>Hola, mundo.</v>").replace("ñ ü 日本", "<v 田中>ñ ü 日本")
+    assert parse_transcript(voiced.encode()) == [
+        Segment(0.5, 2.25, "Hola, mundo.", "Ana"),
+        Segment(2.25, 4.0, "Segunda línea\ny otra.", ""),
+        Segment(61.234, 3723.456, "ñ ü 日本", "田中"),
+    ]
+
+
 def test_parse_json_segments() -> None:
     data = _json(
         {"start": 0.5, "end": 2.25, "text": "  Hola, mundo.  ", "speaker": " Ana "},
