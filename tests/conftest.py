@@ -144,6 +144,16 @@ def export(client: TestClient, key: str, run_id: int, language: str, output_form
     return wait_for_task(client, key, body["task_id"])
 
 
+def output_url(client: TestClient, key: str, response: Any) -> str:
+    """The URL of the export ``response`` answered for: at once when it existed, else once its task succeeded."""
+    assert response.status_code == 200, response.text
+    body = response.json()
+    if "output_url" not in body:
+        body = wait_for_task(client, key, body["task_id"])
+        assert body["status"] == "SUCCESS", body
+    return body["output_url"]
+
+
 def download(client: TestClient, url: str, destination: Path) -> Path:
     response = client.get(url)
     assert response.status_code == 200, response.text

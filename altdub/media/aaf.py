@@ -29,16 +29,17 @@ from altdub.media.timeline_layout import channel_labels, clip_label, stem_pieces
 Channels = Sequence["aaf2.mobs.SourceMob"]
 
 
-def write_aaf(timeline: Timeline, path: Path) -> None:
-    """Write ``timeline`` to ``path`` as one AAF with its audio embedded."""
-    with tempfile.TemporaryDirectory(prefix="aaf-", dir=path.parent) as scratch, aaf2.open(str(path), "w") as f:
+def write_aaf(timeline: Timeline, scratch: Path) -> Path:
+    """``<scratch>/<name>.aaf``: the timeline as one AAF with its audio embedded."""
+    path = scratch / f"{timeline.name}.aaf"
+    with tempfile.TemporaryDirectory(prefix="aaf-", dir=scratch) as channels_dir, aaf2.open(str(path), "w") as f:
         composition = f.create.CompositionMob(timeline.name)
         composition.usage = "Usage_TopLevel"
         f.content.mobs.append(composition)
         _timecode_track(f, composition, timeline)
         track_number = 0
         for stem in timeline.stems:
-            channels = _embedded_channels(f, timeline, stem, Path(scratch))
+            channels = _embedded_channels(f, timeline, stem, Path(channels_dir))
             stem_master = _master(f, stem.name, channels, 0, timeline.duration)
             clip_masters: dict[Clip, aaf2.mobs.MasterMob] = {}
             for channel, label in enumerate(channel_labels(stem.channels)):
@@ -60,6 +61,7 @@ def write_aaf(timeline: Timeline, path: Path) -> None:
                         clip = clip_masters[segment].create_source_clip(channel + 1, start=offset, length=piece.length)
                         slot.segment.components.append(clip)
                 slot.segment.length = timeline.duration
+    return path
 
 
 def _timecode_track(f: aaf2.file.AAFFile, composition: aaf2.mobs.CompositionMob, timeline: Timeline) -> None:

@@ -35,14 +35,15 @@ def clip_file_name(timeline: Timeline, clip: Clip) -> str:
     return f"{clip.number:04d}_{digits}_{safe_speaker(clip.speaker)}.wav"
 
 
-def write_clips_zip(timeline: Timeline, path: Path) -> None:
-    """Write every language's clips, ``clips.csv`` and EDL into the zip at ``path``, one file at a time."""
+def write_clips_zip(timeline: Timeline, scratch: Path) -> Path:
+    """``<scratch>/<name>.zip``: every language's clips, ``clips.csv`` and EDL, put in one file at a time."""
+    path = scratch / f"{timeline.name}.zip"
     with (
-        tempfile.TemporaryDirectory(prefix="clips-", dir=path.parent) as scratch,
+        tempfile.TemporaryDirectory(prefix="clips-", dir=scratch) as folders,
         zipfile.ZipFile(path, "w", zipfile.ZIP_STORED, allowZip64=True) as archive,
     ):
         for language in timeline.clips:
-            folder = Path(scratch) / language.language
+            folder = Path(folders) / language.language
             folder.mkdir()
             for batch in range(0, len(language.clips), _OUTPUTS_PER_RUN):
                 _cut(timeline, language, language.clips[batch : batch + _OUTPUTS_PER_RUN], folder)
@@ -52,6 +53,7 @@ def write_clips_zip(timeline: Timeline, path: Path) -> None:
             for file in sorted(folder.iterdir()):
                 archive.write(file, f"{language.language}/{file.name}")
                 file.unlink()
+    return path
 
 
 def _cut(timeline: Timeline, language: LanguageClips, clips: tuple[Clip, ...], folder: Path) -> None:

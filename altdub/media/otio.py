@@ -52,10 +52,12 @@ def build_otio(timeline: Timeline) -> otio.schema.Timeline:
     return result
 
 
-def write_otio(timeline: Timeline, path: Path) -> None:
-    """Write the OTIOZ bundle (timeline and stems) to ``path``; the adapter copies the stems in chunks."""
+def write_otio(timeline: Timeline, scratch: Path) -> Path:
+    """``<scratch>/<name>.otioz``: the timeline and its stems; the adapter copies the stems in chunks."""
+    path = scratch / f"{timeline.name}.otioz"
     path.unlink(missing_ok=True)  # the adapter refuses to overwrite
     otio.adapters.write_to_file(build_otio(timeline), str(path), adapter_name="otioz")
+    return path
 
 
 def _samples(timeline: Timeline, count: int) -> RationalTime:

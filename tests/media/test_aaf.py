@@ -65,8 +65,7 @@ def _track(slot: aaf2.mobslots.TimelineMobSlot) -> tuple[list[tuple[int, int, st
 def test_aaf_layout_positions_and_essence(
     programme: Programme, tmp_path: Path, start: str, rate: float, frames: int, fps: int, drop: bool
 ) -> None:
-    path = tmp_path / "run-7.aaf"
-    write_aaf(programme.timeline(start, rate), path)
+    path = write_aaf(programme.timeline(start, rate), tmp_path)
     assert list(tmp_path.iterdir()) == [path]  # the channels split for embedding are gone
     with aaf2.open(str(path), "r") as f:
         compositions = list(f.content.compositionmobs())
@@ -103,8 +102,7 @@ def test_aaf_layout_positions_and_essence(
 
 
 def test_aaf_of_a_single_mono_mix_without_clips(programme: Programme, tmp_path: Path) -> None:
-    path = tmp_path / "run-8.aaf"
-    write_aaf(programme.bare_timeline("01:00:00:00"), path)
+    path = write_aaf(programme.bare_timeline("01:00:00:00"), tmp_path)
     with aaf2.open(str(path), "r") as f:
         (composition,) = f.content.toplevel()
         slots = list(composition.slots)
@@ -120,4 +118,4 @@ def test_a_stem_shorter_than_the_timeline_is_refused(programme: Programme, tmp_p
     line = programme.bare_timeline()
     longer = type(line)(line.name, SAMPLES + 1, line.start_timecode, line.frame_rate, line.stems)
     with pytest.raises(ValueError, match=f"has {SAMPLES} samples, the timeline {SAMPLES + 1}"):
-        write_aaf(longer, tmp_path / "x.aaf")
+        write_aaf(longer, tmp_path)

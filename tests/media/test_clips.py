@@ -57,8 +57,7 @@ def _read(path: Path) -> dict[str, bytes]:
 )
 def test_clips_zip(programme: Programme, tmp_path: Path, start: str, rate: float, start_samples: int) -> None:
     timeline = programme.timeline(start, rate)
-    path = tmp_path / "run-7.zip"
-    write_clips_zip(timeline, path)
+    path = write_clips_zip(timeline, tmp_path)
     assert list(tmp_path.iterdir()) == [path]
     entries = _read(path)
     for language, stem, clips in (("es-es", programme.es_voice, ES_CLIPS), ("fr-fr", programme.fr_mix, FR_CLIPS)):
@@ -114,8 +113,7 @@ EDL_EVENTS["00:59:59:28"] = [tuple(v.replace(";", ":") for v in e) for e in EDL_
 @pytest.mark.parametrize(("start", "rate"), [("10:00:00:00", 25.0), ("00:59:59;28", 29.97), ("00:59:59:28", 29.97)])
 def test_edl_read_back(programme: Programme, tmp_path: Path, start: str, rate: float) -> None:
     timeline = programme.timeline(start, rate)
-    path = tmp_path / "run-7.zip"
-    write_clips_zip(timeline, path)
+    path = write_clips_zip(timeline, tmp_path)
     text = _read(path)["es-es/run-7_es-es.edl"].decode("utf-8")
     read = otio.adapters.read_from_string(text, "cmx_3600", rate=edl_rate(timeline))
     (track,) = [t for t in read.tracks if t.kind == otio.schema.TrackKind.Audio]

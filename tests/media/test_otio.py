@@ -41,8 +41,7 @@ def _pieces(track: otio.schema.Track, media_start: int) -> list[tuple[int, int, 
     [("10:00:00:00", 25.0, 36000 * 48000), ("00:59:59;28", 29.97, round(107890 * 48000 * 1001 / 30000))],
 )
 def test_otioz(programme: Programme, tmp_path: Path, start: str, rate: float, media_start: int) -> None:
-    path = tmp_path / "run-7.otioz"
-    write_otio(programme.timeline(start, rate), path)
+    path = write_otio(programme.timeline(start, rate), tmp_path)
     timeline = otio.adapters.read_from_file(str(path))
     assert timeline.name == "run-7"
     exact = 30000 / 1001 if rate == 29.97 else rate
@@ -70,8 +69,7 @@ def test_otioz(programme: Programme, tmp_path: Path, start: str, rate: float, me
 
 
 def test_otioz_unpacked_resolves_its_media(programme: Programme, tmp_path: Path) -> None:
-    path = tmp_path / "run-8.otioz"
-    write_otio(programme.bare_timeline(), path)
+    path = write_otio(programme.bare_timeline(), tmp_path)
     unpacked = tmp_path / "unpacked"
     unpacked.mkdir()
     timeline = otio.adapters.read_from_file(str(path), extract_to_directory=str(unpacked))
