@@ -21,12 +21,12 @@ from pathlib import Path
 import opentimelineio as otio
 
 from altdub.media.ffmpeg import file_arg, run_ffmpeg
+from altdub.media.handoff import ORIGINATOR, bext_description
 from altdub.media.timeline import Clip, LanguageClips, Timeline
 from altdub.media.timeline_layout import clip_label, frame_at, safe_speaker, stem_pieces, timecode_at
 
 CSV_COLUMNS = ("index", "start", "end", "start_timecode", "speaker", "text", "file", "start_sample", "end_sample")
 _OUTPUTS_PER_RUN = 100  # clips one FFmpeg run writes: one open file each
-_DESCRIPTION_CHARS = 256  # a bext description's size
 
 
 def clip_file_name(timeline: Timeline, clip: Clip) -> str:
@@ -63,10 +63,10 @@ def _cut(timeline: Timeline, language: LanguageClips, clips: tuple[Clip, ...], f
         graph += f";[s{i}]atrim=start_sample={clip.start}:end_sample={clip.end},asetpts=PTS-STARTPTS[c{i}]"
     args = ["-i", file_arg(language.stem.path), "-filter_complex", graph]
     for i, clip in enumerate(clips):
-        description = f"{clip_label(clip)}: {clip.text}"[:_DESCRIPTION_CHARS]
+        description = bext_description(timeline, language.stem, f"{clip_label(clip)}: {clip.text}")
         args += ["-map", f"[c{i}]", "-c:a", "pcm_s24le", "-write_bext", "1", "-map_metadata", "-1",
                  "-metadata", f"time_reference={timeline.start_samples + clip.start}",
-                 "-metadata", f"description={description}",
+                 "-metadata", f"description={description}", "-metadata", f"originator={ORIGINATOR}",
                  file_arg(folder / clip_file_name(timeline, clip))]  # fmt: skip
     run_ffmpeg(args)
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import aaf2
 import numpy as np
+import opentimelineio as otio
 import pytest
 
 from altdub.media.aaf import write_aaf
@@ -99,6 +100,26 @@ def test_aaf_layout_positions_and_essence(
                 assert np.array_equal(expected, programme.samples[stem.path][:, channel])  # PyAV read the stem right
         speakers = {m.name: m.comments["Speaker"] for m in f.content.mastermobs() if "Speaker" in m.comments}
         assert speakers["0005 Zoë"] == "Zoë" and speakers["0004"] == ""
+
+
+def test_aaf_as_opentimelineio_reads_it(programme: Programme, tmp_path: Path) -> None:
+    """OpenTimelineIO's AAF reader walks the composition as an importing tool does: the start timecode,
+    every track by name, each clip's name, place and source sample."""
+    path = write_aaf(programme.timeline("00:59:59;28", 29.97), tmp_path)
+    timeline = otio.adapters.read_from_file(str(path), adapter_name="AAF")
+    assert timeline.name == "run-7"
+    assert timeline.global_start_time.to_timecode(30000 / 1001, True) == "00:59:59;28"
+    tracks = {track.name: track for track in timeline.tracks}
+    assert len(tracks) == 8 and all(t.kind == otio.schema.TrackKind.Audio for t in timeline.tracks)
+    for name, layout in (("Spanish (Spain) voice R", ES_VOICE_TRACK), ("French (France) mix", FR_MIX_TRACK)):
+        track = tracks[name]
+        placed = []
+        for clip in track.find_clips():
+            span = track.range_of_child(clip)
+            assert span.start_time.rate == clip.source_range.start_time.rate == 48000
+            assert clip.source_range.start_time.value == span.start_time.value  # the stem's sample where it sits
+            placed.append((span.start_time.value, span.end_time_exclusive().value, clip.name))
+        assert placed == [piece for piece in layout if piece[2] is not None]
 
 
 def test_aaf_of_a_single_mono_mix_without_clips(programme: Programme, tmp_path: Path) -> None:

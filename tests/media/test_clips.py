@@ -79,7 +79,7 @@ def test_clips_zip(programme: Programme, tmp_path: Path, start: str, rate: float
             assert np.array_equal(wav_samples(clip_path), stem_samples[clip.start : clip.end]), row["file"]
             description, time_reference = _bext(clip_path.read_bytes())
             assert time_reference == start_samples + clip.start
-            assert description.startswith(f"{clip.number:04d}")
+            assert description.startswith(f"run-7 {stem.name}: {clip.number:04d}") and description.isascii()
             assert row["start_timecode"].replace(":", "").replace(";", "") == row["file"].split("_")[1]
     rows = list(csv.DictReader(io.StringIO(entries["es-es/clips.csv"].decode("utf-8"))))
     # hand-counted: a frame is 1920 samples at 25 fps, 1601.6 at 29.97; 00:59:59;28 + 2 frames is the hour
