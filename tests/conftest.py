@@ -144,14 +144,13 @@ def export(client: TestClient, key: str, run_id: int, language: str, output_form
     return wait_for_task(client, key, body["task_id"])
 
 
-def output_url(client: TestClient, key: str, response: Any) -> str:
-    """The URL of the export ``response`` answered for: at once when it existed, else once its task succeeded."""
+def fetch_finished(client: TestClient, key: str, answer: dict[str, Any]) -> Any:
+    """The download of an export a POST answered (its URL, or a task waited for), checked SUCCESS and 200."""
+    status = wait_for_task(client, key, answer["task_id"]) if "task_id" in answer else answer
+    assert status.get("status", "SUCCESS") == "SUCCESS", status
+    response = client.get(status["output_url"])
     assert response.status_code == 200, response.text
-    body = response.json()
-    if "output_url" not in body:
-        body = wait_for_task(client, key, body["task_id"])
-        assert body["status"] == "SUCCESS", body
-    return body["output_url"]
+    return response
 
 
 def download(client: TestClient, url: str, destination: Path) -> Path:

@@ -222,7 +222,7 @@ def request_export(ctx: Context, session: Session, workspace_id: int, order: Exp
         raise InvalidInput("output_format", f"{output_format} is a video format and run {run.id} has no video")
     if fmt.needs_transcript:
         _check_transcripts(run, chosen, fmt, order.language_field)
-    stem_name = requested.get("stem") or "mix"
+    stem_name = "mix" if fmt.handoff else requested.get("stem") or "mix"  # a hand-off takes every stem: its own 422
     stems = [stem_file(run, language, stem_name) for language in chosen]
     frame_rate = _source_frame_rate(run)
     if fmt.handoff and frame_rate is None:  # an audio-only hand-off counts its timecode in EBU frames

@@ -22,7 +22,7 @@ from altdub.config import Settings
 from altdub.media.catalogue import CATALOGUE
 from altdub.media.synth import make_tone
 from tests.api.conftest import new_key
-from tests.conftest import SOURCE_SECONDS, Media, auth, download, make_run, output_url
+from tests.conftest import SOURCE_SECONDS, Media, auth, fetch_finished, make_run
 from tests.media.handoff_stems import int24_samples
 from tests.media.test_timecode import make_timecoded_video
 
@@ -53,8 +53,10 @@ class App:
             headers=auth(self.key),
             json={"output_format": output_format, "languages": ["es-es"], **options},
         )
+        assert response.status_code == 200, response.text
         path = self.directory / f"run{run_id}.{CATALOGUE[output_format].extension}"
-        return download(self.client, output_url(self.client, self.key, response), path)
+        path.write_bytes(fetch_finished(self.client, self.key, response.json()).content)
+        return path
 
 
 @pytest.fixture(scope="module")

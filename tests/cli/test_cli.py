@@ -445,6 +445,30 @@ def test_export_a_streaming_package_as_its_zip(server: Server, master_run_id: in
     assert httpx.get(url, timeout=30).content == master_bytes
 
 
+@pytest.mark.e2e
+def test_export_a_tracks_zip_for_audio_post(server: Server, master_run_id: int, tmp_path: Path) -> None:
+    """Issue 14: ``altdub export RUN es-es,fr-fr tracks_zip -o stems.zip`` saves the Broadcast WAV stems."""
+    env = {"ALTDUB_URL": server.base_url, "ALTDUB_API_KEY": server.api_key}
+    out = tmp_path / "stems.zip"
+    command = ["export", str(master_run_id), "es-es,fr-fr", "tracks_zip", "--start-timecode", "01:00:00:00"]
+    result = ok(altdub(*command, "-o", str(out), cwd=tmp_path, **env))
+    assert result.stdout.strip() == f"saved {out} ({out.stat().st_size} bytes)", result.stdout
+    run = f"run-{master_run_id}"
+    wavs = [f"{run}_es-es_mix.wav", f"{run}_fr-fr_mix.wav", f"{run}_en-us_original.wav"]
+    with zipfile.ZipFile(out) as archive:
+        assert archive.namelist() == ["manifest.json", *wavs]
+        manifest = json.loads(archive.read("manifest.json"))
+        archive.extractall(tmp_path / "stems")
+    assert [(f["file"], f["timecode"]) for f in manifest["files"]] == [(w, "01:00:00:00") for w in wavs]
+    for wav in wavs:
+        audio = probe(tmp_path / "stems" / wav).audio[0]
+        assert (audio.codec, audio.sample_rate) == ("pcm_s24le", 48000), wav
+
+    refused = altdub("export", str(master_run_id), "es-es", "tracks_zip", "--stem", "voice", cwd=tmp_path, **env)
+    assert refused.returncode == 1, refused.stdout
+    assert refused.stderr.startswith("error: HTTP 422: body.stem: does not apply to tracks_zip"), refused.stderr
+
+
 # --- every command's help has an example; progress bars on stderr ---------------------------------
 
 

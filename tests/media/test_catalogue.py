@@ -246,7 +246,7 @@ def test_cli_help_lists_every_format_and_value(tmp_path: Path) -> None:
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("output_format", ["mxf", "mp3", "mp4"])
+@pytest.mark.parametrize("output_format", ["mxf", "mp3", "mp4", "tracks_zip"])
 def test_dashboard_selects_show_the_catalogue(served: Server, output_format: str) -> None:
     from tests.web.test_dashboard import CHROMIUM, CHROMIUM_ARGS, _unavailable, sign_in
 

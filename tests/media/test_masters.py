@@ -59,9 +59,9 @@ MOV_UNTAGGED = {"afr", "bos", "fil", "gle", "glg", "hrv", "nob", "pan", "srp", "
 # --- media --------------------------------------------------------------------------------------------------
 
 
-def make_click(path: Path, at: float, rate: int, channels: int, codec: str) -> Path:
-    """A dub of silence with one sample at ``CLICK_LEVEL`` at ``at`` seconds (in every channel)."""
-    samples = np.zeros((round(SOURCE_SECONDS * rate), channels), dtype=np.int16)
+def make_click(path: Path, at: float, rate: int, channels: int, codec: str, seconds: float = SOURCE_SECONDS) -> Path:
+    """A dub of silence, ``seconds`` long, with one sample at ``CLICK_LEVEL`` at ``at`` seconds (in every channel)."""
+    samples = np.zeros((round(seconds * rate), channels), dtype=np.int16)
     samples[round(at * rate), :] = round(CLICK_LEVEL * 32767)
     raw = path.with_suffix(".raw")
     raw.write_bytes(samples.tobytes())
