@@ -88,6 +88,8 @@ def _embedded_channels(f: aaf2.file.AAFFile, timeline: Timeline, stem: Stem, scr
         source = f.create.SourceMob(f"{track_name(stem, label)}.PHYS")
         f.content.mobs.append(source)
         slot = source.import_audio_essence(str(mono), edit_rate=timeline.sample_rate)
+        # pyaaf2 names the container of the picture essence it embeds, not of the sound: the essence is in this file
+        source.descriptor["ContainerFormat"].value = f.dictionary.lookup_containerdef("AAF")
         if slot.segment.length != timeline.duration:
             raise ValueError(f"{stem.path.name} has {slot.segment.length} samples, the timeline {timeline.duration}")
         mono.unlink()

@@ -31,6 +31,7 @@ def _essence(source_mob: aaf2.mobs.SourceMob) -> np.ndarray:
     descriptor = source_mob.descriptor
     assert (descriptor["Channels"].value, descriptor["QuantizationBits"].value) == (1, 24)
     assert float(descriptor["SampleRate"].value) == 48000
+    assert descriptor["ContainerFormat"].value.name == "ContainerDef_AAF"  # embedded in this file
     return int24_samples(source_mob.essence.open("r").read(), 1)[:, 0]
 
 
