@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from altdub.media.ffmpeg import file_arg, run_ffmpeg
+from altdub.media.formats import AudioTrack, ExportInputs, build_plan
 from altdub.media.handoff import StemSource, bext_description, stem_problems, stems_plan
+from altdub.media.options import resolve_options
 from altdub.media.probe import StreamInfo
 from altdub.media.synth import make_tone
 from altdub.media.timeline import Stem, Timeline
@@ -157,3 +159,10 @@ def test_stems_of_another_length_form_or_none_are_named(tmp_path: Path) -> None:
     assert problems[3] == "mono.wav holds pcm_s24le 48000 Hz 1 ch"
     assert problems[4].startswith("missing.wav is unreadable")
     assert len(problems) == 5  # the 24-bit 48 kHz stereo tone of 4 s is a stem as it should be
+
+
+def test_build_plan_leaves_hand_offs_to_their_writers(tmp_path: Path) -> None:
+    dub = _stream(rate=48000)
+    inputs = ExportInputs((AudioTrack(tmp_path / "dub.wav", dub, 4.0, "spa"),), 4.0, "x")
+    with pytest.raises(ValueError, match="tracks_zip is a hand-off for audio post"):
+        build_plan("tracks_zip", inputs, resolve_options("tracks_zip", {}, dub), tmp_path / "out.zip")
