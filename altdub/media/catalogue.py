@@ -205,6 +205,17 @@ CATALOGUE: dict[str, Format] = {
                "Broadcast WAV stems at the source's timecode, as long as it: each language's mix and voice, the M&E "
                "and the original, with manifest.json.",
                "zip", "application/zip", "wav", **_HANDOFF),
+        Format("clips_zip", "Clips for audio post (WAV per line, EDL)",
+               "A Broadcast WAV per transcript segment (the voice stem's, else the mix's) at its timecode, with "
+               "clips.csv and a CMX3600 EDL, a folder per language.",
+               "zip", "application/zip", "wav", needs_transcript=True, **_HANDOFF),
+        Format("aaf", "AAF for audio post (Pro Tools)",
+               "One composition at the source's timecode: a mono track per channel of each stem, a clip per "
+               "transcript segment named with its speaker, the audio embedded.",
+               "aaf", "application/octet-stream", "wav", **_HANDOFF),
+        Format("otio", "OpenTimelineIO (OTIOZ)",
+               "The AAF's timeline as OpenTimelineIO, zipped with its stems (media referenced by relative path).",
+               "otioz", "application/zip", "wav", **_HANDOFF),
     )
 }  # fmt: skip
 FORMAT_NAMES = tuple(CATALOGUE)

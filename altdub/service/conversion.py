@@ -20,7 +20,9 @@ from sqlalchemy.orm import selectinload
 
 from altdub import languages
 from altdub.db.models import ExportTask, FileRole, Run, RunFile, TaskStatus
+from altdub.media.aaf import write_aaf
 from altdub.media.catalogue import CATALOGUE, Format, LoudnessTarget
+from altdub.media.clips import write_clips_zip
 from altdub.media.ffmpeg import FFmpegCancelled, FFmpegError, FFmpegRun, FFmpegTimeout, run_ffmpeg
 from altdub.media.formats import AudioTrack, ExportInputs, TextTrack, build_plan, pre_loudness_chain
 from altdub.media.handoff import stem_problems
@@ -29,6 +31,7 @@ from altdub.media.loudness import ON_TARGET as LOUDNESS_ON_TARGET
 from altdub.media.loudness import Limits, LoudnessFigures, Normalisation, plan_normalisation
 from altdub.media.loudness import measure as measure_loudness
 from altdub.media.options import ExportOptions
+from altdub.media.otio import write_otio
 from altdub.media.packaging import finish_package, package_plan, verify_package
 from altdub.media.probe import MediaInfo, ProbeError, probe_output
 from altdub.media.timecode import timecode_problem
@@ -253,6 +256,9 @@ def _package_and_publish(
 # Hand-offs for audio post (spec §5): each format's writer, from the run's rendered timeline to one file in scratch.
 HANDOFF_WRITERS: dict[str, Callable[[Timeline, Path], Path]] = {
     "tracks_zip": write_tracks_zip,
+    "clips_zip": write_clips_zip,
+    "aaf": write_aaf,
+    "otio": write_otio,
 }
 
 
@@ -276,7 +282,8 @@ def _handoff_and_publish(
     if problems:
         raise _TaskFailed("stems failed verification: " + "; ".join(problems))
     try:
-        output = HANDOFF_WRITERS[task.output_format](handoff_plan.timeline, scratch)
+        with _ffmpeg_step(f"writing the {task.output_format} failed"):  # the clips' and the AAF's channels' cuts
+            output = HANDOFF_WRITERS[task.output_format](handoff_plan.timeline, scratch)
     except (ValueError, OSError) as exc:  # the writer's library refused the timeline, or the disk the file
         raise _TaskFailed(f"writing the {task.output_format} failed: {exc}") from exc
     key = f"{exports_prefix(task.workspace_id, run.id)}{task.id}.{CATALOGUE[task.output_format].extension}"

@@ -20,7 +20,7 @@ from altdub.config import Settings
 from altdub.db.session import session_scope
 from altdub.media.ffmpeg import file_arg, run_ffmpeg
 from altdub.service.keys import create_key
-from tests.conftest import SOURCE_SECONDS, Media, auth, make_run, required_tool, wait_for_task
+from tests.conftest import SOURCE_SECONDS, Media, auth, fetch_finished, make_run, required_tool, wait_for_task
 from tests.e2e.conftest import ServerFactory, download, import_run_id
 from tests.e2e.conftest import wait_for_task as served_wait
 
@@ -51,14 +51,9 @@ class Studio:
             json={"output_format": output_format, **options},
         )
         assert response.status_code == 200, response.text
-        body = response.json()
-        if "output_url" not in body:
-            body = wait_for_task(self.client, self.key, body["task_id"])
-            assert body["status"] == "SUCCESS", body
-        download = self.client.get(body["output_url"])
-        assert download.status_code == 200, download.text
+        fetched = fetch_finished(self.client, self.key, response.json())
         path = self.directory / f"{run}-{output_format}-{len(list(self.directory.iterdir()))}.{output_format}"
-        path.write_bytes(download.content)
+        path.write_bytes(fetched.content)
         return path
 
 
