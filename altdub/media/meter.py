@@ -41,6 +41,8 @@ ABSOLUTE_GATE = -70.0  # LKFS
 RELATIVE_GATE = 10.0  # LU under the ungated-by-the-relative-gate mean
 SILENCE_SECONDS = 3.0  # shorter silences are pauses; the QC reports longer ones inside speech
 SILENCE_DB = -60.0  # dBFS: below this on every channel, a track is silent (dead air)
+VOICE_SILENCE_DB = -50.0  # dBFS: a voice stem quieter than this is not speaking (TTS pauses are near digital silence)
+VOICE_PAUSE_SECONDS = 0.5  # shorter pauses are inside one stretch of speech
 FULL_SCALE_DB = -0.01  # dBFS: a sample peak this high is at full scale (16-bit 32767 reads -0.0003 dBFS)
 _OVERSAMPLED = 192000
 _NO_LEVEL = -120.0  # ebur128 prints -120.7 for an empty or silent block
@@ -49,8 +51,7 @@ _SUMMARY = {
     "integrated": re.compile(r"I:\s+(-?[0-9.]+|-inf) LUFS"),
     "lra": re.compile(r"LRA:\s+(-?[0-9.]+) LU"),
 }
-_CLIP_LEVEL = re.compile(r"\[astats@clip @ [^\]]+\] Peak level dB: (-?[0-9.]+|-?inf)")
-_CLIP_COUNT = re.compile(r"\[astats@clip @ [^\]]+\] Peak count: ([0-9.]+)")
+_SILENCE_LOG = re.compile(r"silence_(start|end): (-?[0-9.]+)")
 _FRAME = re.compile(r"frame:\d+\s+pts:-?\d+\s+pts_time:(-?[0-9.]+)")
 
 Regions = tuple[tuple[float, float], ...]  # seconds from the programme's start: (start, end), in order
@@ -126,17 +127,21 @@ def _within(block_end: float, regions: Regions) -> bool:
     return any(low - 0.001 <= start and block_end <= high + 0.001 for low, high in regions)
 
 
-def meter_graph(inputs: str, chain: str, metadata: Path, peaks: Path) -> str:
-    """The filter graph of one measurement: ``inputs`` (stream labels) through ``chain`` into the meters."""
-    clip_meter = "astats@clip=measure_perchannel=Peak_level+Peak_count:measure_overall=none"
+def meter_graph(number: int, inputs: str, chain: str, metadata: Path, peaks: Path) -> str:
+    """The filter graph of programme ``number``: ``inputs`` (stream labels) through ``chain`` into the meters.
+
+    Its filters are named after ``number`` (``astats@clip0``, ``ebur128@r128_0``) so that the summaries of
+    several programmes measured in one pass can be told apart in FFmpeg's log.
+    """
+    clip_meter = f"astats@clip{number}=measure_perchannel=Peak_level+Peak_count:measure_overall=none"
     head = f"{inputs}{chain + ',' if chain else ''}{clip_meter}"
     window = int(_OVERSAMPLED * STEP)
     return (
-        f"{head},asplit[meter][peaks];"
-        f"[peaks]aresample={_OVERSAMPLED},asetnsamples=n={window}:p=0,"
+        f"{head},asplit[meter{number}][peaks{number}];"
+        f"[peaks{number}]aresample={_OVERSAMPLED},asetnsamples=n={window}:p=0,"
         "astats=metadata=1:reset=1:measure_perchannel=none:measure_overall=Peak_level,"
         f"ametadata=print:key=lavfi.astats.Overall.Peak_level:file={_filter_path(peaks)},anullsink;"
-        "[meter]ebur128@r128=peak=none:metadata=1:framelog=quiet,"
+        f"[meter{number}]ebur128@r128_{number}=peak=none:metadata=1:framelog=quiet,"
         f"silencedetect=n={SILENCE_DB:g}dB:d={SILENCE_SECONDS:g},ametadata=print:file={_filter_path(metadata)}"
     )
 
@@ -150,21 +155,62 @@ def _filter_path(path: Path) -> str:
 def read(path: Path, streams: list[str], chain: str = "", limits: Limits | None = None) -> Reading:
     """Measure the programme of ``streams`` (FFmpeg input labels, ``0:1``; several are merged: MXF's
     per-channel tracks) after ``chain`` (filters, may be empty), in one FFmpeg pass."""
+    return read_programmes(path, [streams], chain, limits)[0]
+
+
+def read_programmes(
+    path: Path, programmes: list[list[str]], chain: str = "", limits: Limits | None = None
+) -> list[Reading]:
+    """Measure several programmes of one file (a master's tracks) in one FFmpeg pass: one decode of the file."""
     limits = limits or Limits()
-    inputs = "".join(f"[{s}]" for s in streams)
-    if len(streams) > 1:
-        chain = ",".join(f for f in (f"amerge=inputs={len(streams)}", chain) if f)
-    with tempfile.TemporaryDirectory(prefix="meter-") as folder:
-        metadata, peaks = Path(folder) / "r128.txt", Path(folder) / "peaks.txt"
+    graphs = []
+    with tempfile.TemporaryDirectory(prefix="meter-") as name:
+        folder = Path(name)
+        for number, streams in enumerate(programmes):
+            inputs = "".join(f"[{s}]" for s in streams)
+            merged = f"amerge=inputs={len(streams)}" if len(streams) > 1 else ""
+            filters = ",".join(f for f in (merged, chain) if f)
+            graphs.append(
+                meter_graph(number, inputs, filters, folder / f"r128-{number}.txt", folder / f"tp-{number}.txt")
+            )
         log = run_ffmpeg(
-            ["-i", file_arg(path), "-filter_complex", meter_graph(inputs, chain, metadata, peaks), "-f", "null", "-"],
+            ["-i", file_arg(path), "-filter_complex", ";".join(graphs), "-f", "null", "-"],
             loglevel="info",
             time_limit=limits.time_limit,
             cancel=limits.cancel,
         ).log
-        frames = _frames(metadata.read_text(encoding="utf-8", errors="replace"))
-        peak_frames = _frames(peaks.read_text(encoding="utf-8", errors="replace"))
-    return _reading(log, frames, peak_frames)
+        return [
+            _reading(
+                log,
+                number,
+                _frames((folder / f"r128-{number}.txt").read_text(encoding="utf-8", errors="replace")),
+                _frames((folder / f"tp-{number}.txt").read_text(encoding="utf-8", errors="replace")),
+            )
+            for number in range(len(programmes))
+        ]
+
+
+def active_regions(path: Path, stream: str, duration: float, limits: Limits | None = None) -> Regions:
+    """Where a voice stem speaks: the complement of its pauses (``VOICE_PAUSE_SECONDS`` or more under
+    ``VOICE_SILENCE_DB`` on every channel), within ``[0, duration]``. One FFmpeg pass, no loudness meter."""
+    limits = limits or Limits()
+    log = run_ffmpeg(
+        ["-i", file_arg(path), "-filter_complex",
+         f"[{stream}]silencedetect=n={VOICE_SILENCE_DB:g}dB:d={VOICE_PAUSE_SECONDS:g}", "-f", "null", "-"],
+        loglevel="info", time_limit=limits.time_limit, cancel=limits.cancel,
+    ).log  # fmt: skip
+    regions, speaking_from = [], 0.0
+    for kind, value in _SILENCE_LOG.findall(log):
+        at = min(max(0.0, float(value)), duration)
+        if kind == "start":
+            if at > speaking_from:
+                regions.append((round(speaking_from, 3), round(at, 3)))
+            speaking_from = duration  # until the pause ends
+        else:
+            speaking_from = at
+    if speaking_from < duration:
+        regions.append((round(speaking_from, 3), round(duration, 3)))
+    return tuple(regions)
 
 
 def _frames(text: str) -> list[tuple[float, dict[str, str]]]:
@@ -187,15 +233,21 @@ def _level(value: str | None) -> float:
     return max(number, _NO_LEVEL - 1)
 
 
-def _reading(log: str, frames: list[tuple[float, dict[str, str]]], peak_frames: list) -> Reading:
-    summary = log[log.rfind("Summary:") :]
+def _reading(log: str, number: int, frames: list[tuple[float, dict[str, str]]], peak_frames: list) -> Reading:
+    """Programme ``number``'s reading, from the pass's log and its two metadata files."""
+    found_summary = re.search(rf"\[ebur128@r128_{number} @ [^\]]+\] Summary:(.*?)(?=\n\[|\Z)", log, re.DOTALL)
+    if found_summary is None:
+        raise FFmpegError("the loudness meter printed no summary")
+    summary = found_summary.group(1)
     values = {}
     for name, pattern in _SUMMARY.items():
         found = pattern.search(summary)
         if found is None:
             raise FFmpegError(f"the loudness meter printed no {name}")
         values[name] = float(found.group(1))
-    levels, counts = _CLIP_LEVEL.findall(log), _CLIP_COUNT.findall(log)  # one each per channel, in order
+    clip = rf"\[astats@clip{number} @ [^\]]+\] "
+    levels = re.findall(clip + r"Peak level dB: (-?[0-9.]+|-?inf)", log)  # one per channel, in order
+    counts = re.findall(clip + r"Peak count: ([0-9.]+)", log)
     if not levels or len(levels) != len(counts):
         raise FFmpegError("the sample meter printed no peak")
     clipped = sum(int(float(n)) for level, n in zip(levels, counts, strict=True) if float(level) >= FULL_SCALE_DB)
