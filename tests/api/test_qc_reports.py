@@ -99,6 +99,7 @@ PRESET_EXPORTS = [
 OTHER_EXPORTS = [
     ("transcript", "hls", ["es-es", "fr-fr"], "youtube"),
     ("transcript", "mov", ["es-es"], None),
+    ("transcript", "mkv", ["es-es"], None),  # the dub copied as it is: measured after, not on an encoder
     ("silence", "flac", ["es-es"], None),
     ("clipped", "flac", ["es-es"], None),
     ("short", "mp4", ["es-es"], None),
@@ -289,8 +290,9 @@ def test_streaming_package_reports_each_rendition(lab: Lab) -> None:
     assert {c.name for c in report.checks} >= {"duration", "track_tags", "default_track", "true_peak"}
 
 
-def test_no_preset_reports_figures_and_objective_checks(lab: Lab) -> None:
-    report = lab.report("transcript", "mov", ["es-es"], None)
+@pytest.mark.parametrize("output_format", ["mov", "mkv"])
+def test_no_preset_reports_figures_and_objective_checks(lab: Lab, output_format: str) -> None:
+    report = lab.report("transcript", output_format, ["es-es"], None)
     assert report.preset is None and report.target is None and report.passed, report.failed
     names = {c.name for c in report.checks}
     assert names == {
@@ -382,3 +384,15 @@ def test_reports_off_store_none_and_say_so(tmp_path: Path) -> None:
             qc.report_for(context, 1, run, success_id)
         with pytest.raises(NoReport, match="PAYMENT_REQUIRED"):
             qc.report_for(context, 1, run, refused.json()["task_id"])
+
+
+def test_timecode_asked_for_is_checked(lab: Lab) -> None:
+    body = {"output_format": "mp4", "languages": ["es-es"], "start_timecode": "01:00:00:00"}
+    response = lab.client.post(f"/runs/{lab.runs['transcript']}/exports", headers=auth(lab.key), json=body)
+    assert response.status_code == 200, response.text
+    task_id = response.json()["task_id"]
+    assert wait_for_task(lab.client, lab.key, task_id, timeout=600)["status"] == "SUCCESS"
+    report = qc.report_for(lab.context, 1, lab.runs["transcript"], task_id)
+    [timecode] = [c for c in report.checks if c.name == "timecode"]
+    assert timecode.passed and timecode.expected == timecode.measured == "01:00:00:00", timecode
+    assert report.passed, report.failed
