@@ -206,6 +206,7 @@ class Tap:
 
     folder: Path
     programmes: list[list[int]]
+    duration: float  # seconds: the programme's, as the file is cut (the decoded encoder tail goes no further)
 
     def args(self) -> list[str]:
         """What to append to the encoding command, after its output file."""
@@ -219,7 +220,7 @@ class Tap:
                 decoder += 1
             graphs.append(_programme_graph(number, inputs, "", self.folder, f"[metered{number}]"))
             maps += ["-map", f"[metered{number}]"]
-        return [*args, "-filter_complex", ";".join(graphs), *maps, "-f", "null", "-"]
+        return [*args, "-filter_complex", ";".join(graphs), *maps, "-t", f"{self.duration:.6f}", "-f", "null", "-"]
 
     def readings(self) -> list[Reading]:
         """The readings, once the FFmpeg run has ended."""
