@@ -21,7 +21,7 @@ from altdub.media.catalogue import CATALOGUE, Format
 from altdub.media.options import OptionError, resolve_options
 from altdub.media.probe import MediaInfo
 from altdub.media.timeline import NO_PICTURE_FRAME_RATE
-from altdub.service import lifecycle, outbox, tasks
+from altdub.service import lifecycle, outbox, qc, tasks
 from altdub.service.context import Context
 from altdub.service.errors import InvalidInput, NotFound
 from altdub.service.keys import hash_key
@@ -232,6 +232,7 @@ def request_export(ctx: Context, session: Session, workspace_id: int, order: Exp
         options = resolve_options(output_format, requested, audio, frame_rate)
     except OptionError as exc:
         raise InvalidInput(exc.key, exc.message) from exc
+    qc.check_dialogue_gate(run, chosen, options.loudness_target)
     if options.subtitles == "soft" and not any(run.transcript(lang.id) for lang in chosen):
         names = ", ".join(lang.short_name for lang in chosen)
         raise InvalidInput("subtitles", f"run {run.id} has no transcript for {names}")
