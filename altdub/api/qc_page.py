@@ -1,0 +1,297 @@
+"""The QC report as one self-contained HTML page (spec DELIVERIES §6): verdict, checks, a plot per track.
+
+Presentation of the answer to ``GET /runs/{run_id}/exports/{task_id}/qc?format=html``, so it lives in
+``api/``: the service hands out the report's data (``QcReport``), and how a person sees it is the HTTP
+layer's answer body, as the JSON is. Nothing below ``api/`` needs it.
+
+The page loads nothing: its stylesheet is one inline ``<style>`` whose hash ``STYLE_SOURCE`` gives to
+Content-Security-Policies (no ``style`` attribute anywhere, so no ``'unsafe-inline'`` is needed), and
+each plot is an SVG in a ``data:`` URI ``<img>`` (an image document: no policy reaches into it, it
+scales with the page). Every string of the report (track titles come from users) is escaped by
+Jinja2's autoescaping.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import math
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display; plots are written to memory
+
+from jinja2 import Environment
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
+
+from altdub.media.qc_report import Check, QcReport, Series, Target, TrackReport
+
+CHECK_LABELS = {
+    "duration": "Duration against the source",
+    "integrated_loudness": "Integrated loudness (full programme)",
+    "dialogue_loudness": "Integrated loudness (dialogue-gated)",
+    "true_peak": "True peak",
+    "loudness_range": "Loudness range",
+    "clipping": "Clipping",
+    "silence_in_speech": "Silences over 3 s inside speech",
+    "track_tags": "Track language and title",
+    "default_track": "Default track",
+    "timecode": "Timecode",
+    "audio_start": "Audio start against video start",
+}
+
+_SPEECH_COLOUR = "#9ecae1"
+_SILENCE_COLOUR = "#d62728"
+_BAND_COLOUR = "#2ca02c"
+_LOUDNESS_COLOUR = "#1f4e99"
+_PEAK_COLOUR = "#6a3d9a"
+_FLOOR = -70.0  # LUFS: the meter's absolute gate, the lowest a plot goes
+# Inches at 96 dpi: narrow enough that the text stays legible when a phone scales the plot to its width.
+_PLOT_SIZE = (7.2, 5.0)
+_DPI = 96
+_FONT = 12
+
+_STYLE = """
+:root { color-scheme: light;
+  font-family: -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, "DejaVu Sans", sans-serif; }
+body { margin: 0; background: #f4f5f7; color: #1b1f24; line-height: 1.45; }
+main { max-width: 60rem; margin: 0 auto; padding: 1rem; }
+h1 { font-size: 1.4rem; margin: 0 0 .25rem; }
+h2 { font-size: 1.15rem; margin: 1.5rem 0 .5rem; }
+h3 { font-size: 1rem; margin: 0 0 .5rem; overflow-wrap: anywhere; }
+section, header.verdict, article.track { background: #fff; border-radius: .5rem; padding: 1rem;
+  margin-bottom: 1rem; box-shadow: 0 1px 2px rgba(0, 0, 0, .08); }
+header.verdict { border-left: .5rem solid; }
+header.verdict.pass { border-color: #1a7f37; }
+header.verdict.fail { border-color: #cf222e; }
+.verdict-word { font-size: 1.8rem; font-weight: 700; margin: 0; }
+.pass .verdict-word, .result-pass { color: #1a7f37; }
+.fail .verdict-word, .result-fail { color: #cf222e; }
+dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: .25rem 1rem; margin: .75rem 0 0; }
+dl.facts dt { color: #57606a; }
+dl.facts dd { margin: 0; overflow-wrap: anywhere; }
+table { width: 100%; border-collapse: collapse; font-size: .95rem; }
+th, td { text-align: left; padding: .4rem .5rem; border-bottom: 1px solid #d0d7de; vertical-align: top; }
+th { color: #57606a; font-weight: 600; }
+tr.fail td { background: #fff1f0; }
+.result { font-weight: 700; white-space: nowrap; }
+figure { margin: .75rem 0 0; }
+figure img { display: block; width: 100%; max-width: 52rem; height: auto; }
+figcaption { color: #57606a; font-size: .85rem; }
+ul.notes { margin: 0; padding-left: 1.25rem; }
+@media (max-width: 40rem) {
+  main { padding: .5rem; }
+  table.checks thead { display: none; }
+  table.checks tr { display: block; border-bottom: 1px solid #d0d7de; padding: .25rem 0; }
+  table.checks td { display: grid; grid-template-columns: 7rem 1fr; border: 0; padding: .15rem .5rem; }
+  table.checks td::before { content: attr(data-label); color: #57606a; }
+}
+"""
+
+STYLE_SOURCE = f"'sha256-{base64.b64encode(hashlib.sha256(_STYLE.encode()).digest()).decode()}'"
+"""The page's stylesheet as a CSP source: where this page is shown under a policy (the dashboard's blob:
+pages inherit its policy), ``style-src`` lists it."""
+
+_TEMPLATE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>QC report: {{ verdict }}{% if report.preset %} · {{ report.preset }}{% endif %}</title>
+<style>{{ style | safe }}</style>
+</head>
+<body>
+<main>
+<header class="verdict {{ 'pass' if report.passed else 'fail' }}" data-passed="{{ report.passed | lower }}">
+<h1>QC report</h1>
+<p class="verdict-word">{{ '✓' if report.passed else '✕' }} {{ verdict }}</p>
+<p>{{ summary }}</p>
+<dl class="facts">
+<dt>Preset</dt><dd>{{ report.preset or 'none (loudness left as delivered)' }}</dd>
+<dt>Target</dt><dd>{{ target_text }}</dd>
+<dt>Duration</dt><dd>{{ seconds(report.duration) }}{% if report.source_duration is not none %}
+ (source {{ seconds(report.source_duration) }}){% endif %}</dd>
+<dt>Audio tracks</dt><dd>{{ report.tracks | length }}</dd>
+</dl>
+</header>
+<section>
+<h2>Checks</h2>
+<table class="checks">
+<thead><tr><th>Result</th><th>Check</th><th>Track</th><th>Expected</th><th>Measured</th></tr></thead>
+<tbody>
+{% for check in checks %}
+<tr class="{{ 'pass' if check.passed else 'fail' }}" data-check="{{ check.name }}">
+<td data-label="Result" class="result result-{{ 'pass' if check.passed else 'fail' }}">
+{{ '✓ pass' if check.passed else '✕ FAIL' }}</td>
+<td data-label="Check">{{ check_label(check.name) }}</td>
+<td data-label="Track">{{ track_label(check.track) }}</td>
+<td data-label="Expected">{{ check.expected }}</td>
+<td data-label="Measured">{{ check.measured }}</td>
+</tr>
+{% endfor %}
+</tbody>
+</table>
+</section>
+{% if tracks %}
+<h2>Tracks</h2>
+{% for track, plot in tracks %}
+<article class="track" data-track="{{ track.index }}">
+<h3>{{ track_label(track.index) }}: {{ track.title }}</h3>
+<dl class="facts">
+<dt>Language</dt><dd>{{ track.language or 'unlabelled' }}{% if track.default %} · default track{% endif %}
+ · {{ track.role }}</dd>
+<dt>Integrated</dt><dd>{{ lufs(track.integrated) }}</dd>
+<dt>Dialogue-gated</dt><dd>{{ lufs(track.dialogue_integrated) }}</dd>
+<dt>True peak</dt><dd>{{ '%.1f' | format(track.true_peak) }} dBTP</dd>
+<dt>Loudness range</dt><dd>{{ '%.1f' | format(track.lra) }} LU</dd>
+<dt>Clipped samples</dt><dd>{{ track.clipped_samples }}</dd>
+<dt>Speech</dt><dd>{{ track.speech | length }} regions, {{ seconds(speech_seconds(track)) }}</dd>
+<dt>Silences in speech</dt><dd>{{ track.silences | length }}{% for start, end in track.silences %}
+{{ ':' if loop.first else ',' }} {{ seconds(start) }}&ndash;{{ seconds(end) }}{% endfor %}</dd>
+</dl>
+<figure>
+<img src="{{ plot }}" width="{{ plot_width }}" height="{{ plot_height }}"
+ alt="Short-term loudness and true peak over time of {{ track_label(track.index) }}">
+<figcaption>Top: short-term loudness (3 s window){% if report.target %}, the target band shaded green{% endif %}.
+Bottom: true peak{% if report.target %}, the ceiling dashed{% endif %}. Speech regions shaded blue, silences
+over 3 s inside speech red.</figcaption>
+</figure>
+</article>
+{% endfor %}
+{% endif %}
+{% if report.notes %}
+<section>
+<h2>Notes</h2>
+<ul class="notes">{% for note in report.notes %}<li>{{ note }}</li>{% endfor %}</ul>
+</section>
+{% endif %}
+</main>
+</body>
+</html>
+"""
+
+_ENVIRONMENT = Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
+_PAGE = _ENVIRONMENT.from_string(_TEMPLATE)
+
+
+def render_page(report: QcReport) -> str:
+    """The whole page: verdict and target, the checks (failing first), per track its figures and plot, the notes."""
+    failed = len(report.failed)
+    total = len(report.checks)
+    summary = f"{failed} of {total} checks failed." if failed else f"All {total} checks passed."
+    return _PAGE.render(
+        report=report,
+        style=_STYLE,  # the one unescaped value: a constant, hashed as is into STYLE_SOURCE
+        verdict="Passed" if report.passed else "Failed",
+        summary=summary,
+        target_text=target_text(report.target),
+        checks=ordered_checks(report.checks),
+        tracks=[(track, plot_uri(track, report.target)) for track in report.tracks],
+        plot_width=round(_PLOT_SIZE[0] * _DPI),
+        plot_height=round(_PLOT_SIZE[1] * _DPI),
+        check_label=lambda name: CHECK_LABELS.get(name, name),
+        track_label=lambda index: track_label(report.tracks, index),
+        lufs=lambda value: "—" if value is None else f"{value:.1f} LUFS",
+        seconds=_clock,
+        speech_seconds=lambda track: sum(end - start for start, end in track.speech),
+    )
+
+
+def ordered_checks(checks: Sequence[Check]) -> list[Check]:
+    """Failing checks first, each group in the report's order."""
+    return sorted(checks, key=lambda check: check.passed)
+
+
+def target_text(target: Target | None) -> str:
+    if target is None:
+        return "none: the checks that need one compare with the source only"
+    gate = "dialogue-gated" if target.dialogue_gated else "full programme"
+    return f"{target.integrated:.1f} LUFS ± {target.tolerance:.1f} LU ({gate}), true peak ≤ {target.true_peak:.1f} dBTP"
+
+
+def track_label(tracks: Sequence[TrackReport], index: int | None) -> str:
+    """``Track 2 (fr-fr)``; the whole file for a check about no track."""
+    if index is None:
+        return "whole file"
+    language = next((t.language for t in tracks if t.index == index), None)
+    return f"Track {index + 1}" + (f" ({language})" if language else "")
+
+
+def _clock(seconds: float) -> str:
+    """``1:02.5``: minutes and seconds to a tenth, as the plots' axes read."""
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes)}:{rest:04.1f}"
+
+
+def _times_and_values(series: Series) -> tuple[list[float], list[float]]:
+    """Each point at its time; None (below the gate) as NaN, which a line plot leaves as a gap."""
+    times = [i * series.step for i in range(len(series.values))]
+    return times, [math.nan if v is None else v for v in series.values]
+
+
+def plot_uri(track: TrackReport, target: Target | None) -> str:
+    """The track's plot as an SVG ``data:`` URI: short-term loudness above, true peak below, on one time axis."""
+    figure = Figure(figsize=_PLOT_SIZE, dpi=_DPI, layout="constrained")
+    loudness_axes, peak_axes = figure.subplots(2, 1, sharex=True, height_ratios=(3, 2))
+    duration = max(
+        len(track.short_term.values) * track.short_term.step,
+        len(track.true_peak_series.values) * track.true_peak_series.step,
+        max((end for _, end in (*track.speech, *track.silences)), default=0.0),
+    )
+    for axes in (loudness_axes, peak_axes):
+        for number, (start, end) in enumerate(track.speech):
+            axes.axvspan(start, end, color=_SPEECH_COLOUR, alpha=0.35, lw=0, label="speech" if number == 0 else None)
+        for number, (start, end) in enumerate(track.silences):
+            label = "silence > 3 s in speech" if number == 0 else None
+            axes.axvspan(start, end, color=_SILENCE_COLOUR, alpha=0.3, lw=0, label=label)
+        axes.grid(True, color="#d0d7de", lw=0.6)
+        axes.tick_params(labelsize=_FONT)
+        axes.set_xlim(0, duration or 1.0)
+
+    times, short_term = _times_and_values(track.short_term)
+    present = [v for v in short_term if not math.isnan(v)]
+    if target is not None:
+        low, high = target.integrated - target.tolerance, target.integrated + target.tolerance
+        band = f"target ± {target.tolerance:g} LU"
+        loudness_axes.axhspan(low, high, color=_BAND_COLOUR, alpha=0.18, lw=0, label=band)
+        loudness_axes.axhline(target.integrated, color=_BAND_COLOUR, lw=1)
+        present += [low, high]
+    loudness_axes.plot(times, short_term, color=_LOUDNESS_COLOUR, lw=1.2, label="short-term loudness")
+    if present:
+        loudness_axes.set_ylim(max(min(present) - 3, _FLOOR), max(present) + 3)
+    loudness_axes.set_ylabel("LUFS", fontsize=_FONT)
+    loudness_axes.set_title("Short-term loudness (3 s)", loc="left", fontsize=_FONT + 1)
+
+    times, peaks = _times_and_values(track.true_peak_series)
+    peak_axes.plot(times, peaks, color=_PEAK_COLOUR, lw=1, label="true peak")
+    if target is not None:
+        peak_axes.axhline(
+            target.true_peak, color=_SILENCE_COLOUR, lw=1.2, ls="--", label=f"ceiling {target.true_peak:g} dBTP"
+        )
+    present = [v for v in peaks if not math.isnan(v)] + ([target.true_peak] if target is not None else [])
+    if present:
+        peak_axes.set_ylim(min(present) - 2, max(present) + 2)
+    peak_axes.set_ylabel("dBTP", fontsize=_FONT)
+    peak_axes.set_title("True peak", loc="left", fontsize=_FONT + 1)
+    peak_axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: _axis_clock(value)))
+    peak_axes.set_xlabel("time (m:ss)", fontsize=_FONT)
+
+    handles, labels = [], []
+    for axes in (loudness_axes, peak_axes):
+        for handle, label in zip(*axes.get_legend_handles_labels(), strict=True):
+            if label not in labels:
+                handles.append(handle)
+                labels.append(label)
+    figure.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 2), frameon=False, fontsize=_FONT)
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="svg", metadata={"Date": None})
+    return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _axis_clock(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{int(minutes)}:{int(rest):02d}"
