@@ -17,7 +17,6 @@ import base64
 import hashlib
 import io
 import math
-from collections.abc import Sequence
 
 import matplotlib
 
@@ -27,21 +26,8 @@ from jinja2 import Environment
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from altdub.media.qc_report import Check, QcReport, Series, Target, TrackReport
-
-CHECK_LABELS = {
-    "duration": "Duration against the source",
-    "integrated_loudness": "Integrated loudness (full programme)",
-    "dialogue_loudness": "Integrated loudness (dialogue-gated)",
-    "true_peak": "True peak",
-    "loudness_range": "Loudness range",
-    "clipping": "Clipping",
-    "silence_in_speech": "Silences over 3 s inside speech",
-    "track_tags": "Track language and title",
-    "default_track": "Default track",
-    "timecode": "Timecode",
-    "audio_start": "Audio start against video start",
-}
+from altdub.media import qc_text
+from altdub.media.qc_report import QcReport, Series, Target, TrackReport
 
 _SPEECH_COLOUR = "#9ecae1"
 _SILENCE_COLOUR = "#d62728"
@@ -110,7 +96,7 @@ _TEMPLATE = """<!doctype html>
 <p class="verdict-word">{{ '✓' if report.passed else '✕' }} {{ verdict }}</p>
 <p>{{ summary }}</p>
 <dl class="facts">
-<dt>Preset</dt><dd>{{ report.preset or 'none (loudness left as delivered)' }}</dd>
+<dt>Preset</dt><dd>{{ report.preset or 'none' }}</dd>
 <dt>Target</dt><dd>{{ target_text }}</dd>
 <dt>Duration</dt><dd>{{ seconds(report.duration) }}{% if report.source_duration is not none %}
  (source {{ seconds(report.source_duration) }}){% endif %}</dd>
@@ -149,8 +135,7 @@ _TEMPLATE = """<!doctype html>
 <dt>Loudness range</dt><dd>{{ '%.1f' | format(track.lra) }} LU</dd>
 <dt>Clipped samples</dt><dd>{{ track.clipped_samples }}</dd>
 <dt>Speech</dt><dd>{{ track.speech | length }} regions, {{ seconds(speech_seconds(track)) }}</dd>
-<dt>Silences in speech</dt><dd>{{ track.silences | length }}{% for start, end in track.silences %}
-{{ ':' if loop.first else ',' }} {{ seconds(start) }}&ndash;{{ seconds(end) }}{% endfor %}</dd>
+<dt>Silences in speech</dt><dd>{{ spans(track.silences) }}</dd>
 </dl>
 <figure>
 <img src="{{ plot }}" width="{{ plot_width }}" height="{{ plot_height }}"
@@ -179,51 +164,23 @@ _PAGE = _ENVIRONMENT.from_string(_TEMPLATE)
 
 def render_page(report: QcReport) -> str:
     """The whole page: verdict and target, the checks (failing first), per track its figures and plot, the notes."""
-    failed = len(report.failed)
-    total = len(report.checks)
-    summary = f"{failed} of {total} checks failed." if failed else f"All {total} checks passed."
     return _PAGE.render(
         report=report,
         style=_STYLE,  # the one unescaped value: a constant, hashed as is into STYLE_SOURCE
-        verdict="Passed" if report.passed else "Failed",
-        summary=summary,
-        target_text=target_text(report.target),
-        checks=ordered_checks(report.checks),
+        verdict=qc_text.verdict(report),
+        summary=qc_text.summary(report),
+        target_text=qc_text.target_text(report.target),
+        checks=qc_text.ordered_checks(report.checks),
         tracks=[(track, plot_uri(track, report.target)) for track in report.tracks],
         plot_width=round(_PLOT_SIZE[0] * _DPI),
         plot_height=round(_PLOT_SIZE[1] * _DPI),
-        check_label=lambda name: CHECK_LABELS.get(name, name),
-        track_label=lambda index: track_label(report.tracks, index),
-        lufs=lambda value: "—" if value is None else f"{value:.1f} LUFS",
-        seconds=_clock,
-        speech_seconds=lambda track: sum(end - start for start, end in track.speech),
+        check_label=qc_text.check_label,
+        track_label=lambda index: qc_text.track_label(report.tracks, index),
+        lufs=qc_text.lufs,
+        seconds=qc_text.clock,
+        speech_seconds=qc_text.speech_seconds,
+        spans=qc_text.spans_text,
     )
-
-
-def ordered_checks(checks: Sequence[Check]) -> list[Check]:
-    """Failing checks first, each group in the report's order."""
-    return sorted(checks, key=lambda check: check.passed)
-
-
-def target_text(target: Target | None) -> str:
-    if target is None:
-        return "none: the checks that need one compare with the source only"
-    gate = "dialogue-gated" if target.dialogue_gated else "full programme"
-    return f"{target.integrated:.1f} LUFS ± {target.tolerance:.1f} LU ({gate}), true peak ≤ {target.true_peak:.1f} dBTP"
-
-
-def track_label(tracks: Sequence[TrackReport], index: int | None) -> str:
-    """``Track 2 (fr-fr)``; the whole file for a check about no track."""
-    if index is None:
-        return "whole file"
-    language = next((t.language for t in tracks if t.index == index), None)
-    return f"Track {index + 1}" + (f" ({language})" if language else "")
-
-
-def _clock(seconds: float) -> str:
-    """``1:02.5``: minutes and seconds to a tenth, as the plots' axes read."""
-    minutes, rest = divmod(seconds, 60)
-    return f"{int(minutes)}:{rest:04.1f}"
 
 
 def _times_and_values(series: Series) -> tuple[list[float], list[float]]:

@@ -165,7 +165,7 @@ def test_a_passing_report_with_several_tracks_has_one_plot_each_with_the_target_
 def test_a_report_without_target_draws_no_band_nor_ceiling():
     page = Page(render_page(report(preset=None, target=None, notes=())))
     text = " ".join(page.text)
-    assert "none (loudness left as delivered)" in text
+    assert "none: loudness left as delivered" in text
     assert "Notes" not in text
     (svg,) = page.svgs()
     texts = plot_texts(svg)
