@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.types import Scope
 
+from altdub.api.qc_page import STYLE_SOURCE
 from altdub.api.deps import ContextDep, RunId, SessionDep, WorkspaceDep
 from altdub.db.models import TaskStatus
 from altdub.service import history
@@ -26,9 +27,10 @@ WEB_DIR = Path(__file__).resolve().parents[2] / "web"  # package data: altdub/we
 # The page loads its own script and stylesheet only; thumbnails are blob: URLs made from fetched bytes;
 # previews play exports from where their URLs point, and streaming packages through Media Source
 # Extensions (hls.js), whose media element plays a blob: URL and whose subtitle <track> elements
-# start from an empty data: WebVTT. ``{origins}``: see _export_origins.
+# start from an empty data: WebVTT. A QC report opens as a blob: page, which keeps this policy: its
+# inline stylesheet is allowed by its hash, its plots are data: images. ``{origins}``: see _export_origins.
 _CSP = (
-    "default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; "
+    f"default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self' {STYLE_SOURCE}; "
     "media-src 'self' blob: data:{origins}; connect-src 'self'{origins}; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
