@@ -96,6 +96,11 @@ class Settings(BaseSettings):
         description="Flush each stored file and each SQLite commit to disk (power-cut durability).",
     )
     create_demo: bool = Field(default=True, description="Make a demo run on the first start.")
+    qc_reports: bool = Field(
+        default=True,
+        description="Measure every export as it is made and store its QC report (off: no report; the benchmark's "
+        "baseline).",
+    )
     public_url: str | None = Field(
         default=None,
         description="Base URL of signed download links, as clients reach the service (e.g. https://dub.example.com); "

@@ -31,7 +31,7 @@ from altdub.api.routes.metrics import metrics_registry
 from altdub.api.routes.web import mount_web
 from altdub.config import Settings
 from altdub.service.context import build_context, remove_stale_scratch
-from altdub.service.errors import InsufficientStorage, InvalidInput, NotFound, TooLarge, TooManyPending
+from altdub.service.errors import InsufficientStorage, InvalidInput, NoReport, NotFound, TooLarge, TooManyPending
 from altdub.service.lifecycle import Sweeper
 from altdub.service.workers import attach_executor, webhooks_sender
 
@@ -115,6 +115,10 @@ def create_app(settings: Settings | None = None, *, workers: bool = True) -> Fas
     @app.exception_handler(InvalidInput)
     async def invalid_input(request: Request, exc: InvalidInput) -> JSONResponse:
         return _unprocessable([{"loc": _location(request, exc.field), "msg": exc.message, "type": exc.kind}])
+
+    @app.exception_handler(NoReport)
+    async def no_report(_: Request, exc: NoReport) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
 
     @app.exception_handler(TooLarge)
     async def too_large(_: Request, exc: TooLarge) -> JSONResponse:

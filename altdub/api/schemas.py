@@ -189,7 +189,11 @@ class LoudnessTargetOut(BaseModel):
     label: str
     integrated: float = Field(description="LUFS (LKFS).")
     true_peak: float = Field(description="dBTP ceiling.")
-    lra: float = Field(description="LU.")
+    tolerance: float = Field(description="LU either side of the target that the QC report passes.")
+    dialogue_gated: bool = Field(
+        description="Measured over speech only: the transcript's segments, else the voice stem's."
+    )
+    lra: float | None = Field(description="Most loudness range (LU) the QC report passes; null: reported, not checked.")
 
 
 class FormatOut(BaseModel):

@@ -187,6 +187,9 @@ class ExportTask(Base):
     storage_key: Mapped[str | None] = mapped_column(String(500), index=True)
     size: Mapped[int | None] = mapped_column(BigInteger)
     loudness: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # measured on the output
+    # The QC report (media/qc_report.py QcReport.as_dict()), computed once as the export is made; NULL: none
+    # (not finished, made before reports existed, with ALTDUB_QC_REPORTS off, or a hand-off format).
+    qc_report: Mapped[dict[str, Any] | None] = mapped_column(JSON, deferred=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # a worker is on it

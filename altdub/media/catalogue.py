@@ -37,19 +37,31 @@ _AAC_KBPS = {1: 128, 2: 192, 6: 384}  # by channel count
 
 @dataclass(frozen=True)
 class LoudnessTarget:
+    """A loudness preset (spec §3, §6): what the normalisation aims at and what the QC report checks."""
+
     name: str
     label: str
     integrated: float  # LUFS (LKFS)
     true_peak: float  # dBTP ceiling
-    lra: float = 11.0
+    tolerance: float  # LU either side of ``integrated`` that the QC report passes
+    dialogue_gated: bool = False  # measured over speech only (transcript segments, else voice stem activity)
+    lra: float | None = None  # LU: the most loudness range the QC report passes (None: reported, not checked)
 
 
+# Tolerances are each specification's own: EBU R 128 ±0.5 LU (file-based), ATSC A/85 ±2 dB, Netflix and
+# Amazon ±2 LU on dialogue, Apple Podcasts ±1 LU. YouTube and Spotify publish no tolerance (they turn a
+# louder mix down to -14): ±1 LU, as Apple, keeps a mix within what plays as mastered; "streaming" likewise.
 LOUDNESS_TARGETS = {
     t.name: t
     for t in (
-        LoudnessTarget("ebu_r128", "EBU R128", -23.0, -1.0),
-        LoudnessTarget("atsc_a85", "ATSC A/85", -24.0, -2.0),
-        LoudnessTarget("streaming", "Streaming", -14.0, -1.0),
+        LoudnessTarget("ebu_r128", "EBU R128", -23.0, -1.0, 0.5),
+        LoudnessTarget("atsc_a85", "ATSC A/85", -24.0, -2.0, 2.0),
+        LoudnessTarget("streaming", "Streaming", -14.0, -1.0, 1.0),
+        LoudnessTarget("netflix", "Netflix (dialogue)", -27.0, -2.0, 2.0, dialogue_gated=True, lra=18.0),
+        LoudnessTarget("amazon", "Amazon Prime Video (dialogue)", -27.0, -2.0, 2.0, dialogue_gated=True, lra=18.0),
+        LoudnessTarget("apple_podcasts", "Apple Podcasts", -16.0, -1.0, 1.0),
+        LoudnessTarget("youtube", "YouTube", -14.0, -1.0, 1.0),
+        LoudnessTarget("spotify", "Spotify", -14.0, -1.0, 1.0),
     )
 }
 
@@ -272,8 +284,11 @@ def describe_languages() -> str:
 
 
 def describe_loudness() -> str:
-    targets = [f"{t.name}: {t.integrated:g} LUFS, {t.true_peak:g} dBTP" for t in LOUDNESS_TARGETS.values()]
-    return "; ".join(targets) + ". Default null: untouched."
+    targets = [
+        f"{t.name}: {t.integrated:g}±{t.tolerance:g} LUFS{' dialogue' * t.dialogue_gated}, {t.true_peak:g} dBTP"
+        for t in LOUDNESS_TARGETS.values()
+    ]
+    return "; ".join(targets) + ". Dialogue needs a transcript or voice stem. Default null: untouched."
 
 
 _CHANNEL_WORDS = {1: "mono", 2: "stereo", 6: "5.1"}

@@ -257,14 +257,18 @@ def build_plan(output_format: str, inputs: ExportInputs, options: ExportOptions,
 _MOV_LANGUAGE_CODES = {"fre": "fra", "cze": "ces", "rum": "ron", "slo": "slk"}
 
 
+def written_language(fmt: Format, language: str) -> str:
+    """The ISO 639-2 code a track of ``language`` is tagged with in ``fmt`` (MOV's own codes for four)."""
+    return _MOV_LANGUAGE_CODES.get(language, language) if fmt.muxer == "mov" else language
+
+
 def _tag_args(fmt: Format, kind: str, index: int, track: AudioTrack | TextTrack, default: bool) -> list[str]:
     """Language, title and default flag of the ``index``-th output stream of ``kind`` (``a`` or ``s``).
 
     Every container takes ISO 639-2 here: FFmpeg's Matroska muxer writes the tag into the element
     that holds ISO 639-2 codes only, so a full BCP-47 tag (``es-419``) would make the file invalid.
     """
-    language = _MOV_LANGUAGE_CODES.get(track.language, track.language) if fmt.muxer == "mov" else track.language
-    args = [f"-metadata:s:{kind}:{index}", f"language={language}"]
+    args = [f"-metadata:s:{kind}:{index}", f"language={written_language(fmt, track.language)}"]
     if track.title:
         args += [f"-metadata:s:{kind}:{index}", f"title={track.title}"]
     return [*args, f"-disposition:{kind}:{index}", "default" if default else "0"]

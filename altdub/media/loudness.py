@@ -1,7 +1,8 @@
 """Loudness normalisation by measurement, and the ebur128 meter that checks it.
 
 Pass one measures the audio as the conversion will feed it (integrated loudness and true
-peak, FFmpeg's EBU R128 meter). When the gain to the target keeps the true peak under the
+peak, media/meter.py: FFmpeg's EBU R128 meter; for a dialogue-gated target, the loudness of the
+speech regions only). When the gain to the target keeps the true peak under the
 ceiling, the filter is that gain alone: exact and transparent. Otherwise the gain is
 followed by a limiter running at 192 kHz (4x oversampling, so it catches inter-sample
 peaks), and the limited chain is measured again to make up the loudness the limiter took,
@@ -11,20 +12,17 @@ can land several LU short of the target on peaky material.)
 
 from __future__ import annotations
 
-import re
-import threading
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from altdub.media.ffmpeg import FFmpegError, file_arg, run_ffmpeg
+from altdub.media import meter
+from altdub.media.ffmpeg import FFmpegError
+from altdub.media.meter import Limits, Regions
 from altdub.media.options import LoudnessTarget
 
-_SUMMARY = {
-    "integrated": re.compile(r"I:\s+(-?[0-9.]+|-inf) LUFS"),
-    "lra": re.compile(r"LRA:\s+(-?[0-9.]+) LU"),
-    "true_peak": re.compile(r"Peak:\s+(-?[0-9.]+|-inf) dBFS"),
-}
-_SILENCE = -70.0  # the meter's absolute gate: quieter than this has no integrated loudness
+__all__ = ["Limits", "LoudnessFigures", "Normalisation", "measure", "plan_normalisation"]
+
+_SILENCE = meter.ABSOLUTE_GATE  # quieter than this has no integrated loudness
 ON_TARGET = 0.2  # LU: close enough to stop correcting
 _CORRECTIONS = 8
 _MAX_STEP = 12.0  # dB per correction
@@ -33,51 +31,32 @@ _OVERSAMPLED = 192000
 
 @dataclass(frozen=True)
 class LoudnessFigures:
-    integrated: float  # LUFS
+    integrated: float  # LUFS (over the dialogue gate's regions when measured with some)
     true_peak: float  # dBTP
     lra: float  # LU
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
 
-
-@dataclass(frozen=True)
-class Limits:
-    """How long one measurement may run, and what stops it early (the task's own limits)."""
-
-    time_limit: float | None = None
-    cancel: threading.Event | None = None
-
-
-def _meter(path: Path, graph: str, limits: Limits) -> LoudnessFigures:
-    log = run_ffmpeg(
-        ["-i", file_arg(path), "-filter_complex", graph, "-f", "null", "-"],
-        loglevel="info",
-        time_limit=limits.time_limit,
-        cancel=limits.cancel,
-    ).log
-    summary = log[log.rfind("Summary:") :]
-    values = {}
-    for name, pattern in _SUMMARY.items():
-        found = pattern.search(summary)
-        if found is None:
-            raise FFmpegError(f"the loudness meter printed no {name}")
-        values[name] = float(found.group(1))
-    return LoudnessFigures(**values)
+    @classmethod
+    def of(cls, reading: meter.Reading, regions: Regions | None = None) -> LoudnessFigures:
+        """The figures of a reading: integrated over the whole programme, or over ``regions``."""
+        integrated = reading.integrated if regions is None else reading.gated_loudness(regions)
+        if integrated is None:
+            raise FFmpegError("the speech regions hold no audio above -70 LUFS: the dialogue cannot be measured")
+        return cls(integrated, reading.peak, reading.lra)
 
 
 def measure(path: Path, audio_streams: list[int], limits: Limits = Limits()) -> LoudnessFigures:
     """Integrated loudness, true peak and range of the given audio streams played together."""
-    meter = "ebur128=peak=true:framelog=quiet"
-    if len(audio_streams) == 1:
-        return _meter(path, f"[0:{audio_streams[0]}]{meter}", limits)
-    inputs = "".join(f"[0:{i}]" for i in audio_streams)  # broadcast MXF: one mono track per channel
-    return _meter(path, f"{inputs}amerge=inputs={len(audio_streams)},{meter}", limits)
+    return LoudnessFigures.of(meter.read(path, [f"0:{i}" for i in audio_streams], limits=limits))
 
 
-def _measure_chain(path: Path, stream: str, chain: str, limits: Limits) -> LoudnessFigures:
-    filters = ",".join(f for f in (chain, "ebur128=peak=true:framelog=quiet") if f)
-    return _meter(path, f"[{stream}]{filters}", limits)
+def _measure_chain(path: Path, stream: str, chain: str, limits: Limits, regions: Regions | None) -> LoudnessFigures:
+    reading = meter.read(path, [stream], chain, limits)
+    if reading.integrated < _SILENCE:
+        raise FFmpegError("the audio is silent: its loudness cannot be normalised")
+    return LoudnessFigures.of(reading, regions)
 
 
 @dataclass(frozen=True)
@@ -111,11 +90,14 @@ def plan_normalisation(
     ceiling: float,
     sample_rate: int,
     limits: Limits = Limits(),
+    speech: Regions | None = None,
 ) -> Normalisation:
-    """What brings ``stream`` (after ``pre_filters``) to ``target`` with its true peak under ``ceiling``."""
-    first = _measure_chain(path, stream, pre_filters, limits)
-    if first.integrated < _SILENCE:
-        raise FFmpegError("the audio is silent: its loudness cannot be normalised")
+    """What brings ``stream`` (after ``pre_filters``) to ``target`` with its true peak under ``ceiling``.
+
+    With ``speech`` (a dialogue-gated target), the loudness aimed at is the dialogue's: measured over
+    those regions only (``meter.Reading.gated_loudness``); the true peak is always the whole programme's.
+    """
+    first = _measure_chain(path, stream, pre_filters, limits, speech)
     plan = Normalisation(target.integrated - first.integrated, ceiling, sample_rate, limited=False)
     if first.true_peak + plan.gain <= ceiling:
         return plan
@@ -123,7 +105,7 @@ def plan_normalisation(
     plan = replace(plan, limited=True)
     tried: list[tuple[float, float]] = []
     for _ in range(_CORRECTIONS):
-        check = _measure_chain(path, stream, f"{pre_filters},{plan.filter()}", limits)
+        check = _measure_chain(path, stream, f"{pre_filters},{plan.filter()}", limits, speech)
         tried.append((plan.gain, check.integrated))
         if abs(target.integrated - check.integrated) <= ON_TARGET:
             break

@@ -232,3 +232,26 @@ def _prepend(parent: ET.Element, tag: str, text: str | None = None, **attributes
     child = ET.Element(f"{{{_MPD}}}{tag}", attributes)
     child.text = text
     parent.insert(0, child)
+
+
+@dataclass(frozen=True)
+class Rendition:
+    """An audio rendition as the finished HLS master names it, and its media playlist's length."""
+
+    playlist: str  # the media playlist's file name
+    language: str | None  # BCP-47
+    name: str | None
+    default: bool
+    duration: float  # seconds: its segments' durations added up
+
+
+def audio_renditions(folder: Path) -> list[Rendition]:
+    """The audio renditions of a finished package, in the master playlist's order (the QC report reads them)."""
+    master = m3u8.load(str(folder / HLS_MASTER))
+    renditions = []
+    for media in master.media:
+        if media.type == "AUDIO" and media.uri:
+            playlist = m3u8.load(str(folder / media.uri))
+            length = sum(s.duration or 0 for s in playlist.segments)
+            renditions.append(Rendition(media.uri, media.language, media.name, media.default == "YES", length))
+    return renditions

@@ -89,6 +89,8 @@ class StreamInfo:
     pixel_format: str | None = None
     frame_rate: float | None = None
     attached_picture: bool = False
+    title: str | None = None  # the track's name (Matroska's title, MP4/MOV's name); None in older stored probes
+    start_time: float | None = None  # seconds: the stream's first timestamp (None: the container tells none)
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,10 @@ def _stream_info(stream: av.stream.Stream) -> StreamInfo:
         "language": tags.get("language"),
         "default": bool(disposition & av.stream.Disposition.default),
         "attached_picture": bool(disposition & av.stream.Disposition.attached_pic),
+        "title": tags.get("title") or tags.get("name"),
+        "start_time": float(stream.start_time * stream.time_base)
+        if stream.start_time is not None and stream.time_base
+        else None,
     }
     if stream.type == "audio":
         return StreamInfo(

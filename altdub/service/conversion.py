@@ -26,13 +26,14 @@ from altdub.media.formats import AudioTrack, ExportInputs, TextTrack, build_plan
 from altdub.media.isobmff import disable_text_tracks
 from altdub.media.loudness import ON_TARGET as LOUDNESS_ON_TARGET
 from altdub.media.loudness import Limits, LoudnessFigures, Normalisation, plan_normalisation
-from altdub.media.loudness import measure as measure_loudness
+from altdub.media.meter import Reading, Regions
 from altdub.media.options import ExportOptions
 from altdub.media.packaging import finish_package, package_plan, verify_package
 from altdub.media.probe import MediaInfo, ProbeError, probe_output
+from altdub.media.qc_report import QcReport
 from altdub.media.timecode import timecode_problem
 from altdub.media.transcripts import Segment, write_text_track
-from altdub.service import tasks
+from altdub.service import qc, tasks
 from altdub.service.context import Context, TaskCancel
 from altdub.service.errors import InvalidInput
 from altdub.service.packages import stored_prefix
@@ -127,6 +128,7 @@ def _run_claimed(ctx: Context, task_id: str) -> None:
         size=result.size,
         loudness=result.loudness.as_dict() if result.loudness else None,
         message=result.message,
+        qc_report=result.qc_report.as_dict() if result.qc_report else None,
     )
     if not published and not tasks.task_exists(ctx, task.id):  # the run was deleted meanwhile: drop the orphan file
         ctx.storage.delete_prefix(stored_prefix(result.key))  # a streaming package: its whole folder
@@ -146,6 +148,7 @@ class _Published:
     size: int
     loudness: LoudnessFigures | None
     message: str | None
+    qc_report: QcReport | None = None
 
 
 def _convert_and_publish(ctx: Context, task: ExportTask, run: Run, scratch: Path, cancel: TaskCancel) -> _Published:
@@ -177,21 +180,60 @@ def _convert_and_publish(ctx: Context, task: ExportTask, run: Run, scratch: Path
             default_dub = task.track_language_ids.index(task.language_id)
             source_path = paths[source.storage_key] if source is not None else None
             inputs = _export_inputs(run, chosen, dubs, default_dub, options, source, source_path, scratch, fmt)
+            delivery = _delivery(ctx, run, chosen, fmt, options, inputs, cancel)
             if fmt.package_entry is not None:
-                return _package_and_publish(ctx, task, options, inputs, scratch / "package", cancel)
-            figures = _convert(ctx, task, options, inputs, output, cancel)
+                return _package_and_publish(ctx, task, delivery, scratch / "package", cancel)
+            converted = _convert(ctx, task, delivery, output, cancel)
     except StorageError as exc:
         raise _TaskFailed(f"an input of the run is unreadable: {exc}", "INVALID_SOURCE_DATA") from exc
     key = f"{exports_prefix(task.workspace_id, run.id)}{task.id}.{fmt.extension}"
     notes = [_track_sheet(inputs, options)] if fmt.track_per_channel else []
+    figures = converted.figures
     if figures and options.loudness_target is not None:
         notes.append(_loudness_note(options.loudness_target, chosen, figures))
     default_figures = figures[inputs.default_dub] if figures else None  # the column holds the default track's
-    return _Published(key, ctx.storage.put_file(key, output), default_figures, "; ".join(notes) or None)
+    report = _qc_report(ctx, delivery, output, converted.info, converted.readings, cancel)
+    return _Published(key, ctx.storage.put_file(key, output), default_figures, "; ".join(notes) or None, report)
+
+
+def _delivery(
+    ctx: Context,
+    run: Run,
+    chosen: list[languages.Language],
+    fmt: Format,
+    options: ExportOptions,
+    inputs: ExportInputs,
+    cancel: TaskCancel,
+) -> qc.Delivery:
+    """What the export is asked to deliver, with each track's speech regions (the dialogue gate, the QC's)."""
+    names = [language.short_name for language in chosen] + [languages.by_id(run.source_language_id).short_name]
+    target = options.loudness_target
+    tracks = len(inputs.audio_tracks(options))
+    if ctx.settings.qc_reports or (target is not None and target.dialogue_gated):
+        with _ffmpeg_step("speech detection failed"):
+            speech = qc.track_speech(
+                ctx, run, chosen, options, inputs.duration, Limits(ctx.settings.task_time_limit, cancel)
+            )
+    else:
+        speech = [qc.Speech(None, "none")] * tracks
+    return qc.Delivery(fmt, options, inputs, names[:tracks], speech)
+
+
+def _qc_report(
+    ctx: Context, delivery: qc.Delivery, output: Path, info: MediaInfo, readings: list[Reading], cancel: TaskCancel
+) -> QcReport | None:
+    """The output's QC report (its loudness readings taken now unless the normalisation took them already)."""
+    if not ctx.settings.qc_reports:
+        return None
+    if not readings:
+        limits = Limits(ctx.settings.task_time_limit, cancel)
+        with _ffmpeg_step("QC measurement failed"):
+            readings = qc.measure_output(output, delivery.fmt, delivery.options, info, len(delivery.tracks), limits)
+    return qc.build_report(delivery, info, readings)
 
 
 def _package_and_publish(
-    ctx: Context, task: ExportTask, options: ExportOptions, inputs: ExportInputs, folder: Path, cancel: TaskCancel
+    ctx: Context, task: ExportTask, delivery: qc.Delivery, folder: Path, cancel: TaskCancel
 ) -> _Published:
     """A streaming package: its segments and manifests made in scratch, checked, then published as one folder.
 
@@ -199,14 +241,10 @@ def _package_and_publish(
     whole folder is stored, so no client sees a playlist whose segments are not all there.
     """
     folder.mkdir()
-    target = options.loudness_target
-    if target is not None:  # each rendition normalised by one measured gain (no second pass on segments)
+    options, inputs = delivery.options, delivery.inputs
+    if options.loudness_target is not None:  # each rendition normalised by one measured gain (no second pass)
         limits = Limits(ctx.settings.task_time_limit, cancel)
-        plans = [
-            _plan_normalisation(t, options, inputs.duration, task.output_format, limits)
-            for t in inputs.audio_tracks(options)
-        ]
-        inputs = inputs.with_loudnorm([plan.filter() for plan in plans])
+        inputs = inputs.with_loudnorm([plan.filter() for plan in _plans(delivery, task.output_format, limits)])
     try:
         plan = package_plan(task.output_format, inputs, options, folder)
     except ValueError as exc:
@@ -228,6 +266,7 @@ def _package_and_publish(
     problems = verify_package(folder, inputs.duration)
     if problems:
         raise _TaskFailed("package failed verification: " + "; ".join(problems))
+    report = _package_report(ctx, delivery, folder, cancel)
     prefix = f"{exports_prefix(task.workspace_id, task.run_id)}{task.id}/"
     try:
         size = ctx.storage.put_folder(prefix, folder)
@@ -235,14 +274,26 @@ def _package_and_publish(
         raise _TaskFailed(f"publishing the package failed: {exc}", "INTERNAL_ERROR") from exc
     entry = CATALOGUE[task.output_format].package_entry
     assert entry is not None
-    return _Published(prefix + entry, size, None, None)
+    return _Published(prefix + entry, size, None, None, report)
+
+
+def _package_report(ctx: Context, delivery: qc.Delivery, folder: Path, cancel: TaskCancel) -> QcReport | None:
+    """A package's QC report: each rendition read by FFmpeg from its local media playlist, before publishing."""
+    if not ctx.settings.qc_reports:
+        return None
+    limits = Limits(ctx.settings.task_time_limit, cancel)
+    with _ffmpeg_step("QC measurement failed"):
+        info, readings = qc.measure_package(folder, delivery, limits)
+    return qc.build_report(delivery, info, readings)
 
 
 def _loudness_note(target: LoudnessTarget, chosen: list[languages.Language], figures: list[LoudnessFigures]) -> str:
     """The target and the figures measured on the output: one set, or one per language of a master."""
 
+    gate = "dialogue" if target.dialogue_gated else "integrated"
+
     def measured(f: LoudnessFigures) -> str:
-        return f"integrated {f.integrated:.1f} LUFS, true peak {f.true_peak:.1f} dBTP, range {f.lra:.1f} LU"
+        return f"{gate} {f.integrated:.1f} LUFS, true peak {f.true_peak:.1f} dBTP, range {f.lra:.1f} LU"
 
     head = f"loudness {target.name} (target {target.integrated:g} LUFS, true peak <= {target.true_peak:g} dBTP): "
     if len(figures) == 1:
@@ -325,37 +376,43 @@ def _export_inputs(
 _ENCODES = 2  # a normalised export is encoded again, once, when the encoder moved its loudness
 
 
-def _plan_normalisation(
-    track: AudioTrack, options: ExportOptions, duration: float, output_format: str, limits: Limits
-) -> Normalisation:
-    """The gain (and limiter) that a measurement of the track calls for."""
-    target = options.loudness_target
+def _gate(target: LoudnessTarget, speech: qc.Speech) -> Regions | None:
+    """The regions a target's loudness is measured over: the speech's for a dialogue-gated one (None: the whole)."""
+    return speech.regions if target.dialogue_gated else None
+
+
+def _plans(delivery: qc.Delivery, output_format: str, limits: Limits) -> list[Normalisation]:
+    """The gain (and limiter) that a measurement of each track calls for, on the target's gate."""
+    target, options, duration = delivery.options.loudness_target, delivery.options, delivery.inputs.duration
     assert target is not None
     # Lossy encoders overshoot the peaks they are given: aim below the ceiling.
     ceiling = target.true_peak - (1.0 if CATALOGUE[output_format].lossy else 0.1)
-    chain = pre_loudness_chain(track, options, duration)
-    with _ffmpeg_step("loudness measurement failed"):
-        return plan_normalisation(
-            track.path, f"0:{track.stream.index}", chain, target, ceiling, options.sample_rate, limits
-        )
+    plans = []
+    for track, speech in zip(delivery.tracks, delivery.speech, strict=True):
+        chain = pre_loudness_chain(track, options, duration)
+        with _ffmpeg_step("loudness measurement failed"):
+            plans.append(
+                plan_normalisation(
+                    track.path, f"0:{track.stream.index}", chain, target, ceiling, options.sample_rate, limits,
+                    _gate(target, speech),
+                )
+            )  # fmt: skip
+    return plans
 
 
-def _convert(
-    ctx: Context, task: ExportTask, options: ExportOptions, inputs: ExportInputs, output: Path, cancel: TaskCancel
-) -> list[LoudnessFigures]:
-    """Encode (and, for a loudness target, measure each track of the output and correct once).
+@dataclass(frozen=True)
+class _Converted:
+    info: MediaInfo  # the output's probe
+    readings: list[Reading]  # the meter's, per audio track, taken to check a loudness target (else none)
+    figures: list[LoudnessFigures]  # on the target's gate, per audio track (none without a target)
 
-    Returns the figures measured per audio track, in track order (none without a loudness target).
-    """
+
+def _convert(ctx: Context, task: ExportTask, delivery: qc.Delivery, output: Path, cancel: TaskCancel) -> _Converted:
+    """Encode (and, for a loudness target, measure each track of the output and correct once)."""
+    options, inputs = delivery.options, delivery.inputs
     target = options.loudness_target
-    plans: list[Normalisation] = []
-    if target is not None:
-        limits = Limits(ctx.settings.task_time_limit, cancel)
-        plans = [
-            _plan_normalisation(t, options, inputs.duration, task.output_format, limits)
-            for t in inputs.audio_tracks(options)
-        ]
-    per_track = _tracks_per_programme(task.output_format, options)
+    limits = Limits(ctx.settings.task_time_limit, cancel)
+    plans = _plans(delivery, task.output_format, limits) if target is not None else []
     attempt = 0
     while True:
         attempt += 1
@@ -364,15 +421,13 @@ def _convert(
         written = _encode(ctx, task, options, inputs, output, cancel)
         info = _verify(task.output_format, output, written, inputs, options)
         if target is None:
-            return []
-        streams = [s.index for s in info.audio]
-        programmes = [streams[i * per_track : (i + 1) * per_track] for i in range(len(plans))]
-        limits = Limits(ctx.settings.task_time_limit, cancel)
+            return _Converted(info, [], [])
         with _ffmpeg_step("output loudness unreadable"):
-            figures = [measure_loudness(output, programme, limits) for programme in programmes]
+            readings = qc.measure_output(output, delivery.fmt, options, info, len(plans), limits)
+            figures = [LoudnessFigures.of(r, _gate(target, s)) for r, s in zip(readings, delivery.speech, strict=True)]
         misses = [target.integrated - f.integrated for f in figures]
         if attempt == _ENCODES or all(abs(m) <= LOUDNESS_ON_TARGET for m in misses):
-            return figures
+            return _Converted(info, readings, figures)
         plans = [plan.corrected(miss) for plan, miss in zip(plans, misses, strict=True)]
 
 
@@ -397,11 +452,6 @@ def _encode(
     return written
 
 
-def _tracks_per_programme(output_format: str, options: ExportOptions) -> int:
-    """Audio streams that make up the dubbed programme: one, or one per channel in MXF."""
-    return options.channels if CATALOGUE[output_format].track_per_channel else 1
-
-
 def _verify(
     output_format: str, output: Path, written_seconds: float | None, inputs: ExportInputs, options: ExportOptions
 ) -> MediaInfo:
@@ -410,7 +460,8 @@ def _verify(
         info = probe_output(output, written_seconds)
     except ProbeError as exc:
         raise _TaskFailed(f"output is unreadable: {exc}") from exc
-    expected_audio = _tracks_per_programme(output_format, options) * len(inputs.audio_tracks(options))
+    per_track = options.channels if CATALOGUE[output_format].track_per_channel else 1  # MXF: a track per channel
+    expected_audio = per_track * len(inputs.audio_tracks(options))
     problems = []
     if len(info.audio) != expected_audio:
         problems.append(f"{len(info.audio)} audio streams instead of {expected_audio}")

@@ -22,6 +22,10 @@ class InvalidInput(Exception):
         self.kind = kind
 
 
+class NoReport(Exception):
+    """The export has no QC report: its task is not SUCCESS, or it was made without one (the message says which)."""
+
+
 class TooLarge(Exception):
     """An uploaded file went past the size limit."""
 

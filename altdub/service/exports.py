@@ -20,7 +20,7 @@ from altdub.media import catalogue
 from altdub.media.catalogue import CATALOGUE
 from altdub.media.options import OptionError, resolve_options
 from altdub.media.probe import MediaInfo
-from altdub.service import lifecycle, outbox, tasks
+from altdub.service import lifecycle, outbox, qc, tasks
 from altdub.service.context import Context
 from altdub.service.errors import InvalidInput, NotFound
 from altdub.service.keys import hash_key
@@ -217,6 +217,7 @@ def request_export(ctx: Context, session: Session, workspace_id: int, order: Exp
         options = resolve_options(output_format, requested, audio, _source_frame_rate(run))
     except OptionError as exc:
         raise InvalidInput(exc.key, exc.message) from exc
+    qc.check_dialogue_gate(run, chosen, options.loudness_target)
     if options.subtitles == "soft" and not any(run.transcript(lang.id) for lang in chosen):
         names = ", ".join(lang.short_name for lang in chosen)
         raise InvalidInput("subtitles", f"run {run.id} has no transcript for {names}")

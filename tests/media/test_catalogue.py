@@ -140,7 +140,15 @@ def _expected_formats() -> dict[str, Any]:
             }
         )
     targets = [
-        {"name": t.name, "label": t.label, "integrated": t.integrated, "true_peak": t.true_peak, "lra": t.lra}
+        {
+            "name": t.name,
+            "label": t.label,
+            "integrated": t.integrated,
+            "true_peak": t.true_peak,
+            "tolerance": t.tolerance,
+            "dialogue_gated": t.dialogue_gated,
+            "lra": t.lra,
+        }
         for t in LOUDNESS_TARGETS.values()
     ]
     return {"formats": formats, "loudness_targets": targets}

@@ -1,0 +1,275 @@
+"""The meter: one FFmpeg pass over one audio programme gives every loudness figure the QC report shows.
+
+One decode, one filter graph (``meter_graph``):
+
+- ``astats`` on the decoded samples, as the file holds them: per channel, the samples at its extremes
+  (``Peak count``), counted as clipped when that channel's peak is at full scale;
+- ``ebur128`` with ``metadata=1``: every 100 ms, the momentary loudness (the 400 ms block ending there)
+  and the short-term loudness (3 s), written by ``ametadata`` to a file; its summary gives the
+  programme's integrated loudness and loudness range;
+- ``silencedetect``: the silences of ``SILENCE_SECONDS`` or more (into the same file);
+- a branch oversampled 4x to 192 kHz (as ITU-R BS.1770-4 Annex 2 asks, and as ``ebur128=peak=true``
+  does internally) whose ``astats`` peak per 100 ms is the true peak of each step: ``ebur128``'s own
+  true-peak metadata is the running maximum, which cannot show where the peaks are.
+
+Integrated loudness over given regions (the dialogue gate) is computed here from the momentary
+values, the way BS.1770-4 gates (``gated_loudness``): the 400 ms blocks overlap by 75 %, so one
+block ends every 100 ms, and ``ebur128``'s momentary value at each step is that block's loudness
+``l_j = -0.691 + 10 log10(sum_i G_i z_ij)``. A block belongs to the gate when it lies wholly inside
+one region (a block across a region's edge would bring in what is outside: music, effects; a region
+shorter than 400 ms holds no block). Of those, blocks under the absolute gate (-70 LKFS) are dropped;
+the relative gate is 10 LU below the loudness of the mean power of the rest; the integrated
+loudness is the loudness of the mean power of the blocks above both gates. Over the whole
+programme this is FFmpeg's own computation, which it matches to within 0.1 LU (FFmpeg bins block
+powers in a histogram).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from altdub.media.ffmpeg import FFmpegError, file_arg, run_ffmpeg
+
+STEP = 0.1  # seconds between two momentary values: one 400 ms block ends every step (75 % overlap)
+BLOCK = 0.4  # seconds: the gating block of BS.1770-4
+ABSOLUTE_GATE = -70.0  # LKFS
+RELATIVE_GATE = 10.0  # LU under the ungated-by-the-relative-gate mean
+SILENCE_SECONDS = 3.0  # shorter silences are pauses; the QC reports longer ones inside speech
+SILENCE_DB = -60.0  # dBFS: below this on every channel, a track is silent (dead air)
+VOICE_SILENCE_DB = -50.0  # dBFS: a voice stem quieter than this is not speaking (TTS pauses are near digital silence)
+VOICE_PAUSE_SECONDS = 0.5  # shorter pauses are inside one stretch of speech
+FULL_SCALE_DB = -0.01  # dBFS: a sample peak this high is at full scale (16-bit 32767 reads -0.0003 dBFS)
+_OVERSAMPLED = 192000
+_NO_LEVEL = -120.0  # ebur128 prints -120.7 for an empty or silent block
+
+_SUMMARY = {
+    "integrated": re.compile(r"I:\s+(-?[0-9.]+|-inf) LUFS"),
+    "lra": re.compile(r"LRA:\s+(-?[0-9.]+) LU"),
+}
+_SILENCE_LOG = re.compile(r"silence_(start|end): (-?[0-9.]+)")
+_FRAME = re.compile(r"frame:\d+\s+pts:-?\d+\s+pts_time:(-?[0-9.]+)")
+
+Regions = tuple[tuple[float, float], ...]  # seconds from the programme's start: (start, end), in order
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How long one measurement may run, and what stops it early (the task's own limits)."""
+
+    time_limit: float | None = None
+    cancel: threading.Event | None = None
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What the meter read of one programme, at ``STEP`` resolution from its start."""
+
+    momentary: tuple[float, ...]  # LUFS of the 400 ms block ending at (i + 1) * STEP
+    short_term: tuple[float, ...]  # LUFS of the 3 s window ending at (i + 1) * STEP
+    true_peak: tuple[float, ...]  # dBTP: the highest 4x-oversampled peak in each step
+    integrated: float  # LUFS over the whole programme (FFmpeg's summary; -70 or less when silent)
+    lra: float  # LU
+    clipped_samples: int  # samples at full scale
+    silences: tuple[tuple[float, float], ...]  # seconds: silences of SILENCE_SECONDS or more
+
+    @property
+    def duration(self) -> float:
+        return len(self.momentary) * STEP
+
+    @property
+    def peak(self) -> float:
+        """The programme's true peak, dBTP."""
+        return max(self.true_peak, default=-math.inf)
+
+    def gated_loudness(self, regions: Regions | None = None) -> float | None:
+        """BS.1770-4 integrated loudness of the blocks wholly inside ``regions`` (None: every block).
+
+        None when no block is left above the absolute gate (silence, or no region long enough).
+        """
+        blocks = self.momentary
+        if regions is not None:
+            blocks = tuple(m for i, m in enumerate(blocks) if _within((i + 1) * STEP, regions))
+        return gated_loudness(blocks)
+
+    def silences_within(self, regions: Regions) -> Regions:
+        """The parts of the silences that lie inside ``regions`` and last ``SILENCE_SECONDS`` or more."""
+        found = []
+        for start, end in self.silences:
+            for region_start, region_end in regions:
+                overlap = (max(start, region_start), min(end, region_end))
+                if overlap[1] - overlap[0] >= SILENCE_SECONDS:
+                    found.append((round(overlap[0], 3), round(overlap[1], 3)))
+        return tuple(found)
+
+
+def gated_loudness(momentary: tuple[float, ...]) -> float | None:
+    """Integrated loudness of these 400 ms blocks by BS.1770-4's two gates (see the module's docstring)."""
+    powers = [10 ** ((m + 0.691) / 10) for m in momentary if m > ABSOLUTE_GATE]
+    if not powers:
+        return None
+    relative = _loudness(sum(powers) / len(powers)) - RELATIVE_GATE
+    kept = [p for p in powers if _loudness(p) > relative]
+    return _loudness(sum(kept) / len(kept))
+
+
+def _loudness(power: float) -> float:
+    return -0.691 + 10 * math.log10(power)
+
+
+def _within(block_end: float, regions: Regions) -> bool:
+    """Whether the block ending at ``block_end`` lies wholly inside one region (to the nearest millisecond)."""
+    start = block_end - BLOCK
+    return any(low - 0.001 <= start and block_end <= high + 0.001 for low, high in regions)
+
+
+def meter_graph(number: int, inputs: str, chain: str, metadata: Path, peaks: Path) -> str:
+    """The filter graph of programme ``number``: ``inputs`` (stream labels) through ``chain`` into the meters.
+
+    Its filters are named after ``number`` (``astats@clip0``, ``ebur128@r128_0``) so that the summaries of
+    several programmes measured in one pass can be told apart in FFmpeg's log.
+    """
+    clip_meter = f"astats@clip{number}=measure_perchannel=Peak_level+Peak_count:measure_overall=none"
+    head = f"{inputs}{chain + ',' if chain else ''}{clip_meter}"
+    window = int(_OVERSAMPLED * STEP)
+    return (
+        f"{head},asplit[meter{number}][peaks{number}];"
+        f"[peaks{number}]aresample={_OVERSAMPLED},asetnsamples=n={window}:p=0,"
+        "astats=metadata=1:reset=1:measure_perchannel=none:measure_overall=Peak_level,"
+        f"ametadata=print:key=lavfi.astats.Overall.Peak_level:file={_filter_path(peaks)},anullsink;"
+        f"[meter{number}]ebur128@r128_{number}=peak=none:metadata=1:framelog=quiet,"
+        f"silencedetect=n={SILENCE_DB:g}dB:d={SILENCE_SECONDS:g},ametadata=print:file={_filter_path(metadata)}"
+    )
+
+
+def _filter_path(path: Path) -> str:
+    """A path as a filter option's value: escaped for the option, then for the graph (FFmpeg's two levels)."""
+    value = re.sub(r"([\\':])", r"\\\1", str(path))
+    return re.sub(r"([\\'\[\],;])", r"\\\1", value)
+
+
+def read(path: Path, streams: list[str], chain: str = "", limits: Limits | None = None) -> Reading:
+    """Measure the programme of ``streams`` (FFmpeg input labels, ``0:1``; several are merged: MXF's
+    per-channel tracks) after ``chain`` (filters, may be empty), in one FFmpeg pass."""
+    return read_programmes(path, [streams], chain, limits)[0]
+
+
+def read_programmes(
+    path: Path, programmes: list[list[str]], chain: str = "", limits: Limits | None = None
+) -> list[Reading]:
+    """Measure several programmes of one file (a master's tracks) in one FFmpeg pass: one decode of the file."""
+    limits = limits or Limits()
+    graphs = []
+    with tempfile.TemporaryDirectory(prefix="meter-") as name:
+        folder = Path(name)
+        for number, streams in enumerate(programmes):
+            inputs = "".join(f"[{s}]" for s in streams)
+            merged = f"amerge=inputs={len(streams)}" if len(streams) > 1 else ""
+            filters = ",".join(f for f in (merged, chain) if f)
+            graphs.append(
+                meter_graph(number, inputs, filters, folder / f"r128-{number}.txt", folder / f"tp-{number}.txt")
+            )
+        log = run_ffmpeg(
+            ["-i", file_arg(path), "-filter_complex", ";".join(graphs), "-f", "null", "-"],
+            loglevel="info",
+            time_limit=limits.time_limit,
+            cancel=limits.cancel,
+        ).log
+        return [
+            _reading(
+                log,
+                number,
+                _frames((folder / f"r128-{number}.txt").read_text(encoding="utf-8", errors="replace")),
+                _frames((folder / f"tp-{number}.txt").read_text(encoding="utf-8", errors="replace")),
+            )
+            for number in range(len(programmes))
+        ]
+
+
+def active_regions(path: Path, stream: str, duration: float, limits: Limits | None = None) -> Regions:
+    """Where a voice stem speaks: the complement of its pauses (``VOICE_PAUSE_SECONDS`` or more under
+    ``VOICE_SILENCE_DB`` on every channel), within ``[0, duration]``. One FFmpeg pass, no loudness meter."""
+    limits = limits or Limits()
+    log = run_ffmpeg(
+        ["-i", file_arg(path), "-filter_complex",
+         f"[{stream}]silencedetect=n={VOICE_SILENCE_DB:g}dB:d={VOICE_PAUSE_SECONDS:g}", "-f", "null", "-"],
+        loglevel="info", time_limit=limits.time_limit, cancel=limits.cancel,
+    ).log  # fmt: skip
+    regions, speaking_from = [], 0.0
+    for kind, value in _SILENCE_LOG.findall(log):
+        at = min(max(0.0, float(value)), duration)
+        if kind == "start":
+            if at > speaking_from:
+                regions.append((round(speaking_from, 3), round(at, 3)))
+            speaking_from = duration  # until the pause ends
+        else:
+            speaking_from = at
+    if speaking_from < duration:
+        regions.append((round(speaking_from, 3), round(duration, 3)))
+    return tuple(regions)
+
+
+def _frames(text: str) -> list[tuple[float, dict[str, str]]]:
+    """``ametadata=print``'s file: each frame's time and its ``key=value`` lines."""
+    frames: list[tuple[float, dict[str, str]]] = []
+    for line in text.splitlines():
+        found = _FRAME.match(line)
+        if found:
+            frames.append((float(found.group(1)), {}))
+        elif frames and "=" in line:
+            key, _, value = line.partition("=")
+            frames[-1][1][key.strip()] = value.strip()
+    return frames
+
+
+def _level(value: str | None) -> float:
+    if value is None:
+        return _NO_LEVEL
+    number = float(value)  # "-inf" reads as -inf
+    return max(number, _NO_LEVEL - 1)
+
+
+def _reading(log: str, number: int, frames: list[tuple[float, dict[str, str]]], peak_frames: list) -> Reading:
+    """Programme ``number``'s reading, from the pass's log and its two metadata files."""
+    found_summary = re.search(rf"\[ebur128@r128_{number} @ [^\]]+\] Summary:(.*?)(?=\n\[|\Z)", log, re.DOTALL)
+    if found_summary is None:
+        raise FFmpegError("the loudness meter printed no summary")
+    summary = found_summary.group(1)
+    values = {}
+    for name, pattern in _SUMMARY.items():
+        found = pattern.search(summary)
+        if found is None:
+            raise FFmpegError(f"the loudness meter printed no {name}")
+        values[name] = float(found.group(1))
+    clip = rf"\[astats@clip{number} @ [^\]]+\] "
+    levels = re.findall(clip + r"Peak level dB: (-?[0-9.]+|-?inf)", log)  # one per channel, in order
+    counts = re.findall(clip + r"Peak count: ([0-9.]+)", log)
+    if not levels or len(levels) != len(counts):
+        raise FFmpegError("the sample meter printed no peak")
+    clipped = sum(int(float(n)) for level, n in zip(levels, counts, strict=True) if float(level) >= FULL_SCALE_DB)
+    momentary = tuple(_level(keys.get("lavfi.r128.M")) for _, keys in frames if "lavfi.r128.M" in keys)
+    short_term = tuple(_level(keys.get("lavfi.r128.S")) for _, keys in frames if "lavfi.r128.S" in keys)
+    true_peak = tuple(_level(keys.get("lavfi.astats.Overall.Peak_level")) for _, keys in peak_frames)
+    silences: list[tuple[float, float]] = []
+    start: float | None = None
+    for _, keys in frames:
+        if "lavfi.silence_start" in keys:
+            start = max(0.0, float(keys["lavfi.silence_start"]))
+        if "lavfi.silence_end" in keys and start is not None:
+            silences.append((round(start, 3), round(float(keys["lavfi.silence_end"]), 3)))
+            start = None
+    if start is not None:  # silent to the end: silencedetect tells no end in the metadata
+        silences.append((round(start, 3), round(len(momentary) * STEP, 3)))
+    return Reading(
+        momentary=momentary,
+        short_term=short_term,
+        true_peak=true_peak,
+        integrated=values["integrated"],
+        lra=values["lra"],
+        clipped_samples=clipped,
+        silences=tuple(silences),
+    )
