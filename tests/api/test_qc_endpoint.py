@@ -7,6 +7,7 @@ why when there is none.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -66,7 +67,7 @@ def test_the_json_is_the_stored_report_of_the_preset(made: Made) -> None:
     data = response.json()
     assert set(data) >= {"preset", "passed", "checks", "tracks"}  # spec §6
     report = QcReport.from_dict(data)
-    assert report.as_dict() == data  # the one shape, whole
+    assert json.loads(json.dumps(report.as_dict())) == data  # the one shape, whole
     assert report.preset == "netflix"
     assert report.target is not None and report.target.integrated == -27.0 and report.target.dialogue_gated
     assert report.passed == all(check.passed for check in report.checks)
@@ -92,6 +93,13 @@ def test_the_html_page_shows_that_report(made: Made) -> None:
     assert len(page.svgs()) == len(data["tracks"]) == 1
     assert ("Passed" if data["passed"] else "Failed") in " ".join(page.text)
     assert page.all("header")[0]["data-passed"] == str(data["passed"]).lower()
+
+
+def test_the_run_exports_list_carries_the_verdict(made: Made) -> None:
+    data = made.client.get(qc_path(made.run_id, made.task_id), headers=auth(made.key)).json()
+    (entry,) = made.client.get(f"/runs/{made.run_id}/exports", headers=auth(made.key)).json()
+    failed = list(dict.fromkeys(c["name"] for c in data["checks"] if not c["passed"]))
+    assert entry["qc"] == {"passed": data["passed"], "failed": failed}
 
 
 def test_a_format_other_than_json_or_html_is_a_422_naming_format(made: Made) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from altdub.api.deps import ContextDep, RunId, SessionDep, WorkspaceDep
+from altdub.api.deps import ContextDep, RunId, WorkspaceDep
 from altdub.api.qc_page import STYLE_SOURCE, render_page
 from altdub.media.qc_report import QcReport
 from altdub.service import qc
@@ -34,15 +34,17 @@ _PAGE_HEADERS = {
             "description": "The report: JSON, or with ``format=html`` a self-contained HTML page.",
             "content": {"text/html": {}},
         },
-        404: {"description": "Unknown run or task, a task of another run, or an export made without a report."},
-        409: {"description": "The export is not finished (PENDING), or failed: a report is made with the file."},
+        404: {"description": "Unknown task, another workspace's, or a task of another run."},
+        409: {
+            "description": "No report: the task is not SUCCESS (still PENDING, or failed), or the export was made "
+            "without one (before reports existed, with ALTDUB_QC_REPORTS off, or a hand-off format)."
+        },
     },
 )
 def export_qc_report(
     run_id: RunId,
     task_id: Annotated[str, Path(max_length=64, description="The export's task id.")],
     context: ContextDep,
-    session: SessionDep,
     workspace: WorkspaceDep,
     format: Annotated[
         Literal["json", "html"],
@@ -54,7 +56,7 @@ def export_qc_report(
     Computed once, when the export was made, and kept with it. A report that does not pass is still a
     finished export (``passed: false``): the file is delivered and the failing checks say what misses.
     """
-    report = qc.report_for(context, session, workspace.id, run_id, task_id)
+    report = qc.report_for(context, workspace.id, run_id, task_id)
     if format == "html":
         return HTMLResponse(render_page(report), headers=_PAGE_HEADERS)
     return JSONResponse(report.as_dict(), headers={"Cache-Control": "private, no-cache"})

@@ -16,8 +16,8 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.types import Scope
 
-from altdub.api.qc_page import STYLE_SOURCE
 from altdub.api.deps import ContextDep, RunId, SessionDep, WorkspaceDep
+from altdub.api.qc_page import STYLE_SOURCE
 from altdub.db.models import TaskStatus
 from altdub.service import history
 from altdub.service.context import Context
@@ -66,6 +66,11 @@ class LoudnessOut(BaseModel):
     lra: float = Field(description="Loudness range, LU.")
 
 
+class QcSummaryOut(BaseModel):
+    passed: bool = Field(description="The QC report's verdict: every check passed.")
+    failed: list[str] = Field(description="The failing checks' names.", examples=[["clipping"]])
+
+
 class ExportOut(BaseModel):
     task_id: str
     language: str = Field(description="The default track's language (short_name).", examples=["es-es"])
@@ -84,6 +89,10 @@ class ExportOut(BaseModel):
     created_at: datetime
     finished_at: datetime | None
     output_url: str | None = Field(description="Signed download URL, on SUCCESS only.")
+    qc: QcSummaryOut | None = Field(
+        description="The QC report's verdict (the whole report: GET /runs/{run_id}/exports/{task_id}/qc); "
+        "null without a report."
+    )
 
 
 @router.get("/", include_in_schema=False)
