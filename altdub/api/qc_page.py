@@ -48,6 +48,8 @@ main { max-width: 60rem; margin: 0 auto; padding: 1rem; }
 h1 { font-size: 1.4rem; margin: 0 0 .25rem; }
 h2 { font-size: 1.15rem; margin: 1.5rem 0 .5rem; }
 h3 { font-size: 1rem; margin: 0 0 .5rem; overflow-wrap: anywhere; }
+section > h2:first-child { margin-top: 0; }
+.subject { color: #57606a; margin: 0; overflow-wrap: anywhere; }
 section, header.verdict, article.track { background: #fff; border-radius: .5rem; padding: 1rem;
   margin-bottom: 1rem; box-shadow: 0 1px 2px rgba(0, 0, 0, .08); }
 header.verdict { border-left: .5rem solid; }
@@ -93,6 +95,7 @@ _TEMPLATE = """<!doctype html>
 <main>
 <header class="verdict {{ 'pass' if report.passed else 'fail' }}" data-passed="{{ report.passed | lower }}">
 <h1>QC report</h1>
+{% if subject %}<p class="subject">{{ subject }}</p>{% endif %}
 <p class="verdict-word">{{ '✓' if report.passed else '✕' }} {{ verdict }}</p>
 <p>{{ summary }}</p>
 <dl class="facts">
@@ -134,7 +137,8 @@ _TEMPLATE = """<!doctype html>
 <dt>True peak</dt><dd>{{ '%.1f' | format(track.true_peak) }} dBTP</dd>
 <dt>Loudness range</dt><dd>{{ '%.1f' | format(track.lra) }} LU</dd>
 <dt>Clipped samples</dt><dd>{{ track.clipped_samples }}</dd>
-<dt>Speech</dt><dd>{{ track.speech | length }} regions, {{ seconds(speech_seconds(track)) }}</dd>
+<dt>Speech</dt><dd>{{ track.speech | length }} region{{ '' if track.speech | length == 1 else 's' }},
+ {{ seconds(speech_seconds(track)) }}</dd>
 <dt>Silences in speech</dt><dd>{{ spans(track.silences) }}</dd>
 </dl>
 <figure>
@@ -162,10 +166,14 @@ _ENVIRONMENT = Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True
 _PAGE = _ENVIRONMENT.from_string(_TEMPLATE)
 
 
-def render_page(report: QcReport) -> str:
-    """The whole page: verdict and target, the checks (failing first), per track its figures and plot, the notes."""
+def render_page(report: QcReport, subject: str | None = None) -> str:
+    """The whole page: verdict and target, the checks (failing first), per track its figures and plot, the notes.
+
+    ``subject`` says which export it is about (the report itself does not), under the heading.
+    """
     return _PAGE.render(
         report=report,
+        subject=subject,
         style=_STYLE,  # the one unescaped value: a constant, hashed as is into STYLE_SOURCE
         verdict=qc_text.verdict(report),
         summary=qc_text.summary(report),

@@ -114,7 +114,8 @@ def terminal_text(report: QcReport) -> str:
             f"  integrated {lufs(track.integrated)}; dialogue-gated {lufs(track.dialogue_integrated)}",
             f"  true peak {track.true_peak:.1f} dBTP; loudness range {track.lra:.1f} LU; "
             f"clipped samples {track.clipped_samples}",
-            f"  speech: {len(track.speech)} regions, {clock(speech_seconds(track))}; "
+            f"  speech: {len(track.speech)} region{'' if len(track.speech) == 1 else 's'}, "
+            f"{clock(speech_seconds(track))}; "
             f"silences over 3 s in speech: {spans_text(track.silences)}",
         ]
     if report.notes:

@@ -144,6 +144,14 @@ def test_a_failing_report_lists_its_failing_checks_first_and_marks_them():
     assert "silence > 3 s in speech" in {t.replace("&gt;", ">") for t in plot_texts(plots[1])}
 
 
+def test_the_subject_heads_the_page_escaped():
+    html = render_page(report(), subject="Run 7, export <x>")
+    page = Page(html)
+    assert len([attrs for tag, attrs in page.elements if tag == "p" and attrs.get("class") == "subject"]) == 1
+    assert "Run 7, export <x>" in page.text  # one text node, shown as written
+    assert "export &lt;x&gt;" in html and "<x>" not in html
+
+
 def test_a_passing_report_with_several_tracks_has_one_plot_each_with_the_target_band_and_ceiling():
     tracks = (track(0), track(1, "fr-fr", "French"), track(2, "en-us", "Original", role="original"))
     page = Page(render_page(report(tracks=tracks)))

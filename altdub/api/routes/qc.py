@@ -58,5 +58,5 @@ def export_qc_report(
     """
     report = qc.report_for(context, workspace.id, run_id, task_id)
     if format == "html":
-        return HTMLResponse(render_page(report), headers=_PAGE_HEADERS)
+        return HTMLResponse(render_page(report, f"Run {run_id}, export {task_id}"), headers=_PAGE_HEADERS)
     return JSONResponse(report.as_dict(), headers={"Cache-Control": "private, no-cache"})
