@@ -499,16 +499,17 @@ def _echo_verdict(client: AltdubClient, run_id: int, task_id: str | None, output
     """The finished export's QC verdict and failing checks, on stderr (stdout keeps the URL or the saved file).
 
     An export that existed already was answered with its URL alone: its task is the run's finished
-    export whose id is a segment of that URL's path (exports are stored under their task's id).
+    export whose id is in that URL's path (an export is stored as ``<task id>.<ext>``, a package under
+    ``<task id>/``; task ids are UUIDs, so one id cannot be found inside another's path).
     """
     from altdub.client import ClientError
     from altdub.media import qc_text
     from altdub.media.qc_report import QcReport
 
     if task_id is None:
-        segments = urlparse(output_url).path.split("/")
+        path = urlparse(output_url).path
         done = (e["task_id"] for e in client.run_exports(run_id) if e["status"] == "SUCCESS")
-        task_id = next((t for t in done if t in segments), None)
+        task_id = next((t for t in done if t in path), None)
         if task_id is None:
             typer.echo("QC: this export's task was not found among the run's exports", err=True)
             return
