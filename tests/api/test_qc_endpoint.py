@@ -2,7 +2,8 @@
 
 The report's figures are the meter's (tests/service checks them against independent meters); here:
 that the endpoint answers the stored report, whole, in both forms, to its workspace only, and says
-why when there is none.
+why when there is none; on SQLite and on PostgreSQL (the exports list reads the verdict out of the
+stored JSON in SQL, which each database spells its own way).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from altdub.media.synth import make_tone
 from tests.api.conftest import new_key
 from tests.api.test_qc_page import Page
 from tests.conftest import SOURCE_SECONDS, Media, auth, make_run, wait_for_task
+from tests.scaleout.conftest import postgres  # noqa: F401  (the PostgreSQL fixture)
 
 SRT = "1\n00:00:00,200 --> 00:00:01,800\nHola.\n\n2\n00:00:02,100 --> 00:00:03,800\nAdiós.\n"
 
@@ -36,12 +38,13 @@ class Made:
     task_id: str  # an m4a with loudness netflix (dialogue-gated over the transcript)
 
 
-@pytest.fixture(scope="module")
-def made(tmp_path_factory: pytest.TempPathFactory, media: Media) -> Iterator[Made]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def made(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, media: Media) -> Iterator[Made]:
     directory = tmp_path_factory.mktemp("qc-endpoint")
     transcript = directory / "es.srt"
     transcript.write_text(SRT, encoding="utf-8")
-    settings = Settings(data_dir=directory / "data", create_demo=False, workers=2, task_time_limit=120)
+    database = {} if request.param == "sqlite" else {"database_url": request.getfixturevalue("postgres").create()}
+    settings = Settings(data_dir=directory / "data", create_demo=False, workers=2, task_time_limit=120, **database)
     with TestClient(create_app(settings)) as client:
         key, other_key = new_key(client, "qc"), new_key(client, "qc-other")
         dub = make_tone(directory / "dub.wav", SOURCE_SECONDS, tone_hz=440)
