@@ -17,14 +17,17 @@ import base64
 import hashlib
 import io
 import math
+from collections.abc import Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")  # no display; plots are written to memory
 
 from jinja2 import Environment
+from matplotlib.axes import Axes
+from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from altdub.media import qc_text
 from altdub.media.qc_report import QcReport, Series, Target, TrackReport
@@ -199,7 +202,10 @@ def _times_and_values(series: Series) -> tuple[list[float], list[float]]:
 
 def plot_uri(track: TrackReport, target: Target | None) -> str:
     """The track's plot as an SVG ``data:`` URI: short-term loudness above, true peak below, on one time axis."""
-    figure = Figure(figsize=_PLOT_SIZE, dpi=_DPI, layout="constrained")
+    figure = Figure(figsize=_PLOT_SIZE, dpi=_DPI)
+    # Fixed margins (room for the labels and a legend of up to three rows): a layout engine measures
+    # the text by drawing the figure once more, which doubled a plot's time.
+    figure.subplots_adjust(left=0.12, right=0.95, top=0.94, bottom=0.27, hspace=0.3)
     loudness_axes, peak_axes = figure.subplots(2, 1, sharex=True, height_ratios=(3, 2))
     duration = max(
         len(track.short_term.values) * track.short_term.step,
@@ -207,11 +213,8 @@ def plot_uri(track: TrackReport, target: Target | None) -> str:
         max((end for _, end in (*track.speech, *track.silences)), default=0.0),
     )
     for axes in (loudness_axes, peak_axes):
-        for number, (start, end) in enumerate(track.speech):
-            axes.axvspan(start, end, color=_SPEECH_COLOUR, alpha=0.35, lw=0, label="speech" if number == 0 else None)
-        for number, (start, end) in enumerate(track.silences):
-            label = "silence > 3 s in speech" if number == 0 else None
-            axes.axvspan(start, end, color=_SILENCE_COLOUR, alpha=0.3, lw=0, label=label)
+        _shade(axes, track.speech, _SPEECH_COLOUR, 0.35, "speech")
+        _shade(axes, track.silences, _SILENCE_COLOUR, 0.3, "silence > 3 s in speech")
         axes.grid(True, color="#d0d7de", lw=0.6)
         axes.tick_params(labelsize=_FONT)
         axes.set_xlim(0, duration or 1.0)
@@ -225,6 +228,12 @@ def plot_uri(track: TrackReport, target: Target | None) -> str:
         loudness_axes.axhline(target.integrated, color=_BAND_COLOUR, lw=1)
         present += [low, high]
     loudness_axes.plot(times, short_term, color=_LOUDNESS_COLOUR, lw=1.2, label="short-term loudness")
+    if track.silences:  # also marked above the plot: on a long programme a few seconds of shading is a hairline
+        middles = [(start + end) / 2 for start, end in track.silences]
+        loudness_axes.plot(
+            middles, [1.0] * len(middles), "v", color=_SILENCE_COLOUR, ms=9, clip_on=False,
+            transform=loudness_axes.get_xaxis_transform(),
+        )  # fmt: skip
     if present:
         loudness_axes.set_ylim(max(min(present) - 3, _FLOOR), max(present) + 3)
     loudness_axes.set_ylabel("LUFS", fontsize=_FONT)
@@ -241,6 +250,7 @@ def plot_uri(track: TrackReport, target: Target | None) -> str:
         peak_axes.set_ylim(min(present) - 2, max(present) + 2)
     peak_axes.set_ylabel("dBTP", fontsize=_FONT)
     peak_axes.set_title("True peak", loc="left", fontsize=_FONT + 1)
+    peak_axes.xaxis.set_major_locator(MaxNLocator(nbins=8, steps=[1, 2, 3, 6, 10]))  # whole minutes, mostly
     peak_axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: _axis_clock(value)))
     peak_axes.set_xlabel("time (m:ss)", fontsize=_FONT)
 
@@ -250,11 +260,23 @@ def plot_uri(track: TrackReport, target: Target | None) -> str:
             if label not in labels:
                 handles.append(handle)
                 labels.append(label)
-    figure.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 2), frameon=False, fontsize=_FONT)
+    figure.legend(handles, labels, loc="lower center", ncols=min(len(labels), 2), frameon=False, fontsize=_FONT)
 
     buffer = io.BytesIO()
     figure.savefig(buffer, format="svg", metadata={"Date": None})
     return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _shade(axes: Axes, spans: Sequence[tuple[float, float]], colour: str, alpha: float, label: str) -> None:
+    """Time spans shaded the axes' full height, as one collection: a film's hundreds of speech regions
+    drawn as separate patches (``axvspan``) took seconds a plot."""
+    if not spans:
+        return
+    boxes = [[(start, 0.0), (start, 1.0), (end, 1.0), (end, 0.0)] for start, end in spans]
+    shading = PolyCollection(
+        boxes, transform=axes.get_xaxis_transform(), facecolors=colour, alpha=alpha, linewidths=0, label=label
+    )
+    axes.add_collection(shading, autolim=False)
 
 
 def _axis_clock(seconds: float) -> str:
