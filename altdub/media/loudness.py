@@ -26,6 +26,7 @@ _SILENCE = meter.ABSOLUTE_GATE  # quieter than this has no integrated loudness
 ON_TARGET = 0.2  # LU: close enough to stop correcting
 _CORRECTIONS = 8
 _MAX_STEP = 12.0  # dB per correction
+_PEAK_MARGIN = 0.05  # dB under the ceiling a lowered limit aims
 _OVERSAMPLED = 192000
 
 
@@ -64,7 +65,7 @@ class Normalisation:
     """A gain, with a 4x-oversampled limiter when the gain would push the true peak over the ceiling."""
 
     gain: float  # dB
-    ceiling: float  # dBTP
+    ceiling: float  # dBTP: the limiter's limit (lowered where resampling after it overshoots)
     sample_rate: int
     limited: bool
 
@@ -106,6 +107,11 @@ def plan_normalisation(
     tried: list[tuple[float, float]] = []
     for _ in range(_CORRECTIONS):
         check = _measure_chain(path, stream, f"{pre_filters},{plan.filter()}", limits, speech)
+        over = check.true_peak - ceiling
+        if over > 0:  # the resampling back from 192 kHz rings past the limit on sharp transients: limit lower
+            plan = replace(plan, ceiling=plan.ceiling - over - _PEAK_MARGIN)
+            tried.clear()  # another limit, another curve of loudness against gain
+            continue
         tried.append((plan.gain, check.integrated))
         if abs(target.integrated - check.integrated) <= ON_TARGET:
             break

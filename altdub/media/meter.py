@@ -1,16 +1,21 @@
-"""The meter: one FFmpeg pass over one audio programme gives every loudness figure the QC report shows.
+"""The meter: every loudness figure the QC report shows, from one decode of each audio programme.
 
-One decode, one filter graph (``meter_graph``):
+One filter graph per programme (``meter_graph``), all its findings written by ``ametadata`` to two files
+(FFmpeg's log is not read):
 
-- ``astats`` on the decoded samples, as the file holds them: per channel, the samples at its extremes
-  (``Peak count``), counted as clipped when that channel's peak is at full scale;
-- ``ebur128`` with ``metadata=1``: every 100 ms, the momentary loudness (the 400 ms block ending there)
-  and the short-term loudness (3 s), written by ``ametadata`` to a file; its summary gives the
-  programme's integrated loudness and loudness range;
-- ``silencedetect``: the silences of ``SILENCE_SECONDS`` or more (into the same file);
+- ``ebur128`` with ``metadata=1``: every 100 ms, the momentary loudness (the 400 ms block ending there),
+  the short-term loudness (3 s) and the running integrated loudness and loudness range;
+- ``astats`` after it, per channel: the peak and the count of samples at it, counted as clipped when
+  that channel's peak is at full scale;
+- ``silencedetect``: the silences of ``SILENCE_SECONDS`` or more;
 - a branch oversampled 4x to 192 kHz (as ITU-R BS.1770-4 Annex 2 asks, and as ``ebur128=peak=true``
   does internally) whose ``astats`` peak per 100 ms is the true peak of each step: ``ebur128``'s own
   true-peak metadata is the running maximum, which cannot show where the peaks are.
+
+The graph runs either in a pass of its own over a file (``read``, ``read_programmes``: several
+programmes of a file in one pass), or inside the FFmpeg run that encodes the file, on its encoders'
+output through loopback decoders (``Tap``): then it costs no second decode, and runs beside the
+encoder instead of after it.
 
 Integrated loudness over given regions (the dialogue gate) is computed here from the momentary
 values, the way BS.1770-4 gates (``gated_loudness``): the 400 ms blocks overlap by 75 %, so one
@@ -47,10 +52,6 @@ FULL_SCALE_DB = -0.01  # dBFS: a sample peak this high is at full scale (16-bit 
 _OVERSAMPLED = 192000
 _NO_LEVEL = -120.0  # ebur128 prints -120.7 for an empty or silent block
 
-_SUMMARY = {
-    "integrated": re.compile(r"I:\s+(-?[0-9.]+|-inf) LUFS"),
-    "lra": re.compile(r"LRA:\s+(-?[0-9.]+) LU"),
-}
 _SILENCE_LOG = re.compile(r"silence_(start|end): (-?[0-9.]+)")
 _FRAME = re.compile(r"frame:\d+\s+pts:-?\d+\s+pts_time:(-?[0-9.]+)")
 
@@ -72,7 +73,7 @@ class Reading:
     momentary: tuple[float, ...]  # LUFS of the 400 ms block ending at (i + 1) * STEP
     short_term: tuple[float, ...]  # LUFS of the 3 s window ending at (i + 1) * STEP
     true_peak: tuple[float, ...]  # dBTP: the highest 4x-oversampled peak in each step
-    integrated: float  # LUFS over the whole programme (FFmpeg's summary; -70 or less when silent)
+    integrated: float  # LUFS over the whole programme (FFmpeg's own gating; -70 or less when silent)
     lra: float  # LU
     clipped_samples: int  # samples at full scale
     silences: tuple[tuple[float, float], ...]  # seconds: silences of SILENCE_SECONDS or more
@@ -127,22 +128,21 @@ def _within(block_end: float, regions: Regions) -> bool:
     return any(low - 0.001 <= start and block_end <= high + 0.001 for low, high in regions)
 
 
-def meter_graph(number: int, inputs: str, chain: str, metadata: Path, peaks: Path) -> str:
-    """The filter graph of programme ``number``: ``inputs`` (stream labels) through ``chain`` into the meters.
+def meter_graph(inputs: str, chain: str, metadata: Path, peaks: Path, output: str = "") -> str:
+    """The filter graph of one programme: ``inputs`` (stream labels) through ``chain`` into the meters.
 
-    Its filters are named after ``number`` (``astats@clip0``, ``ebur128@r128_0``) so that the summaries of
-    several programmes measured in one pass can be told apart in FFmpeg's log.
+    Everything the meters find goes to the two ``ametadata`` files; ``output`` labels the graph's audio
+    output (a tap's, mapped to its null output), else it is left unlabelled.
     """
-    clip_meter = f"astats@clip{number}=measure_perchannel=Peak_level+Peak_count:measure_overall=none"
-    head = f"{inputs}{chain + ',' if chain else ''}{clip_meter}"
     window = int(_OVERSAMPLED * STEP)
+    head = f"{inputs}{chain + ',' if chain else ''}asplit[meter][peaks]"
     return (
-        f"{head},asplit[meter{number}][peaks{number}];"
-        f"[peaks{number}]aresample={_OVERSAMPLED},asetnsamples=n={window}:p=0,"
+        f"{head};[peaks]aresample={_OVERSAMPLED},asetnsamples=n={window}:p=0,"
         "astats=metadata=1:reset=1:measure_perchannel=none:measure_overall=Peak_level,"
         f"ametadata=print:key=lavfi.astats.Overall.Peak_level:file={_filter_path(peaks)},anullsink;"
-        f"[meter{number}]ebur128@r128_{number}=peak=none:metadata=1:framelog=quiet,"
-        f"silencedetect=n={SILENCE_DB:g}dB:d={SILENCE_SECONDS:g},ametadata=print:file={_filter_path(metadata)}"
+        "[meter]ebur128=peak=none:metadata=1:framelog=quiet,"
+        "astats=metadata=1:measure_perchannel=Peak_level+Peak_count:measure_overall=none,"
+        f"silencedetect=n={SILENCE_DB:g}dB:d={SILENCE_SECONDS:g},ametadata=print:file={_filter_path(metadata)}{output}"
     )
 
 
@@ -150,6 +150,24 @@ def _filter_path(path: Path) -> str:
     """A path as a filter option's value: escaped for the option, then for the graph (FFmpeg's two levels)."""
     value = re.sub(r"([\\':])", r"\\\1", str(path))
     return re.sub(r"([\\'\[\],;])", r"\\\1", value)
+
+
+def _programme_graph(number: int, inputs: list[str], chain: str, folder: Path, output: str = "") -> str:
+    """Programme ``number``'s graph, its streams merged (MXF: a mono stream per channel), its files in ``folder``."""
+    merged = f"amerge=inputs={len(inputs)}" if len(inputs) > 1 else ""
+    filters = ",".join(f for f in (merged, chain) if f)
+    graph = meter_graph("".join(inputs), filters, folder / f"r128-{number}.txt", folder / f"tp-{number}.txt", output)
+    return graph.replace("[meter]", f"[meter{number}]").replace("[peaks]", f"[peaks{number}]")
+
+
+def _readings(folder: Path, count: int) -> list[Reading]:
+    return [
+        _reading(
+            _frames((folder / f"r128-{number}.txt").read_text(encoding="utf-8", errors="replace")),
+            _frames((folder / f"tp-{number}.txt").read_text(encoding="utf-8", errors="replace")),
+        )
+        for number in range(count)
+    ]
 
 
 def read(path: Path, streams: list[str], chain: str = "", limits: Limits | None = None) -> Reading:
@@ -163,31 +181,49 @@ def read_programmes(
 ) -> list[Reading]:
     """Measure several programmes of one file (a master's tracks) in one FFmpeg pass: one decode of the file."""
     limits = limits or Limits()
-    graphs = []
     with tempfile.TemporaryDirectory(prefix="meter-") as name:
         folder = Path(name)
-        for number, streams in enumerate(programmes):
-            inputs = "".join(f"[{s}]" for s in streams)
-            merged = f"amerge=inputs={len(streams)}" if len(streams) > 1 else ""
-            filters = ",".join(f for f in (merged, chain) if f)
-            graphs.append(
-                meter_graph(number, inputs, filters, folder / f"r128-{number}.txt", folder / f"tp-{number}.txt")
-            )
-        log = run_ffmpeg(
+        graphs = [
+            _programme_graph(n, [f"[{s}]" for s in streams], chain, folder) for n, streams in enumerate(programmes)
+        ]
+        run_ffmpeg(
             ["-i", file_arg(path), "-filter_complex", ";".join(graphs), "-f", "null", "-"],
-            loglevel="info",
             time_limit=limits.time_limit,
             cancel=limits.cancel,
-        ).log
-        return [
-            _reading(
-                log,
-                number,
-                _frames((folder / f"r128-{number}.txt").read_text(encoding="utf-8", errors="replace")),
-                _frames((folder / f"tp-{number}.txt").read_text(encoding="utf-8", errors="replace")),
-            )
-            for number in range(len(programmes))
-        ]
+        )
+        return _readings(folder, len(programmes))
+
+
+@dataclass(frozen=True)
+class Tap:
+    """The meter on an encoding FFmpeg run's own output: a loopback decoder (``-dec``) per encoded stream of
+    output file 0 feeds the meters, whose audio goes to a second, null output.
+
+    The encoder's packets are measured as the file holds them, while the file is written: the meters run
+    beside the encoder (a core of their own) instead of after it, and the file is not decoded again.
+    ``programmes`` are output stream indexes, one list per programme (MXF: a stream per channel).
+    """
+
+    folder: Path
+    programmes: list[list[int]]
+
+    def args(self) -> list[str]:
+        """What to append to the encoding command, after its output file."""
+        args: list[str] = []
+        graphs, maps, decoder = [], [], 0
+        for number, streams in enumerate(self.programmes):
+            inputs = []
+            for stream in streams:
+                args += ["-dec", f"0:{stream}"]
+                inputs.append(f"[dec:{decoder}]")
+                decoder += 1
+            graphs.append(_programme_graph(number, inputs, "", self.folder, f"[metered{number}]"))
+            maps += ["-map", f"[metered{number}]"]
+        return [*args, "-filter_complex", ";".join(graphs), *maps, "-f", "null", "-"]
+
+    def readings(self) -> list[Reading]:
+        """The readings, once the FFmpeg run has ended."""
+        return _readings(self.folder, len(self.programmes))
 
 
 def active_regions(path: Path, stream: str, duration: float, limits: Limits | None = None) -> Regions:
@@ -233,24 +269,18 @@ def _level(value: str | None) -> float:
     return max(number, _NO_LEVEL - 1)
 
 
-def _reading(log: str, number: int, frames: list[tuple[float, dict[str, str]]], peak_frames: list) -> Reading:
-    """Programme ``number``'s reading, from the pass's log and its two metadata files."""
-    found_summary = re.search(rf"\[ebur128@r128_{number} @ [^\]]+\] Summary:(.*?)(?=\n\[|\Z)", log, re.DOTALL)
-    if found_summary is None:
-        raise FFmpegError("the loudness meter printed no summary")
-    summary = found_summary.group(1)
-    values = {}
-    for name, pattern in _SUMMARY.items():
-        found = pattern.search(summary)
-        if found is None:
-            raise FFmpegError(f"the loudness meter printed no {name}")
-        values[name] = float(found.group(1))
-    clip = rf"\[astats@clip{number} @ [^\]]+\] "
-    levels = re.findall(clip + r"Peak level dB: (-?[0-9.]+|-?inf)", log)  # one per channel, in order
-    counts = re.findall(clip + r"Peak count: ([0-9.]+)", log)
+def _reading(frames: list[tuple[float, dict[str, str]]], peak_frames: list[tuple[float, dict[str, str]]]) -> Reading:
+    """A programme's reading from its two metadata files: the last frames hold the running totals (integrated
+    loudness, range, each channel's peak and count of samples at it)."""
+    loudness = next((keys for _, keys in reversed(frames) if "lavfi.r128.I" in keys), None)
+    if loudness is None:  # (ebur128 writes its keys on each whole 100 ms; a last, shorter frame has none)
+        raise FFmpegError("the loudness meter measured no audio")
+    last = frames[-1][1]
+    levels = [float(v) for k, v in sorted(last.items()) if k.startswith("lavfi.astats.") and k.endswith(".Peak_level")]
+    counts = [float(v) for k, v in sorted(last.items()) if k.startswith("lavfi.astats.") and k.endswith(".Peak_count")]
     if not levels or len(levels) != len(counts):
-        raise FFmpegError("the sample meter printed no peak")
-    clipped = sum(int(float(n)) for level, n in zip(levels, counts, strict=True) if float(level) >= FULL_SCALE_DB)
+        raise FFmpegError("the sample meter printed no peaks")
+    clipped = sum(int(n) for level, n in zip(levels, counts, strict=True) if level >= FULL_SCALE_DB)
     momentary = tuple(_level(keys.get("lavfi.r128.M")) for _, keys in frames if "lavfi.r128.M" in keys)
     short_term = tuple(_level(keys.get("lavfi.r128.S")) for _, keys in frames if "lavfi.r128.S" in keys)
     true_peak = tuple(_level(keys.get("lavfi.astats.Overall.Peak_level")) for _, keys in peak_frames)
@@ -268,8 +298,8 @@ def _reading(log: str, number: int, frames: list[tuple[float, dict[str, str]]], 
         momentary=momentary,
         short_term=short_term,
         true_peak=true_peak,
-        integrated=values["integrated"],
-        lra=values["lra"],
+        integrated=float(loudness["lavfi.r128.I"]),
+        lra=float(loudness["lavfi.r128.LRA"]),
         clipped_samples=clipped,
         silences=tuple(silences),
     )

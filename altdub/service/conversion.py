@@ -249,9 +249,9 @@ def _package_and_publish(
         plan = package_plan(task.output_format, inputs, options, folder)
     except ValueError as exc:
         raise _TaskFailed(str(exc), "MISMATCHED_SOURCE_CODEC") from exc
-    with _ffmpeg_step("packaging failed"):
+    with _tapped(ctx, delivery, plan.args, folder.parent) as (args, readings), _ffmpeg_step("packaging failed"):
         run_ffmpeg(
-            plan.args,
+            args,
             duration=inputs.duration,
             on_progress=tasks.ProgressWriter(ctx, task.id),
             time_limit=ctx.settings.task_time_limit,
@@ -266,7 +266,7 @@ def _package_and_publish(
     problems = verify_package(folder, inputs.duration)
     if problems:
         raise _TaskFailed("package failed verification: " + "; ".join(problems))
-    report = _package_report(ctx, delivery, folder, cancel)
+    report = qc.build_report(delivery, qc.package_info(folder, delivery.fmt), readings) if readings else None
     prefix = f"{exports_prefix(task.workspace_id, task.run_id)}{task.id}/"
     try:
         size = ctx.storage.put_folder(prefix, folder)
@@ -275,16 +275,6 @@ def _package_and_publish(
     entry = CATALOGUE[task.output_format].package_entry
     assert entry is not None
     return _Published(prefix + entry, size, None, None, report)
-
-
-def _package_report(ctx: Context, delivery: qc.Delivery, folder: Path, cancel: TaskCancel) -> QcReport | None:
-    """A package's QC report: each rendition read by FFmpeg from its local media playlist, before publishing."""
-    if not ctx.settings.qc_reports:
-        return None
-    limits = Limits(ctx.settings.task_time_limit, cancel)
-    with _ffmpeg_step("QC measurement failed"):
-        info, readings = qc.measure_package(folder, delivery, limits)
-    return qc.build_report(delivery, info, readings)
 
 
 def _loudness_note(target: LoudnessTarget, chosen: list[languages.Language], figures: list[LoudnessFigures]) -> str:
@@ -418,12 +408,12 @@ def _convert(ctx: Context, task: ExportTask, delivery: qc.Delivery, output: Path
         attempt += 1
         if plans:
             inputs = inputs.with_loudnorm([plan.filter() for plan in plans])
-        written = _encode(ctx, task, options, inputs, output, cancel)
+        written, readings = _encode(ctx, task, delivery, inputs, output, cancel)
         info = _verify(task.output_format, output, written, inputs, options)
         if target is None:
-            return _Converted(info, [], [])
+            return _Converted(info, readings, [])
         with _ffmpeg_step("output loudness unreadable"):
-            readings = qc.measure_output(output, delivery.fmt, options, info, len(plans), limits)
+            readings = readings or qc.measure_output(output, delivery.fmt, options, info, len(plans), limits)
             figures = [LoudnessFigures.of(r, _gate(target, s)) for r, s in zip(readings, delivery.speech, strict=True)]
         misses = [target.integrated - f.integrated for f in figures]
         if attempt == _ENCODES or all(abs(m) <= LOUDNESS_ON_TARGET for m in misses):
@@ -432,16 +422,17 @@ def _convert(ctx: Context, task: ExportTask, delivery: qc.Delivery, output: Path
 
 
 def _encode(
-    ctx: Context, task: ExportTask, options: ExportOptions, inputs: ExportInputs, output: Path, cancel: TaskCancel
-) -> float | None:
-    """Run the plan; returns the seconds of media FFmpeg says it wrote."""
+    ctx: Context, task: ExportTask, delivery: qc.Delivery, inputs: ExportInputs, output: Path, cancel: TaskCancel
+) -> tuple[float | None, list[Reading]]:
+    """Run the plan; returns the seconds of media FFmpeg says it wrote, and the meter's readings of its
+    audio when they were taken in the same run (a QC report or a loudness target wants them: ``_tapped``)."""
     try:
-        plan = build_plan(task.output_format, inputs, options, output)
+        plan = build_plan(task.output_format, inputs, delivery.options, output)
     except ValueError as exc:
         raise _TaskFailed(str(exc), "MISMATCHED_SOURCE_CODEC") from exc
-    with _ffmpeg_step("conversion failed"):
+    with _tapped(ctx, delivery, plan.args, output.parent) as (args, readings), _ffmpeg_step("conversion failed"):
         written = run_ffmpeg(
-            plan.args,
+            args,
             duration=inputs.duration,
             on_progress=tasks.ProgressWriter(ctx, task.id),
             time_limit=ctx.settings.task_time_limit,
@@ -449,7 +440,24 @@ def _encode(
         ).written_seconds
     if plan.disable_text_tracks:
         disable_text_tracks(output)
-    return written
+    return written, readings
+
+
+@contextmanager
+def _tapped(
+    ctx: Context, delivery: qc.Delivery, args: list[str], scratch: Path
+) -> Iterator[tuple[list[str], list[Reading]]]:
+    """The encoding command with the meter on its output (qc.tap), when a report or a loudness target wants
+    readings; the readings list is filled once the command has run (left empty: measure the file after)."""
+    wanted = ctx.settings.qc_reports or delivery.options.loudness_target is not None
+    tap = qc.tap(delivery, args, Path(tempfile.mkdtemp(prefix="meter-", dir=scratch))) if wanted else None
+    if tap is None:
+        yield args, []
+        return
+    readings: list[Reading] = []
+    yield [*args, *tap.args()], readings
+    with _ffmpeg_step("output loudness unreadable"):
+        readings += tap.readings()
 
 
 def _verify(

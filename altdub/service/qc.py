@@ -131,17 +131,28 @@ def measure_output(
     return meter.read_programmes(path, programmes(fmt, options, info, tracks), limits=limits)
 
 
-def measure_package(folder: Path, delivery: Delivery, limits: Limits) -> tuple[MediaInfo, list[Reading]]:
-    """A streaming package's renditions as the report reads them: their tags from the master playlist (as a
-    probe), and the meter's reading of each, read by FFmpeg from its local media playlist (one pass each)."""
+def package_info(folder: Path, fmt: Format) -> MediaInfo:
+    """A finished streaming package's audio renditions as a probe: their tags from the master playlist, their
+    length from their media playlists (their audio was measured as it was encoded: ``tap``)."""
     renditions = audio_renditions(folder)
     streams = [
         StreamInfo(index=n, kind="audio", codec="aac", language=r.language, title=r.name, default=r.default)
         for n, r in enumerate(renditions)
     ]
-    duration = max((r.duration for r in renditions), default=0.0)
-    readings = [meter.read(folder / r.playlist, ["0:a:0"], limits=limits) for r in renditions]
-    return MediaInfo(delivery.fmt.muxer, duration, streams), readings
+    return MediaInfo(fmt.muxer, max((r.duration for r in renditions), default=0.0), streams)
+
+
+def tap(delivery: Delivery, args: list[str], folder: Path) -> meter.Tap | None:
+    """The meter on the audio an encoding command writes (its output file 0: the picture first, then each
+    track's stream, or MXF's stream per channel); None when a track is copied, not encoded (Matroska keeps
+    a dub as it is): no loopback decoder can read it, so the file is measured after."""
+    per_track = delivery.options.channels if delivery.fmt.track_per_channel else 1
+    first = 1 if delivery.fmt.is_video else 0
+    count = per_track * len(delivery.tracks)
+    if any(args[i] == f"-c:a:{n}" and args[i + 1] == "copy" for i in range(len(args) - 1) for n in range(count)):
+        return None
+    streams = [first + n for n in range(count)]
+    return meter.Tap(folder, [streams[i : i + per_track] for i in range(0, count, per_track)])
 
 
 @dataclass(frozen=True)
