@@ -13,8 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from altdub.media.ffmpeg import file_arg, run_ffmpeg
+from altdub.media.synth import make_tone
 from tests.api.test_qc_page import Page
+from tests.api.test_qc_reports import _clipped_dub
 from tests.cli.test_cli import altdub, ok, server  # noqa: F401  (the module's server fixture)
 from tests.e2e.conftest import Server
 
@@ -26,13 +27,8 @@ SECONDS = 4.0
 @pytest.fixture(scope="module")
 def clipped_run(server: Server, tmp_path_factory: pytest.TempPathFactory) -> int:  # noqa: F811
     directory = tmp_path_factory.mktemp("qc-cli")
-    dub = directory / "dub.wav"
-    run_ffmpeg(
-        ["-f", "lavfi", "-i", f"sine=frequency=500:sample_rate=48000:duration={SECONDS}",
-         "-af", "volume=24dB", "-ac", "2", "-c:a", "pcm_s16le", file_arg(dub)]
-    )  # fmt: skip
-    source = directory / "source.wav"
-    run_ffmpeg(["-f", "lavfi", "-i", f"sine=frequency=300:sample_rate=48000:duration={SECONDS}", file_arg(source)])
+    dub = _clipped_dub(directory / "dub.wav", SECONDS)
+    source = make_tone(directory / "source.wav", SECONDS, tone_hz=300)
     result = ok(
         altdub(
             "runs", "import", "--url", server.base_url, "--api-key", server.api_key or "",

@@ -14,22 +14,13 @@ from pathlib import Path
 import httpx
 from PIL import Image, ImageStat
 
-from altdub.media.ffmpeg import file_arg, run_ffmpeg
 from altdub.media.synth import make_tone
+from tests.api.test_qc_reports import _clipped_dub
 from tests.e2e.conftest import Server, import_run_id, wait_for_task
 from tests.web.test_dashboard import PHONE, TIMEOUT_MS, browser, page, server, shot, sign_in  # noqa: F401  (fixtures)
 
 SECONDS = 10.0
 SRT = "1\n00:00:00,500 --> 00:00:09,500\nUna frase larga, larga, larga.\n"
-
-
-def _clipped_dub(path: Path) -> Path:
-    """A tone driven 24 dB past full scale: every crest a run of samples at full scale."""
-    run_ffmpeg(
-        ["-f", "lavfi", "-i", f"sine=frequency=500:sample_rate=48000:duration={SECONDS}",
-         "-af", "volume=24dB", "-ac", "2", "-c:a", "pcm_s16le", file_arg(path)]
-    )  # fmt: skip
-    return path
 
 
 def _export(started: Server, run_id: int, body: dict[str, object]) -> str:
@@ -68,7 +59,7 @@ def test_badges_and_the_report_page(page, server: Server, tmp_path: Path):  # no
     run_id = import_run_id(
         server.base_url,
         server.api_key or "",
-        {"source": source, "dub_es-es": _clipped_dub(tmp_path / "dub.wav"), "transcript_es-es": transcript},
+        {"source": source, "dub_es-es": _clipped_dub(tmp_path / "dub.wav", SECONDS), "transcript_es-es": transcript},
         name="QC <b>report</b> run",
     )
     failing = _export(server, run_id, {"output_format": "wav"})
