@@ -182,7 +182,7 @@ def render_page(report: QcReport, subject: str | None = None) -> str:
         summary=qc_text.summary(report),
         target_text=qc_text.target_text(report.target),
         checks=qc_text.ordered_checks(report.checks),
-        tracks=[(track, plot_uri(track, report.target)) for track in report.tracks],
+        tracks=[(track, plot_uri(track, report.target, report.duration)) for track in report.tracks],
         plot_width=round(_PLOT_SIZE[0] * _DPI),
         plot_height=round(_PLOT_SIZE[1] * _DPI),
         check_label=qc_text.check_label,
@@ -200,18 +200,14 @@ def _times_and_values(series: Series) -> tuple[list[float], list[float]]:
     return times, [math.nan if v is None else v for v in series.values]
 
 
-def plot_uri(track: TrackReport, target: Target | None) -> str:
-    """The track's plot as an SVG ``data:`` URI: short-term loudness above, true peak below, on one time axis."""
+def plot_uri(track: TrackReport, target: Target | None, duration: float) -> str:
+    """The track's plot as an SVG ``data:`` URI over the programme's ``duration`` (seconds): short-term loudness
+    above, true peak below, on one time axis."""
     figure = Figure(figsize=_PLOT_SIZE, dpi=_DPI)
     # Fixed margins (room for the labels and a legend of up to three rows): a layout engine measures
     # the text by drawing the figure once more, which doubled a plot's time.
     figure.subplots_adjust(left=0.12, right=0.95, top=0.94, bottom=0.27, hspace=0.3)
     loudness_axes, peak_axes = figure.subplots(2, 1, sharex=True, height_ratios=(3, 2))
-    duration = max(
-        len(track.short_term.values) * track.short_term.step,
-        len(track.true_peak_series.values) * track.true_peak_series.step,
-        max((end for _, end in (*track.speech, *track.silences)), default=0.0),
-    )
     for axes in (loudness_axes, peak_axes):
         _shade(axes, track.speech, _SPEECH_COLOUR, 0.35, "speech")
         _shade(axes, track.silences, _SILENCE_COLOUR, 0.3, "silence > 3 s in speech")

@@ -86,13 +86,12 @@ def test_badges_and_the_report_page(page, server: Server, tmp_path: Path):  # no
                 expect(badge).to_contain_text(check["name"])
     shot(page, "24-qc-badges", locator=page.locator('[data-role="history-section"]'))
 
-    row = page.locator(f'[data-role="history"] tr[data-task="{failing}"]')
-    with page.context.expect_page() as opened:
-        row.get_by_role("button", name="QC report").click()
-    report_page = opened.value
-    report_page.wait_for_url("blob:**", timeout=TIMEOUT_MS)  # from about:blank, once the page is fetched
-    report_page.wait_for_load_state("load")
+    report_page = _open_report(page, failing)
     expect(report_page).to_have_title("QC report: Failed")
+    expect(report_page.locator("p.subject")).to_have_text(f"Run {run_id}, export {failing}")
+    # the run's name is in the track-tags check, shown as the text it is
+    expect(report_page.locator('tr[data-check="track_tags"]')).to_contain_text("QC <b>report</b> run")
+    assert report_page.locator("table b").count() == 0
     expect(report_page.locator("header.verdict")).to_have_attribute("data-passed", "false")
     expect(report_page.locator('tr[data-check="clipping"]')).to_have_class("fail")
     assert report_page.locator("table.checks tbody tr").first.get_attribute("class") == "fail"  # failing first
@@ -109,6 +108,26 @@ def test_badges_and_the_report_page(page, server: Server, tmp_path: Path):  # no
     assert width < PHONE["width"], width  # the plot scaled down to the screen
     _not_blank(shot(report_page, "26-qc-report-phone"))
     report_page.close()
+
+    # the passing report, normalised to a preset: the target band and the ceiling in its plot
+    report_page = _open_report(page, normalised)
+    expect(report_page).to_have_title("QC report: Passed · apple_podcasts")
+    expect(report_page.locator("header.verdict")).to_have_attribute("data-passed", "true")
+    assert report_page.locator("table.checks tbody tr.fail").count() == 0
+    _plots_loaded(report_page, len(reports[normalised]["tracks"]))
+    _not_blank(shot(report_page, "27-qc-report-preset"))
+    report_page.close()
+
+
+def _open_report(page, task_id: str):  # noqa: F811
+    """Click the export's QC report button; the tab it opens, once the page is in it."""
+    row = page.locator(f'[data-role="history"] tr[data-task="{task_id}"]')
+    with page.context.expect_page() as opened:
+        row.get_by_role("button", name="QC report").click()
+    report_page = opened.value
+    report_page.wait_for_url("blob:**", timeout=TIMEOUT_MS)  # from about:blank, once the page is fetched
+    report_page.wait_for_load_state("load")
+    return report_page
 
 
 def test_the_screenshot_check_tells_a_blank_page(tmp_path: Path):
