@@ -506,16 +506,16 @@ def _echo_verdict(client: AltdubClient, run_id: int, task_id: str | None, output
     from altdub.media import qc_text
     from altdub.media.qc_report import QcReport
 
-    if task_id is None:
-        path = urlparse(output_url).path
-        done = (e["task_id"] for e in client.run_exports(run_id) if e["status"] == "SUCCESS")
-        task_id = next((t for t in done if t in path), None)
-        if task_id is None:
-            typer.echo("QC: this export's task was not found among the run's exports", err=True)
-            return
     try:
+        if task_id is None:
+            path = urlparse(output_url).path
+            done = (e["task_id"] for e in client.run_exports(run_id) if e["status"] == "SUCCESS")
+            task_id = next((t for t in done if t in path), None)
+            if task_id is None:
+                typer.echo("QC: this export's task was not found among the run's exports", err=True)
+                return
         report = QcReport.from_dict(client.qc_report(run_id, task_id))
-    except ClientError as exc:  # the file is delivered all the same
+    except ClientError as exc:  # the export is done and its file delivered all the same: not a failure
         typer.echo(f"QC: no report ({exc})", err=True)
         return
     lines = [f"QC {qc_text.verdict(report).upper()}: {qc_text.summary(report)}", *qc_text.failing_lines(report)]

@@ -46,9 +46,12 @@ def export_qc_report(
     task_id: Annotated[str, Path(max_length=64, description="The export's task id.")],
     context: ContextDep,
     workspace: WorkspaceDep,
-    format: Annotated[
+    answer_format: Annotated[
         Literal["json", "html"],
-        Query(description="``json`` (the default): the report as data; ``html``: a page with a plot per track."),
+        Query(
+            alias="format",
+            description="``json`` (the default): the report as data; ``html``: a page with a plot per track.",
+        ),
     ] = "json",
 ) -> Response:
     """The QC report of a finished export: the verdict, every check, and per track its loudness figures.
@@ -57,6 +60,6 @@ def export_qc_report(
     finished export (``passed: false``): the file is delivered and the failing checks say what misses.
     """
     report = qc.report_for(context, workspace.id, run_id, task_id)
-    if format == "html":
+    if answer_format == "html":
         return HTMLResponse(render_page(report, f"Run {run_id}, export {task_id}"), headers=_PAGE_HEADERS)
     return JSONResponse(report.as_dict(), headers={"Cache-Control": "private, no-cache"})
