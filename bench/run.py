@@ -1047,15 +1047,18 @@ def qc_cost(report: Report, args: argparse.Namespace, video: Path, dub: Path) ->
         runs = {server.url: [import_run(server, video, dub) for _ in range(count)] for server in (on, off)}
         os.sync()
         timed: dict[str, list[float]] = {on.url: [], off.url: []}
+        cpu: dict[str, list[float]] = {on.url: [], off.url: []}  # FFmpeg's CPU seconds (the server's reaped children)
         loads, tasks = [], []
         for repeat in range(count):
             loads.append(os.getloadavg()[0])
             for server in (on, off) if repeat % 2 == 0 else (off, on):
                 os.sync()
+                children = process_cpu(server.process.pid)[1]
                 started = time.perf_counter()
                 task_id = request_export(server, runs[server.url][repeat], "mp4")
                 wait_for(server, task_id)
                 timed[server.url].append(time.perf_counter() - started)
+                cpu[server.url].append(process_cpu(server.process.pid)[1] - children)
                 if server is on:
                     tasks.append(task_id)
         with sqlite3.connect(on.data_dir / "altdub.db") as db:
@@ -1065,8 +1068,12 @@ def qc_cost(report: Report, args: argparse.Namespace, video: Path, dub: Path) ->
             (first,) = db.execute("SELECT qc_report FROM export_tasks WHERE id = ?", (tasks[0],)).fetchone()
     ratio = statistics.median(a / b for a, b in zip(timed[on.url], timed[off.url], strict=True))
     verdict = json.loads(first)["passed"]
+    cpu_ratio = statistics.median(a / b for a, b in zip(cpu[on.url], cpu[off.url], strict=True))
     report.add(Row("10. QC report, mp4", spread(timed[on.url]), f"{spread(timed[off.url])}, reports off",
                    f"{ratio:.3f}", "≤ 1.10", ratio <= 1.10 and all(sizes)))  # fmt: skip
+    report.add(Row("10. QC report, FFmpeg CPU time", f"{statistics.median(cpu[on.url]):.2f} s",
+                   f"{statistics.median(cpu[off.url]):.2f} s, reports off", f"{cpu_ratio:.3f} (FFmpeg CPU)",
+                   "the meter's own work, beside the encoder", None))  # fmt: skip
     report.notes.append(
         f"10: the report of each export stored ({statistics.median(sizes) / 1024:.1f} KiB of JSON; the first one "
         f"{'passes' if verdict else 'fails'}); load average (1 min) at the start of each pair: "

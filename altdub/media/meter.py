@@ -31,6 +31,7 @@ powers in a histogram).
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 import tempfile
@@ -94,7 +95,8 @@ class Reading:
         """
         blocks = self.momentary
         if regions is not None:
-            blocks = tuple(m for i, m in enumerate(blocks) if _within((i + 1) * STEP, regions))
+            inside = _Regions(regions)
+            blocks = tuple(m for i, m in enumerate(blocks) if inside.holds((i + 1) * STEP - BLOCK, (i + 1) * STEP))
         return gated_loudness(blocks)
 
     def silences_within(self, regions: Regions) -> Regions:
@@ -122,10 +124,18 @@ def _loudness(power: float) -> float:
     return -0.691 + 10 * math.log10(power)
 
 
-def _within(block_end: float, regions: Regions) -> bool:
-    """Whether the block ending at ``block_end`` lies wholly inside one region (to the nearest millisecond)."""
-    start = block_end - BLOCK
-    return any(low - 0.001 <= start and block_end <= high + 0.001 for low, high in regions)
+class _Regions:
+    """Regions sorted by start, so that finding the one a span may lie in is a bisection (an hour's 36,000
+    blocks against a film's thousand transcript segments)."""
+
+    def __init__(self, regions: Regions) -> None:
+        self._regions = sorted(regions)
+        self._starts = [low for low, _ in self._regions]
+
+    def holds(self, start: float, end: float) -> bool:
+        """Whether ``[start, end]`` lies wholly inside one region (to the nearest millisecond)."""
+        index = bisect.bisect_right(self._starts, start + 0.001) - 1
+        return index >= 0 and end <= self._regions[index][1] + 0.001
 
 
 def meter_graph(inputs: str, chain: str, metadata: Path, peaks: Path, output: str = "") -> str:
@@ -206,6 +216,7 @@ class Tap:
 
     folder: Path
     programmes: list[list[int]]
+    duration: float  # seconds: the programme's, as the file is cut (the decoded encoder tail goes no further)
 
     def args(self) -> list[str]:
         """What to append to the encoding command, after its output file."""
@@ -219,7 +230,7 @@ class Tap:
                 decoder += 1
             graphs.append(_programme_graph(number, inputs, "", self.folder, f"[metered{number}]"))
             maps += ["-map", f"[metered{number}]"]
-        return [*args, "-filter_complex", ";".join(graphs), *maps, "-f", "null", "-"]
+        return [*args, "-filter_complex", ";".join(graphs), *maps, "-t", f"{self.duration:.6f}", "-f", "null", "-"]
 
     def readings(self) -> list[Reading]:
         """The readings, once the FFmpeg run has ended."""

@@ -20,6 +20,7 @@ from sqlalchemy.orm import selectinload
 
 from altdub import languages
 from altdub.db.models import ExportTask, FileRole, Run, RunFile, TaskStatus
+from altdub.media import meter
 from altdub.media.catalogue import CATALOGUE, Format, LoudnessTarget
 from altdub.media.ffmpeg import FFmpegCancelled, FFmpegError, FFmpegTimeout, run_ffmpeg
 from altdub.media.formats import AudioTrack, ExportInputs, TextTrack, build_plan, pre_loudness_chain
@@ -249,7 +250,8 @@ def _package_and_publish(
         plan = package_plan(task.output_format, inputs, options, folder)
     except ValueError as exc:
         raise _TaskFailed(str(exc), "MISMATCHED_SOURCE_CODEC") from exc
-    with _tapped(ctx, delivery, plan.args, folder.parent) as (args, readings), _ffmpeg_step("packaging failed"):
+    args, tap = _metered(ctx, delivery, plan.args, folder.parent)
+    with _ffmpeg_step("packaging failed"):
         run_ffmpeg(
             args,
             duration=inputs.duration,
@@ -266,6 +268,7 @@ def _package_and_publish(
     problems = verify_package(folder, inputs.duration)
     if problems:
         raise _TaskFailed("package failed verification: " + "; ".join(problems))
+    readings = _readings(tap)
     report = qc.build_report(delivery, qc.package_info(folder, delivery.fmt), readings) if readings else None
     prefix = f"{exports_prefix(task.workspace_id, task.run_id)}{task.id}/"
     try:
@@ -408,8 +411,9 @@ def _convert(ctx: Context, task: ExportTask, delivery: qc.Delivery, output: Path
         attempt += 1
         if plans:
             inputs = inputs.with_loudnorm([plan.filter() for plan in plans])
-        written, readings = _encode(ctx, task, delivery, inputs, output, cancel)
+        written, tap = _encode(ctx, task, delivery, inputs, output, cancel)
         info = _verify(task.output_format, output, written, inputs, options)
+        readings = _readings(tap)
         if target is None:
             return _Converted(info, readings, [])
         with _ffmpeg_step("output loudness unreadable"):
@@ -423,14 +427,15 @@ def _convert(ctx: Context, task: ExportTask, delivery: qc.Delivery, output: Path
 
 def _encode(
     ctx: Context, task: ExportTask, delivery: qc.Delivery, inputs: ExportInputs, output: Path, cancel: TaskCancel
-) -> tuple[float | None, list[Reading]]:
-    """Run the plan; returns the seconds of media FFmpeg says it wrote, and the meter's readings of its
-    audio when they were taken in the same run (a QC report or a loudness target wants them: ``_tapped``)."""
+) -> tuple[float | None, meter.Tap | None]:
+    """Run the plan; returns the seconds of media FFmpeg says it wrote, and the meter that ran on its audio in
+    the same run, if one did (``_metered``)."""
     try:
         plan = build_plan(task.output_format, inputs, delivery.options, output)
     except ValueError as exc:
         raise _TaskFailed(str(exc), "MISMATCHED_SOURCE_CODEC") from exc
-    with _tapped(ctx, delivery, plan.args, output.parent) as (args, readings), _ffmpeg_step("conversion failed"):
+    args, tap = _metered(ctx, delivery, plan.args, output.parent)
+    with _ffmpeg_step("conversion failed"):
         written = run_ffmpeg(
             args,
             duration=inputs.duration,
@@ -440,24 +445,20 @@ def _encode(
         ).written_seconds
     if plan.disable_text_tracks:
         disable_text_tracks(output)
-    return written, readings
+    return written, tap
 
 
-@contextmanager
-def _tapped(
-    ctx: Context, delivery: qc.Delivery, args: list[str], scratch: Path
-) -> Iterator[tuple[list[str], list[Reading]]]:
-    """The encoding command with the meter on its output (qc.tap), when a report or a loudness target wants
-    readings; the readings list is filled once the command has run (left empty: measure the file after)."""
+def _metered(ctx: Context, delivery: qc.Delivery, args: list[str], scratch: Path) -> tuple[list[str], meter.Tap | None]:
+    """The encoding command with the meter on its output (``qc.tap``) when a QC report or a loudness target wants
+    readings; the tap's readings are read once the output is checked (None: measure the file after, if at all)."""
     wanted = ctx.settings.qc_reports or delivery.options.loudness_target is not None
     tap = qc.tap(delivery, args, Path(tempfile.mkdtemp(prefix="meter-", dir=scratch))) if wanted else None
-    if tap is None:
-        yield args, []
-        return
-    readings: list[Reading] = []
-    yield [*args, *tap.args()], readings
+    return ([*args, *tap.args()] if tap else args), tap
+
+
+def _readings(tap: meter.Tap | None) -> list[Reading]:
     with _ffmpeg_step("output loudness unreadable"):
-        readings += tap.readings()
+        return tap.readings() if tap else []
 
 
 def _verify(

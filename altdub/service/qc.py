@@ -152,7 +152,8 @@ def tap(delivery: Delivery, args: list[str], folder: Path) -> meter.Tap | None:
     if any(args[i] == f"-c:a:{n}" and args[i + 1] == "copy" for i in range(len(args) - 1) for n in range(count)):
         return None
     streams = [first + n for n in range(count)]
-    return meter.Tap(folder, [streams[i : i + per_track] for i in range(0, count, per_track)])
+    programmes = [streams[i : i + per_track] for i in range(0, count, per_track)]
+    return meter.Tap(folder, programmes, delivery.inputs.duration)
 
 
 @dataclass(frozen=True)
@@ -177,7 +178,7 @@ class Delivery:
 def build_report(delivery: Delivery, info: MediaInfo, readings: Sequence[Reading]) -> QcReport:
     """The report of an output (``info``: its probe; ``readings``: the meter's, one per audio track)."""
     target = delivery.options.loudness_target
-    tracks = [_track_report(delivery, number, reading, info) for number, reading in enumerate(readings)]
+    tracks = [_track_report(delivery, number, reading) for number, reading in enumerate(readings)]
     checks = [_duration_check(info.duration, delivery.inputs.duration)]
     notes: list[str] = []
     for number, (track, reading) in enumerate(zip(tracks, readings, strict=True)):
@@ -217,7 +218,7 @@ def build_report(delivery: Delivery, info: MediaInfo, readings: Sequence[Reading
     )
 
 
-def _track_report(delivery: Delivery, number: int, reading: Reading, info: MediaInfo) -> TrackReport:
+def _track_report(delivery: Delivery, number: int, reading: Reading) -> TrackReport:
     track, speech = delivery.tracks[number], delivery.speech[number]
     integrated = reading.integrated if reading.integrated > meter.ABSOLUTE_GATE else None
     dialogue = reading.gated_loudness(speech.regions) if speech.regions is not None else None

@@ -34,27 +34,9 @@ from altdub.service.errors import NoReport, NotFound
 from altdub.service.keys import create_key
 from tests.conftest import auth, make_run, wait_for_task
 from tests.media.test_masters import decode_audio
-from tests.media.test_meter import ffmpeg_true_peak
+from tests.media.test_meter import SECONDS, SILENT, SPEECH, ffmpeg_true_peak, speech_dub
 
-SECONDS = 20.0
-SPEECH = ((1.0, 4.0), (6.0, 9.5), (11.0, 18.0))  # the transcript's segments: where the dub speaks
-SILENT = (13.0, 17.0)  # inside the last segment, in the "silence" dub
 SHORT_SECONDS = 19.7  # 1.5 % short: imported (2 % allowed), padded with 0.3 s of silence
-
-
-def _speech_dub(path: Path, seconds: float = SECONDS, gain: float = 0.3, silent: bool = False, hz: int = 700) -> Path:
-    """Dialogue (a modulated tone) where SPEECH says, over a bed 24 dB quieter elsewhere; stereo 48 kHz."""
-    speech = "+".join(f"between(t,{a},{b})" for a, b in SPEECH)
-    voice = f"{gain}*sin(2*PI*{hz}*t)*(0.6+0.4*sin(2*PI*3*t))"
-    expression = f"if({speech},{voice},0.02*sin(2*PI*150*t))"
-    if silent:
-        expression = f"if(between(t,{SILENT[0]},{SILENT[1]}),0,{expression})"
-    expression = expression.replace(",", "\\,")  # a comma would end the filter
-    run_ffmpeg(
-        ["-f", "lavfi", "-i", f"aevalsrc={expression}|{expression}:s=48000:d={seconds}", "-c:a", "pcm_s16le",
-         file_arg(path)]
-    )  # fmt: skip
-    return path
 
 
 def _peaky_dub(path: Path) -> Path:
@@ -156,15 +138,15 @@ class Lab:
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     media = tmp_path_factory.mktemp("qc-media")
     source = make_video(media / "source.mp4", SECONDS)
-    dub, voice = _speech_dub(media / "dub-es.wav"), _voice_stem(media / "voice-es.wav")
-    french = _speech_dub(media / "dub-fr.wav", gain=0.05, hz=500)  # 16 dB quieter: its own gain to the target
+    dub, voice = speech_dub(media / "dub-es.wav", gain=0.3), _voice_stem(media / "voice-es.wav")
+    french = speech_dub(media / "dub-fr.wav", gain=0.05, hz=500)  # 16 dB quieter: its own gain to the target
     settings = Settings(data_dir=tmp_path_factory.mktemp("qc-data"), create_demo=False, workers=2, task_time_limit=600)
     with TestClient(create_app(settings)) as client:
         with session_scope(client.app.state.context.sessions) as session:  # type: ignore[attr-defined]
             key, _ = create_key(session, "qc")  # the first workspace: id 1
         transcripts = {"transcript_es-es": TRANSCRIPT, "transcript_fr-fr": TRANSCRIPT}
         both = {"source": source, "dub_es-es": dub, "dub_fr-fr": french}
-        short = _speech_dub(media / "short.wav", SHORT_SECONDS)
+        short = speech_dub(media / "short.wav", SHORT_SECONDS, gain=0.3)
         runs = {
             "transcript": make_run(client, key, both, **transcripts),
             "voice": make_run(client, key, {"source": source, "dub_es-es": dub, "voice_es-es": voice}),
@@ -174,7 +156,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
                 **{"transcript_es-es": TRANSCRIPT},
             ),
             "silence": make_run(
-                client, key, {"source": source, "dub_es-es": _speech_dub(media / "silent.wav", silent=True)},
+                client, key, {"source": source, "dub_es-es": speech_dub(media / "silent.wav", gain=0.3, silent=True)},
                 **{"transcript_es-es": TRANSCRIPT},
             ),
             "clipped": make_run(client, key, {"source": source, "dub_es-es": _clipped_dub(media / "clipped.wav")}),

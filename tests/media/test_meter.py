@@ -37,19 +37,24 @@ def region_samples(samples: np.ndarray, rate: int, regions: tuple[tuple[float, f
     return np.concatenate([samples[int(a * rate) : int(b * rate)] for a, b in regions])
 
 
-@pytest.fixture(scope="module")
-def programme(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("meter") / "programme.wav"
+def speech_dub(path: Path, seconds: float = SECONDS, gain: float = 0.4, silent: bool = False, hz: int = 700) -> Path:
+    """Dialogue (a tone amplitude-modulated at 3 Hz) where SPEECH says, over a 150 Hz bed at 0.02 elsewhere;
+    with ``silent``, SILENT is silence; stereo 48 kHz 16-bit."""
     speech = "+".join(f"between(t,{a},{b})" for a, b in SPEECH)
-    silent = f"between(t,{SILENT[0]},{SILENT[1]})"
-    # speech: 0.4 x a 700 Hz tone, amplitude-modulated at 3 Hz; elsewhere a 0.02 x 150 Hz bed; silence inside
-    expression = f"if({silent},0,if({speech},0.4*sin(2*PI*700*t)*(0.6+0.4*sin(2*PI*3*t)),0.02*sin(2*PI*150*t)))"
+    expression = f"if({speech},{gain}*sin(2*PI*{hz}*t)*(0.6+0.4*sin(2*PI*3*t)),0.02*sin(2*PI*150*t))"
+    if silent:
+        expression = f"if(between(t,{SILENT[0]},{SILENT[1]}),0,{expression})"
     expression = expression.replace(",", "\\,")  # a comma would end the filter
     run_ffmpeg(
-        ["-f", "lavfi", "-i", f"aevalsrc={expression}|{expression}:s=48000:d={SECONDS}", "-c:a", "pcm_s16le",
+        ["-f", "lavfi", "-i", f"aevalsrc={expression}|{expression}:s=48000:d={seconds}", "-c:a", "pcm_s16le",
          file_arg(path)]
     )  # fmt: skip
     return path
+
+
+@pytest.fixture(scope="module")
+def programme(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return speech_dub(tmp_path_factory.mktemp("meter") / "programme.wav", silent=True)
 
 
 def test_whole_programme_loudness_matches_pyloudnorm_and_ffmpeg(programme: Path) -> None:
