@@ -42,6 +42,7 @@ _FLOOR = -70.0  # LUFS: the meter's absolute gate, the lowest a plot goes
 _PLOT_SIZE = (7.2, 5.0)
 _DPI = 96
 _FONT = 12
+_PIXELS = 1000  # about the plot area's width in pixels on a wide screen (and at twice the density on a phone)
 
 _STYLE = """
 :root { color-scheme: light;
@@ -209,8 +210,8 @@ def plot_uri(track: TrackReport, target: Target | None, duration: float) -> str:
     figure.subplots_adjust(left=0.12, right=0.95, top=0.94, bottom=0.27, hspace=0.3)
     loudness_axes, peak_axes = figure.subplots(2, 1, sharex=True, height_ratios=(3, 2))
     for axes in (loudness_axes, peak_axes):
-        _shade(axes, track.speech, _SPEECH_COLOUR, 0.35, "speech")
-        _shade(axes, track.silences, _SILENCE_COLOUR, 0.3, "silence > 3 s in speech")
+        _shade(axes, visible_spans(track.speech, duration / _PIXELS), _SPEECH_COLOUR, 0.35, "speech")
+        _shade(axes, visible_spans(track.silences, duration / _PIXELS), _SILENCE_COLOUR, 0.3, "silence > 3 s in speech")
         axes.grid(True, color="#d0d7de", lw=0.6)
         axes.tick_params(labelsize=_FONT)
         axes.set_xlim(0, duration or 1.0)
@@ -261,6 +262,21 @@ def plot_uri(track: TrackReport, target: Target | None, duration: float) -> str:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="svg", metadata={"Date": None})
     return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def visible_spans(spans: Sequence[tuple[float, float]], gap: float) -> list[tuple[float, float]]:
+    """The spans as drawn: those apart by less than ``gap`` (a pixel) joined into one, which looks the same.
+
+    A film's transcript has a line every few seconds; on an hour's axis the pauses between lines are
+    narrower than a pixel, and drawing each line's box made a plot of half a megabyte.
+    """
+    joined: list[tuple[float, float]] = []
+    for start, end in sorted(spans):
+        if joined and start - joined[-1][1] < gap:
+            joined[-1] = (joined[-1][0], max(joined[-1][1], end))
+        else:
+            joined.append((start, end))
+    return joined
 
 
 def _shade(axes: Axes, spans: Sequence[tuple[float, float]], colour: str, alpha: float, label: str) -> None:

@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import replace
 from html.parser import HTMLParser
 
-from altdub.api.qc_page import STYLE_SOURCE, render_page
+from altdub.api.qc_page import STYLE_SOURCE, render_page, visible_spans
 from altdub.media.qc_report import DIALOGUE_GATE_NOTE, Check, QcReport, Series, Target, TrackReport
 
 NETFLIX = Target(integrated=-27.0, tolerance=2.0, true_peak=-2.0, dialogue_gated=True)
@@ -222,3 +222,23 @@ def test_the_page_reads_on_a_phone_and_loads_nothing():
     assert not [attrs for _, attrs in page.elements if "style" in attrs]  # STYLE_SOURCE covers all the style
     digest = base64.b64encode(hashlib.sha256(page.style.encode()).digest()).decode()
     assert f"'sha256-{digest}'" == STYLE_SOURCE
+
+
+def test_spans_closer_than_a_pixel_are_drawn_as_one():
+    lines = [(n * 4.0, n * 4.0 + 3.2) for n in range(900)]  # a film's transcript: a line every 4 s
+    assert visible_spans(lines, 3600.0 / 1000) == [(0.0, 3599.2)]  # 0.8 s pauses: under a pixel of an hour
+    assert visible_spans(lines[:3], 0.5) == lines[:3]  # on a short axis each line shows
+    assert visible_spans([(5.0, 6.0), (0.0, 2.0), (1.0, 3.0)], 0.1) == [(0.0, 3.0), (5.0, 6.0)]
+
+
+def test_a_film_report_stays_a_reasonable_page():
+    """Eight one-hour tracks, 900 speech regions each: every plot there, the page under a megabyte."""
+    film = replace(
+        track(0),
+        short_term=Series(6.0, tuple(-27 + 6 * math.sin(i / 8) for i in range(600))),
+        true_peak_series=Series(6.0, tuple(-19 + 6 * math.sin(i / 8) for i in range(600))),
+        speech=tuple((n * 4.0, n * 4.0 + 3.2) for n in range(900)),
+    )
+    html = render_page(report(tracks=tuple(replace(film, index=n) for n in range(8)), duration=3600.0))
+    assert len(Page(html).svgs()) == 8
+    assert len(html) < 1024 * 1024, len(html)
