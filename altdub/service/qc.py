@@ -1,11 +1,13 @@
 """QC reports (spec §6): every SUCCESS export measured once, as it is made, and checked; stored with its task.
 
-The conversion (service/conversion.py) calls three things here: ``check_dialogue_gate`` when the export
-is asked for (a dialogue-gated preset needs speech regions for each dubbed language: else a 422),
-``track_speech`` for the speech regions of each audio track (the dialogue gate of the normalisation
-and of the report), and ``build_report`` on the finished output, with the meter's readings of each of
-its audio programmes (``measure_output``: one FFmpeg pass for every track). ``report_for`` reads a
-stored report back for the endpoint, the dashboard and the CLI.
+``check_dialogue_gate`` runs when the export is asked for (service/exports.py: a dialogue-gated preset
+needs speech regions for each dubbed language, else a 422). The conversion (service/conversion.py)
+then takes ``track_speech`` (each audio track's speech regions: the dialogue gate of the normalisation
+and of the report), ``tap`` (the meter appended to its encoding command, reading the encoder's output;
+``measure_output`` measures the file after instead where an audio stream is copied), and
+``build_report`` on the checked output (``package_info`` describes a streaming package's renditions).
+``report_for`` reads a stored report back for the endpoint, the dashboard and the CLI. Hand-off
+formats (zip, AAF) have no report yet.
 
 The checks (``Check.name``): ``duration`` (the file against the source, and each track's own audio:
 a dub shorter than the picture is padded with silence, a longer one cut), ``integrated_loudness`` or,
@@ -199,7 +201,7 @@ def build_report(delivery: Delivery, info: MediaInfo, readings: Sequence[Reading
             checks.append(Check("silence_in_speech", expected, found, not track.silences, number))
     checks += _tag_checks(delivery, info)
     checks += _picture_checks(delivery, info)
-    if target is not None and target.dialogue_gated:
+    if any(speech.regions is not None for speech in delivery.speech):  # a dialogue figure is reported
         notes.append(DIALOGUE_GATE_NOTE)
     for number, speech in enumerate(delivery.speech):
         if speech.regions is None:

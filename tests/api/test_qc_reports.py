@@ -378,3 +378,21 @@ def test_timecode_asked_for_is_checked(lab: Lab) -> None:
     [timecode] = [c for c in report.checks if c.name == "timecode"]
     assert timecode.passed and timecode.expected == timecode.measured == "01:00:00:00", timecode
     assert report.passed, report.failed
+
+
+def test_original_track_without_transcript_is_measured_whole(lab: Lab) -> None:
+    """netflix with the original audio: the dub is gated on its transcript; the source language has none, so the
+    original track is normalised and checked over the whole programme, and the report says so."""
+    body = {"output_format": "mp4", "languages": ["es-es"], "loudness": "netflix", "include_original_audio": True}
+    response = lab.client.post(f"/runs/{lab.runs['transcript']}/exports", headers=auth(lab.key), json=body)
+    assert response.status_code == 200, response.text
+    task_id = response.json()["task_id"]
+    assert wait_for_task(lab.client, lab.key, task_id, timeout=600)["status"] == "SUCCESS"
+    report = qc.report_for(lab.context, 1, lab.runs["transcript"], task_id)
+    assert [(t.language, t.role) for t in report.tracks] == [("es-es", "dub"), ("en-us", "original")]
+    loudness = {c.track: c.name for c in report.checks if c.name in ("dialogue_loudness", "integrated_loudness")}
+    assert loudness == {0: "dialogue_loudness", 1: "integrated_loudness"}
+    assert report.tracks[1].speech == () and report.tracks[1].dialogue_integrated is None
+    assert any("track 1" in note and "whole programme" in note for note in report.notes), report.notes
+    assert report.passed, report.failed
+    assert report.tracks[1].integrated is not None and abs(report.tracks[1].integrated - -27.0) <= 0.5
