@@ -17,6 +17,7 @@ from altdub.config import SERVE_HOST, SERVE_PORT, Settings, served_url
 from altdub.media import catalogue
 
 if TYPE_CHECKING:
+    from altdub.client import AltdubClient
     from altdub.service.context import Context
 
 app = typer.Typer(
@@ -488,6 +489,7 @@ def export(
                     done[0] = max(done[0], progress)
 
                 output_url = client.wait(answer["task_id"], on_progress=advance)
+        _echo_verdict(client, run_id, answer.get("task_id"), output_url)
         if output is None:
             typer.echo(output_url)
             return
@@ -497,3 +499,69 @@ def export(
         with _byte_bar(f"downloading {output.name}") as progress:
             size = client.download(output_url, output, on_progress=progress)
     typer.echo(f"saved {output} ({size} bytes)")
+
+
+def _echo_verdict(client: AltdubClient, run_id: int, task_id: str | None, output_url: str) -> None:
+    """The finished export's QC verdict and failing checks, on stderr (stdout keeps the URL or the saved file).
+
+    An export that existed already was answered with its URL alone: its task is the run's finished
+    export whose id is in that URL's path (an export is stored as ``<task id>.<ext>``, a package under
+    ``<task id>/``; task ids are UUIDs, so one id cannot be found inside another's path).
+    """
+    from altdub.client import ClientError
+    from altdub.media import qc_text
+    from altdub.media.qc_report import QcReport
+
+    try:
+        if task_id is None:
+            path = urlparse(output_url).path
+            done = (e["task_id"] for e in client.run_exports(run_id) if e["status"] == "SUCCESS")
+            task_id = next((t for t in done if t in path), None)
+            if task_id is None:
+                typer.echo("QC: this export's task was not found among the run's exports", err=True)
+                return
+        report = QcReport.from_dict(client.qc_report(run_id, task_id))
+    except ClientError as exc:  # the export is done and its file delivered all the same: not a failure
+        typer.echo(f"QC: no report ({exc})", err=True)
+        return
+    lines = [f"QC {qc_text.verdict(report).upper()}: {qc_text.summary(report)}", *qc_text.failing_lines(report)]
+    lines.append(f"the whole report: altdub qc {run_id} {task_id}")
+    typer.echo("\n".join(lines), err=True)
+
+
+@app.command("qc")
+def qc(
+    run_id: Annotated[int, typer.Argument(help="Run id.")],
+    task_id: Annotated[str, typer.Argument(metavar="TASK", help="The export's task id.")],
+    api_key: KeyOpt,
+    url: UrlOpt = DEFAULT_URL,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report's JSON as the server sends it.")] = False,
+    html: Annotated[
+        Path | None, typer.Option("--html", dir_okay=False, help="Also save the report's HTML page (plots) here.")
+    ] = None,
+) -> None:
+    """Print an export's QC report: the verdict, the failing checks first, each track's figures.
+
+    The exit status is 0 whether the report passed or failed (the file is delivered either way):
+    read the first line, or `passed` in --json.
+
+    Example: altdub qc 1 0c6c2b3e… --html report.html
+    """
+    import json
+
+    from altdub.client import AltdubClient
+    from altdub.media import qc_text
+    from altdub.media.qc_report import QcReport
+
+    with _client_errors(url), AltdubClient(url, api_key) as client:
+        data = client.qc_report(run_id, task_id)
+        page = client.qc_page(run_id, task_id) if html is not None else None
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    else:
+        typer.echo(qc_text.terminal_text(QcReport.from_dict(data)))
+    if html is not None and page is not None:
+        partial = html.with_name(html.name + ".part")  # a whole page or none
+        partial.write_text(page, encoding="utf-8")
+        partial.replace(html)
+        typer.echo(f"saved {html}", err=True)

@@ -99,6 +99,21 @@ class AltdubClient:
                 reason = status.get("exception_reason") or status["status"]
                 raise ClientError(f"task {task_id} ended {status['status']}: {reason}: {status.get('message')}")
 
+    def run_exports(self, run_id: int) -> list[dict[str, Any]]:
+        """``GET /runs/{run_id}/exports``: the run's export tasks, newest first."""
+        return self._json(self._http.get(f"/runs/{run_id}/exports"))
+
+    def qc_report(self, run_id: int, task_id: str) -> dict[str, Any]:
+        """The export's QC report as JSON (``QcReport.as_dict()``)."""
+        return self._json(self._http.get(f"/runs/{run_id}/exports/{task_id}/qc"))
+
+    def qc_page(self, run_id: int, task_id: str) -> str:
+        """The export's QC report as its HTML page."""
+        response = self._http.get(f"/runs/{run_id}/exports/{task_id}/qc", params={"format": "html"})
+        if response.status_code >= 400:
+            raise ClientError(_reason(response))
+        return response.text
+
     def download(self, url: str, destination: Path, on_progress: ByteProgress | None = None) -> int:
         """Stream the file to ``destination`` (written under a temporary name, then renamed).
 

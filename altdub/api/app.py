@@ -21,6 +21,7 @@ from altdub.api.routes import (
     languages,
     metrics,
     packages,
+    qc,
     results,
     runs,
     storage,
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None, *, workers: bool = True) -> Fas
         storage,
         files,
         packages,
+        qc,
     ):
         app.include_router(module.router)
     mount_web(app)  # the dashboard at / and /web/: last, after every API route

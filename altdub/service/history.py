@@ -55,6 +55,15 @@ class ExportEntry:
     created_at: datetime
     finished_at: datetime | None
     output_url: str | None
+    qc: QcSummary | None = None  # the QC report's verdict; None: no report (yet)
+
+
+@dataclass(frozen=True)
+class QcSummary:
+    """What a list shows of a QC report: the verdict and the failing checks' names (report order, no repeats)."""
+
+    passed: bool
+    failed: list[str]
 
 
 def list_exports(
@@ -68,6 +77,8 @@ def list_exports(
         .order_by(ExportTask.created_at.desc(), ExportTask.id.desc())
         .limit(min(max(limit, 1), MAX_EXPORTS))
     )
+    tasks = list(tasks)
+    summaries = _qc_summaries(session, [task.id for task in tasks if task.status == TaskStatus.SUCCESS])
     entries = []
     for task in tasks:
         done = task.status == TaskStatus.SUCCESS and task.storage_key is not None
@@ -87,9 +98,26 @@ def list_exports(
                 created_at=_utc(task.created_at) or datetime.now(UTC),
                 finished_at=_utc(task.finished_at),
                 output_url=signed_url(ctx, task) if done else None,
+                qc=summaries.get(task.id),
             )
         )
     return entries
+
+
+def _qc_summaries(session: Session, task_ids: list[str]) -> dict[str, QcSummary]:
+    """Each report's verdict and checks, read out of the stored JSON by the database: not the plots' series,
+    which are most of a report's bytes (the column is deferred for that reason)."""
+    if not task_ids:
+        return {}
+    report = ExportTask.qc_report
+    rows = session.execute(
+        select(ExportTask.id, report["passed"].as_boolean(), report["checks"]).where(ExportTask.id.in_(task_ids))
+    )
+    return {
+        task_id: QcSummary(bool(passed), list(dict.fromkeys(c["name"] for c in checks if not c["passed"])))
+        for task_id, passed, checks in rows
+        if passed is not None and checks is not None
+    }
 
 
 def thumbnail_key(run: Run) -> str:

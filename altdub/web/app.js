@@ -8,6 +8,7 @@ const RUNS_PER_PAGE = 20;
 const POLL_MS = 700;
 const HISTORY_POLL_MS = 2500;
 const URL_FRESH_MS = 10 * 60 * 1000; // re-sign a download link older than this before following it
+const QC_PAGE_MS = 10 * 60 * 1000; // a QC report page's blob: URL is kept this long (a reload in its tab works)
 // Exports a browser plays in a preview: one file in an <audio> or a <video> (not MXF or Matroska, which
 // browsers do not play), and HLS packages through hls.js (vendored, loaded on the first preview).
 const AUDIO_PREVIEWS = new Set(["mp3", "m4a", "aac", "flac", "wav"]);
@@ -1488,7 +1489,14 @@ function taskItem(page, task) {
         "div",
         { class: "task-done" },
         h("p", { class: "hint" }, doneText(task)),
-        h("div", { class: "task-actions" }, previewButton(page, task, title), downloadLink(page, task, `Download the ${title} export`)),
+        h(
+          "div",
+          { class: "task-actions" },
+          qcBadge(task.qc),
+          task.qc && qcButton(page, task.taskId, title),
+          previewButton(page, task, title),
+          downloadLink(page, task, `Download the ${title} export`),
+        ),
       ),
       exportNotes(task.message, task.languages.length),
     );
@@ -1543,7 +1551,7 @@ async function loadHistory(page, { announceDone = false } = {}) {
   for (const entry of entries) {
     const task = page.tasks.find((t) => t.taskId === entry.task_id);
     if (task && task.status === "SUCCESS" && entry.status === "SUCCESS" && task.size !== entry.size) {
-      Object.assign(task, { size: entry.size, loudness: entry.loudness, message: entry.message });
+      Object.assign(task, { size: entry.size, loudness: entry.loudness, message: entry.message, qc: entry.qc });
       renderTask(page, task);
     } else if (task && task.url && entry.status === "SUCCESS" && !entry.output_url) {
       Object.assign(task, { url: null, message: entry.message }); // removed by the storage lifecycle
@@ -1568,6 +1576,7 @@ async function loadHistory(page, { announceDone = false } = {}) {
           "div",
           {},
           statusBadge(entry.status, entry.progress),
+          entry.status === "SUCCESS" && qcBadge(entry.qc),
           failed && h("p", { class: "cell-note" }, failureText(entry.status, entry.exception_reason, entry.message)),
           removed && h("p", { class: "cell-note cell-info", dataset: { role: "removed" } }, entry.message || "The file was removed."),
           entry.status === "SUCCESS" && !removed && exportNotes(entry.message, entry.languages.length),
@@ -1600,19 +1609,66 @@ async function loadHistory(page, { announceDone = false } = {}) {
         h(
           "td",
           { class: "cell-action" },
-          entry.output_url
-            ? h(
-                "div",
-                { class: "task-actions" },
-                previewButton(page, task, label),
-                downloadLink(page, task, `Download ${label}, made ${dateFormat.format(new Date(entry.created_at))}`),
-              )
-            : "",
+          h(
+            "div",
+            { class: "task-actions" },
+            entry.qc && qcButton(page, entry.task_id, label),
+            entry.output_url && previewButton(page, task, label),
+            entry.output_url &&
+              downloadLink(page, task, `Download ${label}, made ${dateFormat.format(new Date(entry.created_at))}`),
+          ),
         ),
       );
     }),
   );
   if (announceDone) announce(`Past exports refreshed: ${entries.length}.`);
+}
+
+// --- QC reports (spec DELIVERIES §6) ---------------------------------------------------------------------
+
+/** The export's QC verdict as a badge; the failing checks named in its text and title. */
+function qcBadge(qc) {
+  if (!qc) return null;
+  const failed = qc.failed || [];
+  return h(
+    "span",
+    {
+      class: `badge badge-qc badge-${qc.passed ? "success" : "error"}`,
+      dataset: { qc: qc.passed ? "passed" : "failed" },
+      title: failed.length ? `Failing checks: ${failed.join(", ")}` : "Every QC check passed",
+    },
+    h("span", { "aria-hidden": "true" }, qc.passed ? "✓" : "✕"),
+    " ",
+    qc.passed ? "QC passed" : `QC failed: ${failed.join(", ")}`,
+  );
+}
+
+function qcButton(page, taskId, label) {
+  return h(
+    "button",
+    { type: "button", class: "button button-small", "aria-label": `QC report of the ${label} export`, onclick: () => openQcReport(page, taskId) },
+    "QC report",
+  );
+}
+
+/**
+ * The report's page in a new tab. A tab cannot send the API key, so the page is fetched with it and shown
+ * from a blob: URL (of this origin: it keeps this page's policy, which allows the report's own stylesheet
+ * and its data: plots). The tab is opened in the click itself: one opened after the fetch is a blocked pop-up.
+ */
+async function openQcReport(page, taskId) {
+  const tab = window.open("", "_blank");
+  if (tab) tab.opener = null;
+  try {
+    const response = await api(`runs/${page.run.run_id}/exports/${encodeURIComponent(taskId)}/qc?format=html`, { raw: true });
+    const url = URL.createObjectURL(new Blob([await response.text()], { type: "text/html;charset=utf-8" }));
+    window.setTimeout(() => URL.revokeObjectURL(url), QC_PAGE_MS);
+    if (tab) tab.location.replace(url);
+    else h("a", { href: url, download: `qc-report-${taskId}.html` }).click(); // pop-ups refused: save it instead
+  } catch (error) {
+    tab?.close();
+    if (error.name !== "AbortError") showError($(page.node, "history-alert"), error);
+  }
 }
 
 // --- webhook deliveries of an export --------------------------------------------------------------------

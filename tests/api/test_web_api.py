@@ -12,6 +12,7 @@ from tests.api.conftest import files_root, new_key, raw_get
 from tests.conftest import auth, export, make_run, wait_for_task
 
 EXPORT_KEYS = {
+    "qc",
     "task_id",
     "language",
     "languages",
@@ -174,6 +175,9 @@ def test_exports_newest_first_with_figures_and_signed_urls(client, api_key, vide
         assert entry["exception_reason"] is None
         assert datetime.fromisoformat(entry["created_at"]).tzinfo is not None
         assert datetime.fromisoformat(entry["finished_at"]).tzinfo is not None
+        report = client.get(f"/runs/{video_run}/exports/{entry['task_id']}/qc", headers=auth(api_key)).json()
+        failed = list(dict.fromkeys(c["name"] for c in report["checks"] if not c["passed"]))
+        assert entry["qc"] == {"passed": report["passed"], "failed": failed}  # the report's verdict
     created = [datetime.fromisoformat(e["created_at"]) for e in entries]
     assert created == sorted(created, reverse=True)
     assert [(e["output_format"], e["language"]) for e in entries] == [

@@ -86,6 +86,7 @@ ALL_COMMANDS = [
     ["runs"],
     ["runs", "import"],
     ["export"],
+    ["qc"],
     ["workspaces"],
     ["workspaces", "list"],
     ["workspaces", "quota"],

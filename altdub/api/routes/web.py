@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from starlette.types import Scope
 
 from altdub.api.deps import ContextDep, RunId, SessionDep, WorkspaceDep
+from altdub.api.qc_page import STYLE_SOURCE
 from altdub.db.models import TaskStatus
 from altdub.service import history
 from altdub.service.context import Context
@@ -26,9 +27,10 @@ WEB_DIR = Path(__file__).resolve().parents[2] / "web"  # package data: altdub/we
 # The page loads its own script and stylesheet only; thumbnails are blob: URLs made from fetched bytes;
 # previews play exports from where their URLs point, and streaming packages through Media Source
 # Extensions (hls.js), whose media element plays a blob: URL and whose subtitle <track> elements
-# start from an empty data: WebVTT. ``{origins}``: see _export_origins.
+# start from an empty data: WebVTT. A QC report opens as a blob: page, which keeps this policy: its
+# inline stylesheet is allowed by its hash, its plots are data: images. ``{origins}``: see _export_origins.
 _CSP = (
-    "default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; "
+    f"default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self' {STYLE_SOURCE}; "
     "media-src 'self' blob: data:{origins}; connect-src 'self'{origins}; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
@@ -64,6 +66,11 @@ class LoudnessOut(BaseModel):
     lra: float = Field(description="Loudness range, LU.")
 
 
+class QcSummaryOut(BaseModel):
+    passed: bool = Field(description="The QC report's verdict: every check passed.")
+    failed: list[str] = Field(description="The failing checks' names.", examples=[["clipping"]])
+
+
 class ExportOut(BaseModel):
     task_id: str
     language: str = Field(description="The default track's language (short_name).", examples=["es-es"])
@@ -82,6 +89,10 @@ class ExportOut(BaseModel):
     created_at: datetime
     finished_at: datetime | None
     output_url: str | None = Field(description="Signed download URL, on SUCCESS only.")
+    qc: QcSummaryOut | None = Field(
+        description="The QC report's verdict (the whole report: GET /runs/{run_id}/exports/{task_id}/qc); "
+        "null without a report."
+    )
 
 
 @router.get("/", include_in_schema=False)
