@@ -22,14 +22,14 @@ from pathlib import Path
 import aaf2
 
 from altdub.media import timecode
-from altdub.media.ffmpeg import file_arg, run_ffmpeg
+from altdub.media.ffmpeg import Limits, file_arg, run_ffmpeg
 from altdub.media.timeline import HANDOFF_SAMPLE_RATE, Clip, Stem, Timeline
 from altdub.media.timeline_layout import channel_labels, clip_label, stem_pieces, track_name
 
 Channels = Sequence["aaf2.mobs.SourceMob"]
 
 
-def write_aaf(timeline: Timeline, scratch: Path) -> Path:
+def write_aaf(timeline: Timeline, scratch: Path, limits: Limits = Limits()) -> Path:
     """``<scratch>/<name>.aaf``: the timeline as one AAF with its audio embedded."""
     path = scratch / f"{timeline.name}.aaf"
     with tempfile.TemporaryDirectory(prefix="aaf-", dir=scratch) as channels_dir, aaf2.open(str(path), "w") as f:
@@ -39,7 +39,7 @@ def write_aaf(timeline: Timeline, scratch: Path) -> Path:
         _timecode_track(f, composition, timeline)
         track_number = 0
         for stem in timeline.stems:
-            channels = _embedded_channels(f, timeline, stem, Path(channels_dir))
+            channels = _embedded_channels(f, timeline, stem, Path(channels_dir), limits)
             stem_master = _master(f, stem.name, channels, 0, timeline.duration)
             clip_masters: dict[Clip, aaf2.mobs.MasterMob] = {}
             for channel, label in enumerate(channel_labels(stem.channels)):
@@ -75,14 +75,14 @@ def _timecode_track(f: aaf2.file.AAFFile, composition: aaf2.mobs.CompositionMob,
     slot.segment.start = timecode.frame_count(timeline.start_timecode, timeline.frame_rate)
 
 
-def _embedded_channels(f: aaf2.file.AAFFile, timeline: Timeline, stem: Stem, scratch: Path) -> Channels:
+def _embedded_channels(f: aaf2.file.AAFFile, timeline: Timeline, stem: Stem, scratch: Path, limits: Limits) -> Channels:
     """One SourceMob per channel of ``stem``, its samples embedded as mono PCM (FFmpeg splits the channels)."""
     labels = channel_labels(stem.channels)
     monos = [scratch / f"{index}.wav" for index in range(stem.channels)]
     args = ["-i", file_arg(stem.path)]
     for index, mono in enumerate(monos):
         args += ["-map", "0:a:0", "-af", f"pan=mono|c0=c{index}", "-c:a", "pcm_s24le", file_arg(mono)]
-    run_ffmpeg(args)
+    run_ffmpeg(args, time_limit=limits.time_limit, cancel=limits.cancel)
     sources = []
     for mono, label in zip(monos, labels, strict=True):
         source = f.create.SourceMob(f"{track_name(stem, label)}.PHYS")

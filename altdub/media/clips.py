@@ -20,7 +20,7 @@ from pathlib import Path
 
 import opentimelineio as otio
 
-from altdub.media.ffmpeg import file_arg, run_ffmpeg
+from altdub.media.ffmpeg import Limits, file_arg, run_ffmpeg
 from altdub.media.handoff import ORIGINATOR, bext_description
 from altdub.media.timeline import Clip, LanguageClips, Timeline
 from altdub.media.timeline_layout import clip_label, frame_at, safe_speaker, stem_pieces, timecode_at
@@ -35,7 +35,7 @@ def clip_file_name(timeline: Timeline, clip: Clip) -> str:
     return f"{clip.number:04d}_{digits}_{safe_speaker(clip.speaker)}.wav"
 
 
-def write_clips_zip(timeline: Timeline, scratch: Path) -> Path:
+def write_clips_zip(timeline: Timeline, scratch: Path, limits: Limits = Limits()) -> Path:
     """``<scratch>/<name>.zip``: every language's clips, ``clips.csv`` and EDL, put in one file at a time."""
     path = scratch / f"{timeline.name}.zip"
     with (
@@ -46,7 +46,7 @@ def write_clips_zip(timeline: Timeline, scratch: Path) -> Path:
             folder = Path(folders) / language.language
             folder.mkdir()
             for batch in range(0, len(language.clips), _OUTPUTS_PER_RUN):
-                _cut(timeline, language, language.clips[batch : batch + _OUTPUTS_PER_RUN], folder)
+                _cut(timeline, language, language.clips[batch : batch + _OUTPUTS_PER_RUN], folder, limits)
             _write_csv(timeline, language, folder / "clips.csv")
             edl = folder / f"{timeline.name}_{language.language}.edl"
             edl.write_text(edl_text(timeline, language), encoding="utf-8")
@@ -56,7 +56,7 @@ def write_clips_zip(timeline: Timeline, scratch: Path) -> Path:
     return path
 
 
-def _cut(timeline: Timeline, language: LanguageClips, clips: tuple[Clip, ...], folder: Path) -> None:
+def _cut(timeline: Timeline, language: LanguageClips, clips: tuple[Clip, ...], folder: Path, limits: Limits) -> None:
     """One FFmpeg run cutting ``clips`` from the language's stem, each to a Broadcast WAV of its own."""
     graph = f"[0:a]asplit={len(clips)}" + "".join(f"[s{i}]" for i in range(len(clips)))
     for i, clip in enumerate(clips):
@@ -68,7 +68,7 @@ def _cut(timeline: Timeline, language: LanguageClips, clips: tuple[Clip, ...], f
                  "-metadata", f"time_reference={timeline.start_samples + clip.start}",
                  "-metadata", f"description={description}", "-metadata", f"originator={ORIGINATOR}",
                  file_arg(folder / clip_file_name(timeline, clip))]  # fmt: skip
-    run_ffmpeg(args)
+    run_ffmpeg(args, time_limit=limits.time_limit, cancel=limits.cancel)
 
 
 def _write_csv(timeline: Timeline, language: LanguageClips, path: Path) -> None:

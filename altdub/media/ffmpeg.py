@@ -38,6 +38,14 @@ class FFmpegCancelled(FFmpegError):
 
 
 @dataclass(frozen=True)
+class Limits:
+    """How long one FFmpeg run may take, and what stops it early: a task's own limits, handed down."""
+
+    time_limit: float | None = None
+    cancel: threading.Event | None = None
+
+
+@dataclass(frozen=True)
 class FFmpegRun:
     """What a finished FFmpeg run left: its log, and how much media it wrote by its own count."""
 

@@ -35,11 +35,10 @@ import bisect
 import math
 import re
 import tempfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from altdub.media.ffmpeg import FFmpegError, file_arg, run_ffmpeg
+from altdub.media.ffmpeg import FFmpegError, Limits, file_arg, run_ffmpeg
 
 STEP = 0.1  # seconds between two momentary values: one 400 ms block ends every step (75 % overlap)
 BLOCK = 0.4  # seconds: the gating block of BS.1770-4
@@ -57,14 +56,6 @@ _SILENCE_LOG = re.compile(r"silence_(start|end): (-?[0-9.]+)")
 _FRAME = re.compile(r"frame:\d+\s+pts:-?\d+\s+pts_time:(-?[0-9.]+)")
 
 Regions = tuple[tuple[float, float], ...]  # seconds from the programme's start: (start, end), in order
-
-
-@dataclass(frozen=True)
-class Limits:
-    """How long one measurement may run, and what stops it early (the task's own limits)."""
-
-    time_limit: float | None = None
-    cancel: threading.Event | None = None
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ import opentimelineio as otio
 from opentimelineio.opentime import RationalTime, TimeRange
 
 from altdub.media import timecode
+from altdub.media.ffmpeg import Limits
 from altdub.media.timeline import Stem, Timeline
 from altdub.media.timeline_layout import clip_label, stem_pieces
 
@@ -52,8 +53,11 @@ def build_otio(timeline: Timeline) -> otio.schema.Timeline:
     return result
 
 
-def write_otio(timeline: Timeline, scratch: Path) -> Path:
-    """``<scratch>/<name>.otioz``: the timeline and its stems; the adapter copies the stems in chunks."""
+def write_otio(timeline: Timeline, scratch: Path, limits: Limits = Limits()) -> Path:
+    """``<scratch>/<name>.otioz``: the timeline and its stems; the adapter copies the stems in chunks.
+
+    ``limits`` is the hand-off writers' one signature: this writer runs no FFmpeg.
+    """
     path = scratch / f"{timeline.name}.otioz"
     path.unlink(missing_ok=True)  # the adapter refuses to overwrite
     otio.adapters.write_to_file(build_otio(timeline), str(path), adapter_name="otioz")

@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from altdub.media.ffmpeg import Limits
 from altdub.media.timeline import HANDOFF_BITS, Timeline
 
 MANIFEST = "manifest.json"
@@ -50,8 +51,11 @@ def manifest(timeline: Timeline) -> dict[str, Any]:
     }
 
 
-def write_tracks_zip(timeline: Timeline, scratch: Path) -> Path:
-    """``<scratch>/<name>.zip``: ``manifest.json``, then every stem under its own file name."""
+def write_tracks_zip(timeline: Timeline, scratch: Path, limits: Limits = Limits()) -> Path:
+    """``<scratch>/<name>.zip``: ``manifest.json``, then every stem under its own file name.
+
+    ``limits`` is the hand-off writers' one signature: this writer runs no FFmpeg.
+    """
     output = scratch / f"{timeline.name}.zip"
     with zipfile.ZipFile(output, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
         archive.writestr(MANIFEST, json.dumps(manifest(timeline), indent=2, ensure_ascii=False) + "\n")

@@ -24,12 +24,12 @@ from altdub.media import meter
 from altdub.media.aaf import write_aaf
 from altdub.media.catalogue import CATALOGUE, Format, LoudnessTarget
 from altdub.media.clips import write_clips_zip
-from altdub.media.ffmpeg import FFmpegCancelled, FFmpegError, FFmpegRun, FFmpegTimeout, run_ffmpeg
+from altdub.media.ffmpeg import FFmpegCancelled, FFmpegError, FFmpegRun, FFmpegTimeout, Limits, run_ffmpeg
 from altdub.media.formats import AudioTrack, ExportInputs, TextTrack, build_plan, pre_loudness_chain
 from altdub.media.handoff import stem_problems
 from altdub.media.isobmff import disable_text_tracks
 from altdub.media.loudness import ON_TARGET as LOUDNESS_ON_TARGET
-from altdub.media.loudness import Limits, LoudnessFigures, Normalisation, plan_normalisation
+from altdub.media.loudness import LoudnessFigures, Normalisation, plan_normalisation
 from altdub.media.meter import Reading, Regions
 from altdub.media.options import ExportOptions
 from altdub.media.otio import write_otio
@@ -40,7 +40,7 @@ from altdub.media.timecode import timecode_problem
 from altdub.media.timeline import HANDOFF_BITS, Timeline
 from altdub.media.tracks_zip import write_tracks_zip
 from altdub.media.transcripts import Segment, write_text_track
-from altdub.service import handoff, qc, tasks
+from altdub.service import handoff, qc, qc_handoff, tasks
 from altdub.service.context import Context, TaskCancel
 from altdub.service.errors import InvalidInput
 from altdub.service.packages import stored_prefix
@@ -296,7 +296,7 @@ def _package_and_publish(
 
 
 # Hand-offs for audio post (spec §5): each format's writer, from the run's rendered timeline to one file in scratch.
-HANDOFF_WRITERS: dict[str, Callable[[Timeline, Path], Path]] = {
+HANDOFF_WRITERS: dict[str, Callable[[Timeline, Path, Limits], Path]] = {
     "tracks_zip": write_tracks_zip,
     "clips_zip": write_clips_zip,
     "aaf": write_aaf,
@@ -314,7 +314,8 @@ def _handoff_and_publish(
     scratch: Path,
     cancel: TaskCancel,
 ) -> _Published:
-    """A hand-off: every stem rendered on the run's timeline, checked, then written by the format's writer."""
+    """A hand-off: every stem rendered on the run's timeline, checked (and measured for the QC report), then
+    written by the format's writer."""
     stems = scratch / "stems"
     stems.mkdir()
     handoff_plan = handoff.plan(run, chosen, options, paths, stems)
@@ -323,13 +324,19 @@ def _handoff_and_publish(
     problems = stem_problems(handoff_plan.timeline)
     if problems:
         raise _TaskFailed("stems failed verification: " + "; ".join(problems))
+    limits = Limits(ctx.settings.task_time_limit, cancel)
+    report = None
+    if ctx.settings.qc_reports:
+        with _ffmpeg_step("measuring the stems failed"):
+            readings = qc_handoff.measure_stems(handoff_plan.timeline, limits)
+        report = qc_handoff.handoff_report(handoff_plan.timeline, handoff_plan.timeline.start_timecode, readings)
     try:
         with _ffmpeg_step(f"writing the {task.output_format} failed"):  # the clips' and the AAF's channels' cuts
-            output = HANDOFF_WRITERS[task.output_format](handoff_plan.timeline, scratch)
+            output = HANDOFF_WRITERS[task.output_format](handoff_plan.timeline, scratch, limits)
     except (ValueError, OSError) as exc:  # the writer's library refused the timeline, or the disk the file
         raise _TaskFailed(f"writing the {task.output_format} failed: {exc}") from exc
     key = f"{exports_prefix(task.workspace_id, run.id)}{task.id}.{CATALOGUE[task.output_format].extension}"
-    return _Published(key, ctx.storage.put_file(key, output), None, _handoff_note(handoff_plan.timeline))
+    return _Published(key, ctx.storage.put_file(key, output), None, _handoff_note(handoff_plan.timeline), report)
 
 
 def _handoff_note(timeline: Timeline) -> str:

@@ -6,8 +6,8 @@ then takes ``track_speech`` (each audio track's speech regions: the dialogue gat
 and of the report), ``tap`` (the meter appended to its encoding command, reading the encoder's output;
 ``measure_output`` measures the file after instead where an audio stream is copied), and
 ``build_report`` on the checked output (``package_info`` describes a streaming package's renditions).
-``report_for`` reads a stored report back for the endpoint, the dashboard and the CLI. Hand-off
-formats (zip, AAF) have no report yet.
+``report_for`` reads a stored report back for the endpoint, the dashboard and the CLI. A hand-off's
+report (its stems) is ``service/qc_handoff.py``'s.
 
 The checks (``Check.name``): ``duration`` (the file against the source, and each track's own audio:
 a dub shorter than the picture is padded with silence, a longer one cut), ``integrated_loudness`` or,
@@ -87,7 +87,7 @@ def track_speech(
     if options.include_original_audio:
         transcript = run.transcript(run.source_language_id)
         if transcript is not None:
-            speech.append(Speech(_segment_regions(transcript.segments, duration), "transcript"))
+            speech.append(Speech(segment_regions(transcript.segments, duration), "transcript"))
         else:
             speech.append(Speech(None, "none"))
     return speech
@@ -96,7 +96,7 @@ def track_speech(
 def _dub_speech(ctx: Context, run: Run, language: languages.Language, duration: float, limits: Limits) -> Speech:
     transcript = run.transcript(language.id)
     if transcript is not None:
-        return Speech(_segment_regions(transcript.segments, duration), "transcript")
+        return Speech(segment_regions(transcript.segments, duration), "transcript")
     voice = run.file(FileRole.VOICE, language.id)
     if voice is None:
         return Speech(None, "none")
@@ -105,7 +105,7 @@ def _dub_speech(ctx: Context, run: Run, language: languages.Language, duration: 
         return Speech(meter.active_regions(path, f"0:{stream}", duration, limits), "voice stem")
 
 
-def _segment_regions(segments: list[dict], duration: float) -> Regions:
+def segment_regions(segments: list[dict], duration: float) -> Regions:
     """Transcript segments as regions: in order, overlapping ones joined, within the programme."""
     spans = sorted((max(0.0, float(s["start"])), min(duration, float(s["end"]))) for s in segments)
     regions: list[tuple[float, float]] = []
@@ -235,8 +235,8 @@ def _track_report(delivery: Delivery, number: int, reading: Reading) -> TrackRep
         true_peak=round(max(reading.peak, -120.0), 2),
         lra=round(reading.lra, 1),
         clipped_samples=reading.clipped_samples,
-        short_term=_series(reading.short_term, reading.duration, _power_mean),
-        true_peak_series=_series(reading.true_peak, reading.duration, max),
+        short_term=series(reading.short_term, reading.duration, power_mean),
+        true_peak_series=series(reading.true_peak, reading.duration, max),
         speech=speech.regions or (),
         silences=reading.silences_within(speech.regions) if speech.regions else (),
     )
@@ -251,7 +251,7 @@ def series_step(duration: float) -> float:
     return max(MIN_SERIES_STEP, float(math.ceil(duration / MAX_POINTS)))
 
 
-def _series(values: tuple[float, ...], duration: float, combine: Callable[[list[float]], float]) -> Series:
+def series(values: tuple[float, ...], duration: float, combine: Callable[[list[float]], float]) -> Series:
     """``values`` (one per meter STEP) combined over each plotted step; None where all are below the gate."""
     step = series_step(duration)
     per_point = round(step / meter.STEP)
@@ -262,7 +262,7 @@ def _series(values: tuple[float, ...], duration: float, combine: Callable[[list[
     return Series(step, tuple(points))
 
 
-def _power_mean(levels: list[float]) -> float:
+def power_mean(levels: list[float]) -> float:
     return 10 * math.log10(sum(10 ** (v / 10) for v in levels) / len(levels))
 
 
@@ -433,8 +433,5 @@ def report_for(ctx: Context, workspace_id: int, run_id: int, task_id: str) -> Qc
             raise NoReport(f"task {task_id} is {task.status}: a QC report is made when an export succeeds")
         stored = task.qc_report
     if stored is None:
-        raise NoReport(
-            f"export {task_id} has no QC report: made before reports existed, with reports switched off, "
-            f"or as a {task.output_format} (reports cover files, masters, MXF and streaming packages)"
-        )
+        raise NoReport(f"export {task_id} has no QC report: made before reports existed, or with reports switched off")
     return QcReport.from_dict(stored)

@@ -14,16 +14,20 @@ from typing import Any
 
 import aaf2
 import opentimelineio as otio
+import pyloudnorm
 import pytest
 from fastapi.testclient import TestClient
 
 from altdub.api.app import create_app
 from altdub.config import Settings
 from altdub.media.catalogue import CATALOGUE
+from altdub.media.qc_report import QcReport
 from altdub.media.synth import make_tone
 from tests.api.conftest import new_key
+from tests.api.test_qc_reports import _clipped_dub
 from tests.conftest import SOURCE_SECONDS, Media, auth, fetch_finished, make_run
 from tests.media.handoff_stems import int24_samples
+from tests.media.test_masters import decode_audio
 from tests.media.test_timecode import make_timecoded_video
 
 SEGMENTS = [  # samples at 48 kHz: 24000-60000, 72000-96000, 144000-168000
@@ -167,3 +171,59 @@ def test_a_drop_frame_source_keeps_its_timecode(app: App) -> None:
         rows = list(csv.DictReader(io.StringIO(archive.read("es-es/clips.csv").decode("utf-8"))))
     # 0.5 s, 1.5 s and 3 s are 14.99, 44.96 and 89.91 frames at 29.97
     assert [r["start_timecode"] for r in rows] == ["01:00:00;14", "01:00:01;14", "01:00:02;29"]
+
+
+def _handoff_task(app: App, run_id: int, output_format: str) -> str:
+    """A new hand-off export of ``run_id``, waited for: its task id."""
+    answer = app.client.post(
+        f"/runs/{run_id}/exports", headers=auth(app.key), json={"output_format": output_format, "languages": ["es-es"]}
+    ).json()
+    assert "task_id" in answer, answer
+    fetch_finished(app.client, app.key, answer)
+    return answer["task_id"]
+
+
+def test_a_hand_off_has_a_qc_report_of_its_stems(app: App) -> None:
+    """Each stem a track of the report, measured as an independent meter measures it in the zip; the voice
+    stem's speech the transcript's; the TimeReference read back from each stem; the page renders."""
+    task = _handoff_task(app, app.ntsc, "tracks_zip")
+    answer = app.client.get(f"/runs/{app.ntsc}/exports/{task}/qc", headers=auth(app.key))
+    assert answer.status_code == 200, answer.text
+    report = QcReport.from_dict(answer.json())
+    assert report.passed, report.failed
+    assert report.preset is None and report.target is None
+    assert [(t.title, t.role) for t in report.tracks] == [
+        ("Spanish (Spain) mix", "mix"), ("English (United States) original", "original"),
+    ]  # fmt: skip
+    assert report.tracks[0].speech == tuple((s["start"], s["end"]) for s in SEGMENTS)  # no voice stem: cut from the mix
+    timecodes = [c for c in report.checks if c.name == "timecode"]
+    assert [c.track for c in timecodes] == [0, 1] and all(c.passed for c in timecodes)
+    assert all(c.measured == "TimeReference 172799827" for c in timecodes)  # 01:00:00;00 at 29.97 drop-frame
+    assert {c.name for c in report.checks} == {"duration", "timecode", "clipping", "silence_in_speech"}
+    path = app.directory / "qc-stems.zip"
+    path.write_bytes(app.client.get(_output_url(app, task)).content)
+    with zipfile.ZipFile(path) as archive:
+        archive.extract(f"run-{app.ntsc}_es-es_mix.wav", app.directory)
+    decoded = decode_audio(app.directory / f"run-{app.ntsc}_es-es_mix.wav", 0)
+    independent = pyloudnorm.Meter(decoded.rate).integrated_loudness(decoded.samples)
+    assert report.tracks[0].integrated is not None
+    assert abs(report.tracks[0].integrated - independent) <= 0.5
+    page = app.client.get(f"/runs/{app.ntsc}/exports/{task}/qc?format=html", headers=auth(app.key))
+    assert page.status_code == 200 and "Spanish (Spain) mix" in page.text
+
+
+def test_a_clipping_dub_fails_the_hand_offs_clipping_check(app: App) -> None:
+    """The export is delivered all the same; the failing check names the mix's track."""
+    dub = _clipped_dub(app.directory / "clipped.wav", SOURCE_SECONDS)
+    run_id = make_run(app.client, app.key, {"dub_es-es": dub})
+    task = _handoff_task(app, run_id, "aaf")
+    report = QcReport.from_dict(app.client.get(f"/runs/{run_id}/exports/{task}/qc", headers=auth(app.key)).json())
+    assert not report.passed
+    assert [(c.name, c.track) for c in report.failed] == [("clipping", 0)]
+    assert report.tracks[0].clipped_samples > 1000
+
+
+def _output_url(app: App, task: str) -> str:
+    status = app.client.get(f"/dub-alt-format/{task}", headers=auth(app.key)).json()
+    assert status["status"] == "SUCCESS", status
+    return status["output_url"]

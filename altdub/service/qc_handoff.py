@@ -1,0 +1,120 @@
+"""The QC report of a hand-off (tracks_zip, clips_zip, aaf, otio): its stems, measured and checked.
+
+A hand-off takes no loudness target (every stem goes as it is) and holds no picture, so its report
+has no preset: it gives each stem's figures and checks what a mixer relies on when the stems land on
+a timeline: each stem lasts the programme, its ``bext`` TimeReference is the start timecode asked for,
+no sample clips, and no silence of 3 s or more falls inside a language's transcript segments. The
+AAF, the OTIOZ and the clips are made of these very stems (split by channel, referenced, or cut).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from altdub.media import meter, timecode
+from altdub.media.meter import Limits, Reading, Regions
+from altdub.media.probe import ProbeError, probe
+from altdub.media.qc_report import Check, QcReport, TrackReport
+from altdub.media.timeline import Stem, Timeline
+from altdub.service.qc import DURATION_TOLERANCE, power_mean, segment_regions, series
+
+
+def measure_stems(timeline: Timeline, limits: Limits) -> list[Reading]:
+    """The meter's reading of every stem, one FFmpeg pass each (a stem is a file of its own)."""
+    return [meter.read(stem.path, ["0:0"], limits=limits) for stem in timeline.stems]
+
+
+def handoff_report(timeline: Timeline, wanted_timecode: str, readings: Sequence[Reading]) -> QcReport:
+    """The report of a hand-off's stems (``readings`` in ``timeline.stems`` order)."""
+    programme = timeline.seconds(timeline.duration)
+    speech = _speech_by_stem(timeline, programme)
+    tracks, checks = [], []
+    for number, (stem, reading) in enumerate(zip(timeline.stems, readings, strict=True)):
+        regions = speech.get(stem.path)
+        tracks.append(_track(number, stem, reading, regions))
+        checks.append(
+            Check(
+                "duration",
+                f"{programme:.3f} s (the programme) ± {DURATION_TOLERANCE:g}",
+                f"{reading.duration:.3f} s",
+                abs(reading.duration - programme) <= DURATION_TOLERANCE,
+                number,
+            )
+        )
+        checks.append(_time_reference_check(timeline, stem, wanted_timecode, number))
+        checks.append(
+            Check(
+                "clipping",
+                "no sample at full scale",
+                f"{reading.clipped_samples} samples",
+                not reading.clipped_samples,
+                number,
+            )
+        )
+        if regions:
+            found = ", ".join(f"{a:.1f}-{b:.1f} s" for a, b in tracks[-1].silences) or "none"
+            expected = f"no silence of {meter.SILENCE_SECONDS:g} s or more in speech (transcript)"
+            checks.append(Check("silence_in_speech", expected, found, not tracks[-1].silences, number))
+    notes = [
+        f"hand-off: {len(timeline.stems)} stems of {timeline.sample_rate / 1000:g} kHz, as they go into the "
+        f"{'file' if len(timeline.stems) == 1 else 'files'}; no loudness target (stems are delivered untouched)"
+    ]
+    return QcReport(
+        preset=None,
+        target=None,
+        passed=all(c.passed for c in checks),
+        checks=tuple(checks),
+        tracks=tuple(tracks),
+        duration=round(max((r.duration for r in readings), default=0.0), 3),
+        source_duration=round(programme, 3),
+        notes=tuple(notes),
+    )
+
+
+def _speech_by_stem(timeline: Timeline, programme: float) -> dict[Path, Regions]:
+    """Each clip-bearing stem's transcript segments, as regions in seconds."""
+    rate = timeline.sample_rate
+    return {
+        language.stem.path: segment_regions(
+            [{"start": clip.start / rate, "end": clip.end / rate} for clip in language.clips], programme
+        )
+        for language in timeline.clips
+    }
+
+
+def _track(number: int, stem: Stem, reading: Reading, regions: Regions | None) -> TrackReport:
+    integrated = reading.integrated if reading.integrated > meter.ABSOLUTE_GATE else None
+    dialogue = reading.gated_loudness(regions) if regions else None
+    return TrackReport(
+        index=number,
+        language=stem.language,
+        title=stem.name,
+        default=False,
+        role=stem.role,
+        integrated=None if integrated is None else round(integrated, 2),
+        dialogue_integrated=None if dialogue is None else round(dialogue, 2),
+        true_peak=round(max(reading.peak, -120.0), 2),
+        lra=round(reading.lra, 1),
+        clipped_samples=reading.clipped_samples,
+        short_term=series(reading.short_term, reading.duration, power_mean),
+        true_peak_series=series(reading.true_peak, reading.duration, max),
+        speech=regions or (),
+        silences=reading.silences_within(regions) if regions else (),
+    )
+
+
+def _time_reference_check(timeline: Timeline, stem: Stem, wanted: str, number: int) -> Check:
+    """The stem's ``bext`` TimeReference, read back from the file, against the timecode asked for."""
+    expected = timecode.to_samples(wanted, timeline.frame_rate, timeline.sample_rate)
+    try:
+        found = probe(stem.path).tags.get("time_reference")
+    except ProbeError as exc:
+        found = f"unreadable: {exc}"
+    return Check(
+        "timecode",
+        f"{wanted} = TimeReference {expected}",
+        f"TimeReference {found}" if found is not None else "no bext TimeReference",
+        found == str(expected),
+        number,
+    )
