@@ -183,22 +183,10 @@ def build_report(delivery: Delivery, info: MediaInfo, readings: Sequence[Reading
     tracks = [_track_report(delivery, number, reading) for number, reading in enumerate(readings)]
     checks = [_duration_check(info.duration, delivery.inputs.duration)]
     notes: list[str] = []
-    for number, (track, reading) in enumerate(zip(tracks, readings, strict=True)):
+    for number, track in enumerate(tracks):
         checks += _track_duration_checks(delivery.tracks[number], delivery.inputs.duration, number)
         checks += _loudness_checks(target, track, delivery.speech[number], number, notes)
-        checks.append(
-            Check(
-                "clipping",
-                "no sample at full scale",
-                f"{reading.clipped_samples} samples",
-                not reading.clipped_samples,
-                number,
-            )
-        )
-        if track.speech:
-            found = ", ".join(f"{a:.1f}-{b:.1f} s" for a, b in track.silences) or "none"
-            expected = f"no silence of {meter.SILENCE_SECONDS:g} s or more in speech ({delivery.speech[number].source})"
-            checks.append(Check("silence_in_speech", expected, found, not track.silences, number))
+        checks += signal_checks(track, delivery.speech[number].source)
     checks += _tag_checks(delivery, info)
     checks += _picture_checks(delivery, info)
     if any(speech.regions is not None for speech in delivery.speech):  # a dialogue figure is reported
@@ -240,6 +228,24 @@ def _track_report(delivery: Delivery, number: int, reading: Reading) -> TrackRep
         speech=speech.regions or (),
         silences=reading.silences_within(speech.regions) if speech.regions else (),
     )
+
+
+def signal_checks(track: TrackReport, speech_source: str) -> list[Check]:
+    """What a track's samples must not hold: any at full scale, or a long silence inside its speech."""
+    checks = [
+        Check(
+            "clipping",
+            "no sample at full scale",
+            f"{track.clipped_samples} samples",
+            not track.clipped_samples,
+            track.index,
+        )
+    ]
+    if track.speech:
+        found = ", ".join(f"{a:.1f}-{b:.1f} s" for a, b in track.silences) or "none"
+        expected = f"no silence of {meter.SILENCE_SECONDS:g} s or more in speech ({speech_source})"
+        checks.append(Check("silence_in_speech", expected, found, not track.silences, track.index))
+    return checks
 
 
 def _rounded(value: float | None) -> float | None:

@@ -17,7 +17,7 @@ from altdub.media.meter import Limits, Reading, Regions
 from altdub.media.probe import ProbeError, probe
 from altdub.media.qc_report import Check, QcReport, TrackReport
 from altdub.media.timeline import Stem, Timeline
-from altdub.service.qc import DURATION_TOLERANCE, power_mean, segment_regions, series
+from altdub.service.qc import DURATION_TOLERANCE, power_mean, segment_regions, series, signal_checks
 
 
 def measure_stems(timeline: Timeline, limits: Limits) -> list[Reading]:
@@ -43,19 +43,7 @@ def handoff_report(timeline: Timeline, wanted_timecode: str, readings: Sequence[
             )
         )
         checks.append(_time_reference_check(timeline, stem, wanted_timecode, number))
-        checks.append(
-            Check(
-                "clipping",
-                "no sample at full scale",
-                f"{reading.clipped_samples} samples",
-                not reading.clipped_samples,
-                number,
-            )
-        )
-        if regions:
-            found = ", ".join(f"{a:.1f}-{b:.1f} s" for a, b in tracks[-1].silences) or "none"
-            expected = f"no silence of {meter.SILENCE_SECONDS:g} s or more in speech (transcript)"
-            checks.append(Check("silence_in_speech", expected, found, not tracks[-1].silences, number))
+        checks += signal_checks(tracks[-1], "transcript")
     notes = [
         f"hand-off: {len(timeline.stems)} stems of {timeline.sample_rate / 1000:g} kHz, as they go into the "
         f"{'file' if len(timeline.stems) == 1 else 'files'}; no loudness target (stems are delivered untouched)"
