@@ -37,7 +37,7 @@ _PAGE_HEADERS = {
         404: {"description": "Unknown task, another workspace's, or a task of another run."},
         409: {
             "description": "No report: the task is not SUCCESS (still PENDING, or failed), or the export was made "
-            "without one (before reports existed, with ALTDUB_QC_REPORTS off, or a hand-off format)."
+            "without one (before reports existed, or with ALTDUB_QC_REPORTS off)."
         },
     },
 )
