@@ -213,6 +213,9 @@ def build_plan(output_format: str, inputs: ExportInputs, options: ExportOptions,
             maps += ["-map", stream]
             codecs += [f"-c:a:{audio_index}", "copy"]
             audio_copied = audio_copied or default
+        elif samples_unchanged(track, options, inputs.duration):  # no graph: the encoder reads the dub as it is
+            maps += ["-map", stream]
+            codecs += _audio_codec_args(fmt.name, audio_index, track.stream, options)
         else:
             label = f"[a{number}]"
             graphs.append(f"[{stream}]{audio_chain(track, options, inputs.duration)}{label}")
@@ -270,16 +273,27 @@ def _tag_args(fmt: Format, kind: str, index: int, track: AudioTrack | TextTrack,
     return [*args, f"-disposition:{kind}:{index}", "default" if default else "0"]
 
 
-def _copies_audio(fmt: Format, track: AudioTrack, options: ExportOptions, duration: float) -> bool:
-    """A format that holds the dub's codec (Matroska) takes the audio as it is when nothing about it has to change."""
+def samples_unchanged(track: AudioTrack, options: ExportOptions, duration: float) -> bool:
+    """Whether the output's samples are the track's own: no padding, gain, rate or channel change.
+
+    Then no filter graph runs (a graph that pads a dub already as long as the picture changes
+    nothing and costs a thread): the track is mapped as it is and ``-t`` trims a longer one.
+    """
     stream = track.stream
     return (
-        fmt.copyable_audio is not None
-        and stream.codec in fmt.copyable_audio
-        and track.loudnorm is None
+        track.loudnorm is None
         and options.sample_rate == stream.sample_rate
         and options.channels == (stream.channels or 2)
         and track.duration >= duration - _COPY_SLACK  # as long as the picture; -t trims the rest
+    )
+
+
+def _copies_audio(fmt: Format, track: AudioTrack, options: ExportOptions, duration: float) -> bool:
+    """A format that holds the dub's codec (Matroska) takes the audio as it is when nothing about it has to change."""
+    return (
+        fmt.copyable_audio is not None
+        and track.stream.codec in fmt.copyable_audio
+        and samples_unchanged(track, options, duration)
     )
 
 
