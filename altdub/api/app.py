@@ -33,6 +33,7 @@ from altdub.config import Settings
 from altdub.service.context import build_context, remove_stale_scratch
 from altdub.service.errors import InsufficientStorage, InvalidInput, NotFound, TooLarge, TooManyPending
 from altdub.service.lifecycle import Sweeper
+from altdub.service.loop_reads import HeldConnection
 from altdub.service.workers import attach_executor, webhooks_sender
 
 # The event loop uvicorn serves with. Not uvloop: under saturation uvloop served some connections
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None, *, workers: bool = True) -> Fas
         context = build_context(settings)
         remove_stale_scratch(settings)
         app.state.context = context
+        app.state.loop_reads = HeldConnection(context.engine)  # the event loop's quick reads (loop_reads.py)
         app.state.metrics = metrics_registry(context)
         attach_executor(context, workers=workers)
         sender = webhooks_sender(context)
@@ -73,6 +75,7 @@ def create_app(settings: Settings | None = None, *, workers: bool = True) -> Fas
             context.stopping.set()  # running conversions stop; their tasks stay PENDING and resume
             if context.executor is not None:
                 context.executor.shutdown()
+            app.state.loop_reads.close()
             context.engine.dispose()
 
     app = FastAPI(
