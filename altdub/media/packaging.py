@@ -57,20 +57,17 @@ def package_plan(output_format: str, inputs: ExportInputs, options: ExportOption
     tracks = inputs.audio_tracks(options)
     for number, track in enumerate(tracks):
         stream = f"{files.index(track.path)}:{track.stream.index}"
-        if samples_unchanged(track, options, inputs.duration):
-            maps += ["-map", stream]  # no graph: the encoder reads the dub as it is
+        if track.encoded or samples_unchanged(track, options, inputs.duration):
+            maps += ["-map", stream]  # no graph: the encoder reads the dub as it is, or its encoding is copied
         else:
             label = f"[a{number}]"
             graphs.append(f"[{stream}]{audio_chain(track, options, inputs.duration)}{label}")
             maps += ["-map", label]
-        codecs += [
-            f"-c:a:{number}",
-            "aac",
-            f"-profile:a:{number}",
-            "aac_low",
-            f"-b:a:{number}",
-            str(options.audio_bitrate),
-        ]
+        if track.encoded:
+            codecs += [f"-c:a:{number}", "copy"]
+        else:
+            codecs += [f"-c:a:{number}", "aac", f"-profile:a:{number}", "aac_low"]
+            codecs += [f"-b:a:{number}", str(options.audio_bitrate)]
         codecs += [f"-metadata:s:a:{number}", f"language={track.language}"]
     sets = " ".join(["id=0,streams=v", *(f"id={n + 1},streams={n + 1}" for n in range(len(tracks)))])
     args = [*files.args(), *(["-filter_complex", ";".join(graphs)] if graphs else []), *maps, *codecs]

@@ -32,7 +32,7 @@ from altdub.media.packaging import finish_package, package_plan, verify_package
 from altdub.media.probe import MediaInfo, ProbeError, probe_output
 from altdub.media.timecode import timecode_problem
 from altdub.media.transcripts import Segment, write_text_track
-from altdub.service import tasks
+from altdub.service import intermediates, tasks
 from altdub.service.context import Context, TaskCancel
 from altdub.service.errors import InvalidInput
 from altdub.service.packages import stored_prefix
@@ -207,18 +207,22 @@ def _package_and_publish(
             for t in inputs.audio_tracks(options)
         ]
         inputs = inputs.with_loudnorm([plan.filter() for plan in plans])
-    try:
-        plan = package_plan(task.output_format, inputs, options, folder)
-    except ValueError as exc:
-        raise _TaskFailed(str(exc), "MISMATCHED_SOURCE_CODEC") from exc
-    with _ffmpeg_step("packaging failed"):
-        run_ffmpeg(
-            plan.args,
-            duration=inputs.duration,
-            on_progress=tasks.ProgressWriter(ctx, task.id),
-            time_limit=ctx.settings.task_time_limit,
-            cancel=cancel,
-        )
+    progress = tasks.ProgressWriter(ctx, task.id)
+    with ExitStack() as stack:
+        with _ffmpeg_step("audio encoding failed"):  # each rendition encoded once (intermediates.py)
+            inputs = stack.enter_context(intermediates.encoded_inputs(ctx, task, inputs, options, cancel, progress))
+        try:
+            plan = package_plan(task.output_format, inputs, options, folder)
+        except ValueError as exc:
+            raise _TaskFailed(str(exc), "MISMATCHED_SOURCE_CODEC") from exc
+        with _ffmpeg_step("packaging failed"):
+            run_ffmpeg(
+                plan.args,
+                duration=inputs.duration,
+                on_progress=intermediates.remux_progress(progress),
+                time_limit=ctx.settings.task_time_limit,
+                cancel=cancel,
+            )
     for text in inputs.subtitles if options.subtitles == "soft" else ():
         shutil.copyfile(text.path, folder / text.path.name)
     try:
@@ -379,19 +383,25 @@ def _convert(
 def _encode(
     ctx: Context, task: ExportTask, options: ExportOptions, inputs: ExportInputs, output: Path, cancel: TaskCancel
 ) -> float | None:
-    """Run the plan; returns the seconds of media FFmpeg says it wrote."""
-    try:
-        plan = build_plan(task.output_format, inputs, options, output)
-    except ValueError as exc:
-        raise _TaskFailed(str(exc), "MISMATCHED_SOURCE_CODEC") from exc
-    with _ffmpeg_step("conversion failed"):
-        written = run_ffmpeg(
-            plan.args,
-            duration=inputs.duration,
-            on_progress=tasks.ProgressWriter(ctx, task.id),
-            time_limit=ctx.settings.task_time_limit,
-            cancel=cancel,
-        ).written_seconds
+    """Run the plan (AAC formats: on the tracks' intermediates, encoded once); the seconds of media FFmpeg wrote."""
+    progress = tasks.ProgressWriter(ctx, task.id)
+    with ExitStack() as stack:
+        if intermediates.uses_intermediates(task.output_format):
+            with _ffmpeg_step("audio encoding failed"):
+                inputs = stack.enter_context(intermediates.encoded_inputs(ctx, task, inputs, options, cancel, progress))
+            progress = intermediates.remux_progress(progress)
+        try:
+            plan = build_plan(task.output_format, inputs, options, output)
+        except ValueError as exc:
+            raise _TaskFailed(str(exc), "MISMATCHED_SOURCE_CODEC") from exc
+        with _ffmpeg_step("conversion failed"):
+            written = run_ffmpeg(
+                plan.args,
+                duration=inputs.duration,
+                on_progress=progress,
+                time_limit=ctx.settings.task_time_limit,
+                cancel=cancel,
+            ).written_seconds
     if plan.disable_text_tracks:
         disable_text_tracks(output)
     return written
