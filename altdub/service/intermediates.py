@@ -1,7 +1,7 @@
 """Encode once (issue 17): each AAC track of a deliverable is made from an intermediate, its encoded audio.
 
 The intermediate of a (stored dub, stream, audio options, filter chain with the loudness filter) is
-encoded once, stored under the run's exports (``audio/<digest>.m4a``), and stream-copied into every
+encoded once, stored beside the run's inputs (``audio/<digest>.m4a``), and stream-copied into every
 deliverable that carries the same stream: aac, m4a, mp4, mov, masters and HLS/DASH renditions. A
 second deliverable of the same language and options runs no audio encoder, only a remux. The tracks
 of a master are encoded side by side, one FFmpeg each (every core), then remuxed once.
@@ -32,7 +32,7 @@ from pathlib import Path
 from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 
-from altdub.db.models import AudioIntermediate, ExportTask
+from altdub.db.models import AudioIntermediate, ExportTask, Run
 from altdub.media.ffmpeg import FFmpegCancelled, FFmpegTimeout, run_ffmpeg
 from altdub.media.formats import (
     AAC_FORMATS,
@@ -46,7 +46,6 @@ from altdub.media.formats import (
 from altdub.media.options import ExportOptions
 from altdub.media.probe import StreamInfo
 from altdub.service.context import Context, TaskCancel
-from altdub.service.runs import exports_prefix
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +72,14 @@ def encoded_inputs(
     """
     tracks = inputs.audio_tracks(options)
     progress = _Progress(len(tracks), on_progress)
+    with ctx.sessions() as session:
+        run = session.get(Run, task.run_id)
+        if run is None:  # deleted meanwhile: nothing to encode for
+            raise FFmpegCancelled("the run was deleted")
+        folder = f"{run.storage_prefix}audio/"
 
     def stored(number: int) -> str:
-        return _stored(ctx, task, tracks[number], options, inputs.duration, cancel, progress.part(number))
+        return _stored(ctx, task, folder, tracks[number], options, inputs.duration, cancel, progress.part(number))
 
     workers = max(1, min(len(tracks), os.cpu_count() or 1))
     with ThreadPoolExecutor(workers, thread_name_prefix="intermediate") as pool:
@@ -125,15 +129,17 @@ def _as_encoded(track: AudioTrack, path: Path, options: ExportOptions, duration:
 def _stored(
     ctx: Context,
     task: ExportTask,
+    folder: str,
     track: AudioTrack,
     options: ExportOptions,
     duration: float,
     cancel: TaskCancel,
     on_progress: Callable[[float], None],
 ) -> str:
-    """The storage key of the track's intermediate: ready already, made here, or made by another process meanwhile."""
+    """The storage key of the track's intermediate (in ``folder``, beside the run's inputs: deleted with them, and
+    apart from its exports: a failed export leaves none of its files): ready already, made here, or elsewhere."""
     name = digest(task.run_id, track, options, duration)
-    key = f"{exports_prefix(task.workspace_id, task.run_id)}audio/{name}.{INTERMEDIATE_EXTENSION}"
+    key = f"{folder}{name}.{INTERMEDIATE_EXTENSION}"
     deadline = time.monotonic() + ctx.settings.task_time_limit
     while True:
         state = _claim(ctx, name, task, key)
