@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.run                   # the full run (10-minute 1080p source)
     .venv/bin/python -m bench.run --minutes 2       # a quicker run on a 2-minute source
-    .venv/bin/python -m bench.run --quick           # every target once on a 1-minute source, ~2 minutes
+    .venv/bin/python -m bench.run --quick           # targets 1 (no MXF), 3, 4, 10 once, 1-minute source: ~2 minutes
     .venv/bin/python -m bench.run --only 8          # one target (8: the four-language mp4 master)
     .venv/bin/python -m bench.run --only 9          # 9: the three-language HLS package
 
@@ -1355,8 +1355,8 @@ def write_report(args: argparse.Namespace, report: Report, elapsed: float, loads
         f"Made by `.venv/bin/python -m bench.run {' '.join(sys.argv[1:])}`",
         f"on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} in {elapsed / 60:.1f} minutes:",
         f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, FFmpeg {ffmpeg_version()}.",
-        f"Machine load (load average, 1 min): {loads[0]:.2f} at the start, {loads[1]:.2f} at the end; other",
-        "processes' share of the cores moves both sides of a pair alike, not its ratio's meaning of CPU work.",
+        f"Machine load (load average, 1 min): {loads[0]:.2f} at the start, {loads[1]:.2f} at the end (other",
+        "processes' work on the same cores slows both sides of a pair; the more load, the noisier the ratios).",
         f"Source: {args.minutes:g}-minute 1920x1080 25 fps H.264 test pattern with stereo 48 kHz audio; dub: a",
         f"{args.minutes:g}-minute stereo 48 kHz PCM WAV. Each scenario ran {args.repeats} times (quick conversions",
         "more): medians (min-max, n).",
