@@ -153,12 +153,16 @@ class RedactSecrets(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(
-                SECRET_QUERY.sub(r"\1REDACTED", arg) if isinstance(arg, str) else arg for arg in record.args
-            )
+            record.args = tuple(_redacted(arg) if isinstance(arg, str) else arg for arg in record.args)
         if isinstance(record.msg, str):
-            record.msg = SECRET_QUERY.sub(r"\1REDACTED", record.msg)
+            record.msg = _redacted(record.msg)
         return True
+
+
+def _redacted(text: str) -> str:
+    """``text`` with secret query values blanked; text with no ``=`` holds none (an access line's method,
+    version, address, or a path without a query: most of them), and skips the regular expression."""
+    return SECRET_QUERY.sub(r"\1REDACTED", text) if "=" in text else text
 
 
 def _log_config() -> dict[str, Any]:

@@ -253,3 +253,23 @@ class WebhookAttempt(Base):
     status_code: Mapped[int | None] = mapped_column(Integer)
     latency_ms: Mapped[float] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class AudioIntermediate(Base):
+    """A dub's audio encoded once (codec, options, loudness filter) and stream-copied into every deliverable
+    that carries the same stream (service/intermediates.py). ``id`` is the digest of what made it.
+
+    One row per digest: the process whose INSERT succeeds makes the file (``ready_at`` NULL until it is
+    stored); any other waits for it. Counted and removed by the storage lifecycle as exports are.
+    """
+
+    __tablename__ = "audio_intermediates"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    storage_key: Mapped[str] = mapped_column(String(500))
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)  # its maker started
+    ready_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # stored: usable
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -85,6 +85,7 @@ class AudioTrack:
     title: str = ""  # the track's name for people: the language's display name
     tag: str = ""  # BCP-47, for streaming manifests
     loudnorm: str | None = None  # loudness normalisation filter, from a measurement made beforehand
+    encoded: bool = False  # the stream is already this output's audio (an intermediate): copied as it is
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,11 @@ class ExportInputs:
                 raise ValueError("the run has no original audio")
             return (*self.dubs, self.original)
         return self.dubs
+
+    def with_audio(self, tracks: list[AudioTrack]) -> ExportInputs:
+        """The same inputs with each audio track replaced (in ``audio_tracks`` order: the dubs, then the original)."""
+        original = tracks[len(self.dubs)] if len(tracks) > len(self.dubs) else self.original
+        return replace(self, dubs=tuple(tracks[: len(self.dubs)]), original=original)
 
     def with_loudnorm(self, filters: list[str]) -> ExportInputs:
         """The same inputs with each audio track's loudness filter set (in ``audio_tracks`` order)."""
@@ -211,10 +217,13 @@ def build_plan(output_format: str, inputs: ExportInputs, options: ExportOptions,
                 codecs += _tag_args(fmt, "a", audio_index, track, default and channel == 0)
                 audio_index += 1
             continue
-        if _copies_audio(fmt, track, options, inputs.duration):
+        if track.encoded or _copies_audio(fmt, track, options, inputs.duration):
             maps += ["-map", stream]
             codecs += [f"-c:a:{audio_index}", "copy"]
             audio_copied = audio_copied or default
+        elif samples_unchanged(track, options, inputs.duration):  # no graph: the encoder reads the dub as it is
+            maps += ["-map", stream]
+            codecs += _audio_codec_args(fmt.name, audio_index, track.stream, options)
         else:
             label = f"[a{number}]"
             graphs.append(f"[{stream}]{audio_chain(track, options, inputs.duration)}{label}")
@@ -264,6 +273,28 @@ def written_language(fmt: Format, language: str) -> str:
     return _MOV_LANGUAGE_CODES.get(language, language) if fmt.muxer == "mov" else language
 
 
+# Formats whose audio is AAC-LC: each track is encoded once, as an intermediate, and stream-copied in.
+AAC_FORMATS = frozenset(name for name, f in CATALOGUE.items() if f.audio_codecs == ("aac",))
+INTERMEDIATE_EXTENSION = "m4a"  # MP4 keeps the encoder's timestamps exactly: the copy is the same packets
+
+
+def intermediate_plan(track: AudioTrack, options: ExportOptions, duration: float, output: Path) -> list[str]:
+    """FFmpeg's arguments that encode one track as every AAC format would, into an MP4 audio file.
+
+    The same samples (the chain, or none, that build_plan gives the track) through the same encoder,
+    settings and ``-t``: stream-copied into an mp4, mov, m4a, ADTS or a package, its packets are the
+    ones a direct encode writes there.
+    """
+    stream = f"0:{track.stream.index}"
+    if samples_unchanged(track, options, duration):
+        mapping = ["-map", stream]
+    else:
+        mapping = ["-filter_complex", f"[{stream}]{audio_chain(track, options, duration)}[a]", "-map", "[a]"]
+    codec = _audio_codec_args("mp4", 0, track.stream, options)
+    return ["-i", file_arg(track.path), *mapping, *codec, "-t", f"{duration:.6f}", "-map_metadata", "-1",
+            "-f", "mp4", file_arg(output)]  # fmt: skip
+
+
 def _tag_args(fmt: Format, kind: str, index: int, track: AudioTrack | TextTrack, default: bool) -> list[str]:
     """Language, title and default flag of the ``index``-th output stream of ``kind`` (``a`` or ``s``).
 
@@ -276,16 +307,27 @@ def _tag_args(fmt: Format, kind: str, index: int, track: AudioTrack | TextTrack,
     return [*args, f"-disposition:{kind}:{index}", "default" if default else "0"]
 
 
-def _copies_audio(fmt: Format, track: AudioTrack, options: ExportOptions, duration: float) -> bool:
-    """A format that holds the dub's codec (Matroska) takes the audio as it is when nothing about it has to change."""
+def samples_unchanged(track: AudioTrack, options: ExportOptions, duration: float) -> bool:
+    """Whether the output's samples are the track's own: no padding, gain, rate or channel change.
+
+    Then no filter graph runs (a graph that pads a dub already as long as the picture changes
+    nothing and costs a thread): the track is mapped as it is and ``-t`` trims a longer one.
+    """
     stream = track.stream
     return (
-        fmt.copyable_audio is not None
-        and stream.codec in fmt.copyable_audio
-        and track.loudnorm is None
+        track.loudnorm is None
         and options.sample_rate == stream.sample_rate
         and options.channels == (stream.channels or 2)
         and track.duration >= duration - _COPY_SLACK  # as long as the picture; -t trims the rest
+    )
+
+
+def _copies_audio(fmt: Format, track: AudioTrack, options: ExportOptions, duration: float) -> bool:
+    """A format that holds the dub's codec (Matroska) takes the audio as it is when nothing about it has to change."""
+    return (
+        fmt.copyable_audio is not None
+        and track.stream.codec in fmt.copyable_audio
+        and samples_unchanged(track, options, duration)
     )
 
 

@@ -20,7 +20,7 @@ import m3u8
 
 from altdub.media.catalogue import CATALOGUE
 from altdub.media.ffmpeg import file_arg
-from altdub.media.formats import ExportInputs, ExportPlan, InputFiles, audio_chain
+from altdub.media.formats import ExportInputs, ExportPlan, InputFiles, audio_chain, samples_unchanged
 from altdub.media.options import ExportOptions
 from altdub.media.probe import StreamInfo
 
@@ -56,22 +56,21 @@ def package_plan(output_format: str, inputs: ExportInputs, options: ExportOption
     codecs = list(video_args)
     tracks = inputs.audio_tracks(options)
     for number, track in enumerate(tracks):
-        label = f"[a{number}]"
-        graphs.append(
-            f"[{files.index(track.path)}:{track.stream.index}]{audio_chain(track, options, inputs.duration)}{label}"
-        )
-        maps += ["-map", label]
-        codecs += [
-            f"-c:a:{number}",
-            "aac",
-            f"-profile:a:{number}",
-            "aac_low",
-            f"-b:a:{number}",
-            str(options.audio_bitrate),
-        ]
+        stream = f"{files.index(track.path)}:{track.stream.index}"
+        if track.encoded or samples_unchanged(track, options, inputs.duration):
+            maps += ["-map", stream]  # no graph: the encoder reads the dub as it is, or its encoding is copied
+        else:
+            label = f"[a{number}]"
+            graphs.append(f"[{stream}]{audio_chain(track, options, inputs.duration)}{label}")
+            maps += ["-map", label]
+        if track.encoded:
+            codecs += [f"-c:a:{number}", "copy"]
+        else:
+            codecs += [f"-c:a:{number}", "aac", f"-profile:a:{number}", "aac_low"]
+            codecs += [f"-b:a:{number}", str(options.audio_bitrate)]
         codecs += [f"-metadata:s:a:{number}", f"language={track.language}"]
     sets = " ".join(["id=0,streams=v", *(f"id={n + 1},streams={n + 1}" for n in range(len(tracks)))])
-    args = [*files.args(), "-filter_complex", ";".join(graphs), *maps, *codecs]
+    args = [*files.args(), *(["-filter_complex", ";".join(graphs)] if graphs else []), *maps, *codecs]
     args += ["-t", f"{inputs.duration:.6f}", "-map_metadata", "-1", "-map_chapters", "-1"]
     args += [
         "-f", "dash", "-seg_duration", str(SEGMENT_SECONDS), "-use_template", "1", "-use_timeline", "1",

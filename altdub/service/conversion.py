@@ -40,7 +40,7 @@ from altdub.media.timecode import timecode_problem
 from altdub.media.timeline import HANDOFF_BITS, Timeline
 from altdub.media.tracks_zip import write_tracks_zip
 from altdub.media.transcripts import Segment, write_text_track
-from altdub.service import handoff, qc, qc_handoff, tasks
+from altdub.service import handoff, intermediates, qc, qc_handoff, tasks
 from altdub.service.context import Context, TaskCancel
 from altdub.service.errors import InvalidInput
 from altdub.service.packages import stored_prefix
@@ -267,13 +267,24 @@ def _package_and_publish(
     if options.loudness_target is not None:  # each rendition normalised by one measured gain (no second pass)
         limits = Limits(ctx.settings.task_time_limit, cancel)
         inputs = inputs.with_loudnorm([plan.filter() for plan in _plans(delivery, task.output_format, limits)])
-    try:
-        plan = package_plan(task.output_format, inputs, options, folder)
-    except ValueError as exc:
-        raise _TaskFailed(str(exc), "MISMATCHED_SOURCE_CODEC") from exc
-    args, tap = _metered(ctx, delivery, plan.args, folder.parent)
-    with _ffmpeg_step("packaging failed"):
-        _task_ffmpeg(ctx, task, args, inputs.duration, cancel)
+    progress = tasks.ProgressWriter(ctx, task.id)
+    with ExitStack() as stack:
+        with _ffmpeg_step("audio encoding failed"):  # each rendition encoded once (intermediates.py)
+            inputs = stack.enter_context(intermediates.encoded_inputs(ctx, task, inputs, options, cancel, progress))
+        try:
+            plan = package_plan(task.output_format, inputs, options, folder)
+        except ValueError as exc:
+            raise _TaskFailed(str(exc), "MISMATCHED_SOURCE_CODEC") from exc
+        args, tap = _metered(ctx, delivery, plan.args, folder.parent)
+        with _ffmpeg_step("packaging failed"):
+            run_ffmpeg(
+                args,
+                duration=inputs.duration,
+                on_progress=intermediates.remux_progress(progress),
+                time_limit=ctx.settings.task_time_limit,
+                cancel=cancel,
+            )
+        copied = _copied_readings(ctx, tap, inputs, options, cancel)
     for text in inputs.subtitles if options.subtitles == "soft" else ():
         shutil.copyfile(text.path, folder / text.path.name)
     try:
@@ -283,7 +294,7 @@ def _package_and_publish(
     problems = verify_package(folder, inputs.duration)
     if problems:
         raise _TaskFailed("package failed verification: " + "; ".join(problems))
-    readings = _readings(tap)
+    readings = _readings(tap) or copied
     report = qc.build_report(delivery, qc.package_info(folder, delivery.fmt), readings) if readings else None
     prefix = f"{exports_prefix(task.workspace_id, task.run_id)}{task.id}/"
     try:
@@ -480,9 +491,9 @@ def _convert(ctx: Context, task: ExportTask, delivery: qc.Delivery, output: Path
         attempt += 1
         if plans:
             inputs = inputs.with_loudnorm([plan.filter() for plan in plans])
-        written, tap = _encode(ctx, task, delivery, inputs, output, cancel)
+        written, tap, copied = _encode(ctx, task, delivery, inputs, output, cancel)
         info = _verify(task.output_format, output, written, inputs, options)
-        readings = _readings(tap)
+        readings = _readings(tap) or copied
         if target is None:
             return _Converted(info, readings, [])
         with _ffmpeg_step("output loudness unreadable"):
@@ -496,19 +507,34 @@ def _convert(ctx: Context, task: ExportTask, delivery: qc.Delivery, output: Path
 
 def _encode(
     ctx: Context, task: ExportTask, delivery: qc.Delivery, inputs: ExportInputs, output: Path, cancel: TaskCancel
-) -> tuple[float | None, meter.Tap | None]:
-    """Run the plan; returns the seconds of media FFmpeg says it wrote, and the meter that ran on its audio in
-    the same run, if one did (``_metered``)."""
-    try:
-        plan = build_plan(task.output_format, inputs, delivery.options, output)
-    except ValueError as exc:
-        raise _TaskFailed(str(exc), "MISMATCHED_SOURCE_CODEC") from exc
-    args, tap = _metered(ctx, delivery, plan.args, output.parent)
-    with _ffmpeg_step("conversion failed"):
-        written = _task_ffmpeg(ctx, task, args, inputs.duration, cancel).written_seconds
+) -> tuple[float | None, meter.Tap | None, list[Reading]]:
+    """Run the plan (AAC formats: on the tracks' intermediates, encoded once); returns the seconds of media
+    FFmpeg says it wrote, the meter that ran on its audio in the same run, if one did (``_metered``), and
+    else the readings of the intermediates it copied (``_copied_readings``)."""
+    options = delivery.options
+    progress = tasks.ProgressWriter(ctx, task.id)
+    with ExitStack() as stack:
+        if intermediates.uses_intermediates(task.output_format):
+            with _ffmpeg_step("audio encoding failed"):
+                inputs = stack.enter_context(intermediates.encoded_inputs(ctx, task, inputs, options, cancel, progress))
+            progress = intermediates.remux_progress(progress)
+        try:
+            plan = build_plan(task.output_format, inputs, options, output)
+        except ValueError as exc:
+            raise _TaskFailed(str(exc), "MISMATCHED_SOURCE_CODEC") from exc
+        args, tap = _metered(ctx, delivery, plan.args, output.parent)
+        with _ffmpeg_step("conversion failed"):
+            written = run_ffmpeg(
+                args,
+                duration=inputs.duration,
+                on_progress=progress,
+                time_limit=ctx.settings.task_time_limit,
+                cancel=cancel,
+            ).written_seconds
+        copied = _copied_readings(ctx, tap, inputs, options, cancel)
     if plan.disable_text_tracks:
         disable_text_tracks(output)
-    return written, tap
+    return written, tap, copied
 
 
 def _metered(ctx: Context, delivery: qc.Delivery, args: list[str], scratch: Path) -> tuple[list[str], meter.Tap | None]:
@@ -517,6 +543,20 @@ def _metered(ctx: Context, delivery: qc.Delivery, args: list[str], scratch: Path
     wanted = ctx.settings.qc_reports or delivery.options.loudness_target is not None
     tap = qc.tap(delivery, args, Path(tempfile.mkdtemp(prefix="meter-", dir=scratch))) if wanted else None
     return ([*args, *tap.args()] if tap else args), tap
+
+
+def _copied_readings(
+    ctx: Context, tap: meter.Tap | None, inputs: ExportInputs, options: ExportOptions, cancel: TaskCancel
+) -> list[Reading]:
+    """When no meter ran (the audio was copied) and every track was copied from its intermediate, the
+    intermediates' readings: they are the very packets the output holds, without its picture to demux."""
+    tracks = inputs.audio_tracks(options)
+    wanted = ctx.settings.qc_reports or options.loudness_target is not None
+    if tap is not None or not wanted or not tracks or not all(t.encoded for t in tracks):
+        return []
+    limits = Limits(ctx.settings.task_time_limit, cancel)
+    with _ffmpeg_step("measuring the encoded audio failed"):
+        return [meter.read(t.path, [f"0:{t.stream.index}"], limits=limits) for t in tracks]
 
 
 def _readings(tap: meter.Tap | None) -> list[Reading]:

@@ -25,6 +25,7 @@ from altdub.service import lifecycle, outbox, qc, tasks
 from altdub.service.context import Context
 from altdub.service.errors import InvalidInput, NotFound
 from altdub.service.keys import hash_key
+from altdub.service.loop_reads import HeldConnection
 from altdub.service.packages import package_url
 from altdub.service.runs import get_run, parse_language, stem_file
 
@@ -141,17 +142,17 @@ _FINISHED_EXPORT = (
 )
 
 
-def cached_export_url(ctx: Context, raw_key: str | None, order: ExportOrder) -> str | None:
+def cached_export_url(ctx: Context, raw_key: str | None, order: ExportOrder, reads: HeldConnection) -> str | None:
     """The signed URL of an export that exists, found with one indexed query; None sends the caller the long way.
 
     The query checks everything the long way would: the key is valid and not revoked, the export
-    belongs to the key's workspace, and it is finished. Fast enough to run on the event loop.
+    belongs to the key's workspace, and it is finished. Fast enough to run on the event loop, on the
+    connection the loop holds (``reads``).
     """
     identity = ctx.identities.get(order.request_key())
     if identity is None or not raw_key:
         return None
-    with ctx.engine.connect() as connection:
-        row = connection.execute(_FINISHED_EXPORT, {"key_hash": hash_key(raw_key), "identity": identity}).first()
+    row = reads.first(_FINISHED_EXPORT, {"key_hash": hash_key(raw_key), "identity": identity})
     if row is None or not lifecycle.use_recorded_lately(ctx, row.last_used_at, row.finished_at):
         return None  # (an export not used lately: its use is written first, which the event loop leaves to a thread)
     return _export_url(ctx, row.storage_key, row.run_id, row.language_ids or [row.language_id], row.output_format)

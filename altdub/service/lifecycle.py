@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, case, func, or_, select, update
+from sqlalchemy import ColumnElement, bindparam, case, delete, func, or_, select, update
 
-from altdub.db.models import ExportTask, Run, RunFile, TaskStatus, Workspace
+from altdub.db.models import AudioIntermediate, ExportTask, Run, RunFile, TaskStatus, Workspace
 from altdub.service.context import Context
 from altdub.service.packages import stored_prefix
 
@@ -120,6 +120,7 @@ def sweep(ctx: Context) -> list[Removed]:
                 .order_by(_last_use())
             ).all()
         removed += [r for row in stale if (r := _remove(ctx, row.id, row.storage_key, row.size, stale_before, reason))]
+        _remove_intermediates(ctx, stale_before, None)
     if settings.storage_budget_gb is not None:
         budget = int(settings.storage_budget_gb * GB)
         reason = f"the storage budget of {settings.storage_budget_gb:g} GB was reached"
@@ -130,9 +131,11 @@ def sweep(ctx: Context) -> list[Removed]:
                     .where(_stored_exports(), _last_use() < protected_since)
                     .order_by(_last_use(), ExportTask.id)
                 ).all()
-            # Counted again after the candidates are read, and whenever one was taken by another process (all
-            # sweep in the same order): what another process removed is never removed again in its place.
+            # Intermediates first (an encode to redo, not a deliverable), least recently used first. Counted again
+            # after the candidates are read, and whenever one was taken by another process (all sweep in the same
+            # order): what another process removed is never removed again in its place.
             excess = stored_bytes(ctx) - budget
+            excess -= _remove_intermediates(ctx, protected_since, excess)
             for row in candidates:
                 if excess <= 0:
                     break
@@ -167,6 +170,34 @@ def _remove(
     return Removed(task_id, size or 0, reason)
 
 
+def _last_intermediate_use() -> ColumnElement[Any]:
+    return func.coalesce(AudioIntermediate.last_used_at, AudioIntermediate.ready_at)
+
+
+def _remove_intermediates(ctx: Context, used_before: datetime, excess: int | None) -> int:
+    """Remove the intermediates (service/intermediates.py) not used since ``used_before``, least recently used
+    first: all of them, or until ``excess`` bytes are freed. Each by a conditional DELETE (still ready, still
+    unused: a remux about to read one marked it used first), then its file. The bytes freed."""
+    unused = AudioIntermediate.ready_at.is_not(None) & (_last_intermediate_use() < used_before)
+    with ctx.sessions() as session:
+        rows = session.execute(
+            select(AudioIntermediate.id, AudioIntermediate.storage_key, AudioIntermediate.size)
+            .where(unused)
+            .order_by(_last_intermediate_use(), AudioIntermediate.id)
+        ).all()
+    freed = 0
+    for row in rows:
+        if excess is not None and freed >= excess:
+            break
+        with ctx.sessions.begin() as session:
+            taken = session.execute(delete(AudioIntermediate).where(AudioIntermediate.id == row.id, unused)).rowcount
+        if taken == 1:
+            ctx.storage.delete_prefix(row.storage_key)
+            freed += row.size or 0
+            log.info("audio intermediate %s removed: %d bytes", row.id, row.size or 0)
+    return freed
+
+
 def stored_bytes(ctx: Context) -> int:
     """Every byte the service stores: the runs' inputs and the exports still kept."""
     return sum(u.inputs_bytes + u.exports_bytes for u in usage(ctx))
@@ -177,7 +208,7 @@ class WorkspaceUsage:
     workspace_id: int
     name: str
     inputs_bytes: int
-    exports_bytes: int
+    exports_bytes: int  # the exports kept, and their encoded audio kept for reuse (intermediates)
     exports: int  # exports kept
     removed_exports: int  # exports the lifecycle removed (asked again, they are made anew)
 
@@ -207,6 +238,13 @@ def usage(ctx: Context, workspace_id: int | None = None) -> list[WorkspaceUsage]
                 .group_by(ExportTask.workspace_id)
             )
         }
+        encoded = dict(
+            session.execute(
+                select(AudioIntermediate.workspace_id, func.coalesce(func.sum(AudioIntermediate.size), 0))
+                .where(AudioIntermediate.ready_at.is_not(None))
+                .group_by(AudioIntermediate.workspace_id)
+            ).all()
+        )
         removed = dict(
             session.execute(
                 select(ExportTask.workspace_id, func.count())
@@ -219,7 +257,7 @@ def usage(ctx: Context, workspace_id: int | None = None) -> list[WorkspaceUsage]
                 workspace_id=row.id,
                 name=row.name,
                 inputs_bytes=int(inputs.get(row.id, 0)),
-                exports_bytes=int(kept.get(row.id, (0, 0))[0]),
+                exports_bytes=int(kept.get(row.id, (0, 0))[0]) + int(encoded.get(row.id, 0)),
                 exports=int(kept.get(row.id, (0, 0))[1]),
                 removed_exports=int(removed.get(row.id, 0)),
             )

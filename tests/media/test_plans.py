@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import av
 import pytest
 
 import altdub.media.ffmpeg as ffmpeg_module
@@ -306,6 +307,59 @@ def test_the_dub_is_padded_to_the_picture(tmp_path: Path, output_format: str) ->
     first = _chains(plan.args)["[m0c0]" if output_format == "mxf" else "[a0]"]
     assert first.startswith("[1:0]" if CATALOGUE[output_format].is_video else "[0:0]")
     assert _filters(first)[0] == "apad=whole_dur=4.000000"
+
+
+# --- no filter graph when no sample changes (issue 17: the plain floor) -----------------------------
+
+ENCODED_FORMATS = [f for f in PLANNED_FORMATS if CATALOGUE[f].copyable_audio is None and f != "mxf"]
+
+
+@pytest.mark.parametrize("output_format", ENCODED_FORMATS)
+@pytest.mark.parametrize("dub_seconds", [4.0, 4.5])
+def test_a_dub_as_long_as_the_picture_is_encoded_with_no_graph(
+    tmp_path: Path, output_format: str, dub_seconds: float
+) -> None:
+    """Same rate, same channels, no gain, at least as long: the encoder reads the dub itself; -t trims a longer one."""
+    plan = _plan(output_format, _inputs(tmp_path, dub=_audio(duration=dub_seconds)), tmp_path / "out")
+    assert "-filter_complex" not in plan.args
+    dub_stream = "1:0" if CATALOGUE[output_format].is_video else "0:0"
+    assert dub_stream in _values(plan.args, "-map")
+    assert _values(plan.args, "-c:a:0") == [CATALOGUE[output_format].audio_codecs[0]]
+    assert ("-t", "4.000000") in _pairs(plan.args)
+    assert plan.audio_copied is False
+
+
+@pytest.mark.parametrize(
+    ("change", "requested"),
+    [("rate", {"sample_rate": 44100}), ("channels", {"channels": 1}), ("short", {}), ("loudness", {})],
+)
+def test_any_sample_change_keeps_the_graph(tmp_path: Path, change: str, requested: dict[str, Any]) -> None:
+    dub = _audio(duration=3.9) if change == "short" else _audio()
+    inputs = _inputs(tmp_path, dub=dub, loudnorm=LOUDNORM if change == "loudness" else None)
+    plan = _plan("mp3", inputs, tmp_path / "out", **requested)
+    assert _chains(plan.args)["[a0]"].startswith("[0:0]")
+
+
+@pytest.mark.parametrize("output_format", ["flac", "mp3", "aac", "m4a"])
+def test_no_graph_writes_the_packets_the_padding_graph_wrote(tmp_path: Path, media: Media, output_format: str) -> None:
+    """The graph dropped was a no-op: the same samples reach the encoder, so the same packets come out."""
+    inputs = _real_inputs(media, media.dub_wav, with_video=False)
+    options = resolve_options(output_format, {}, inputs.dubs[0].stream)
+    plain, padded = tmp_path / f"plain.{output_format}", tmp_path / f"padded.{output_format}"
+    plain_plan = build_plan(output_format, inputs, options, plain)
+    assert "-filter_complex" not in plain_plan.args
+    # the dub said to be a little short: the plan pads it with the graph, which finds nothing to pad
+    short = replace(inputs, dubs=(replace(inputs.dubs[0], duration=inputs.duration - 0.5),))
+    padded_plan = build_plan(output_format, short, options, padded)
+    assert "apad" in _graph(padded_plan.args)
+    for plan in (plain_plan, padded_plan):
+        run_ffmpeg(plan.args, duration=inputs.duration)
+    assert _packets(plain) == _packets(padded)
+
+
+def _packets(path: Path) -> list[bytes]:
+    with av.open(str(path)) as container:
+        return [bytes(packet) for packet in container.demux(audio=0) if packet.size]
 
 
 # --- copy or encode ---------------------------------------------------------------------------------
@@ -872,10 +926,11 @@ def test_a_master_has_one_default_track_the_default_dub(tmp_path: Path, output_f
 
 
 def test_every_track_of_a_master_takes_the_default_dubs_rate_and_channels(tmp_path: Path) -> None:
-    chains = _chains(_master_plan("mp4", _master(tmp_path)).args)
-    spanish, french, german = (_filters(chains[f"[a{i}]"]) for i in range(3))
+    plan = _master_plan("mp4", _master(tmp_path))
+    chains = _chains(plan.args)
+    spanish, german = _filters(chains["[a0]"]), _filters(chains["[a2]"])
     assert spanish[-1] == "aresample=48000" and not any(f.startswith("aformat") for f in spanish)
-    assert not any(f.startswith(("aresample", "aformat")) for f in french)
+    assert _values(plan.args, "-map")[2] == "2:0" and "[a1]" not in chains  # French as it is: no chain at all
     assert "aformat=channel_layouts=stereo" in german and not any(f.startswith("aresample") for f in german)
 
 

@@ -176,8 +176,9 @@ def test_deleting_a_run_removes_every_object_of_it(
         assert export(client, key, doomed, "es-es", output_format)["status"] == "SUCCESS"
     during = s3.keys(deployment.prefix + "/")
     added = sorted(set(during) - set(before))
-    assert len(added) == 4, added  # source, dub, two exports
+    assert len(added) == 5, added  # source, dub, the mp4's encoded audio (service/intermediates.py), two exports
     assert sum("/exports/" in k for k in added) == 2, added
+    assert sum("/audio/" in k for k in added) == 1, added
 
     response = client.delete(f"/runs/{doomed}", headers=auth(key))
     assert response.status_code == 204, response.text

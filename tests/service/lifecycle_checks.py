@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
-from altdub.db.models import ExportTask, RunFile
+from altdub.db.models import AudioIntermediate, ExportTask, RunFile
 from altdub.service import lifecycle
 from altdub.service.context import Context
 from tests.conftest import auth, wait_for_task
@@ -77,6 +78,13 @@ def input_keys(ctx: Context) -> dict[str, int]:
     """Every run's stored inputs, as the database records them: key -> size."""
     with ctx.sessions() as session:
         return {f.storage_key: f.size for f in session.query(RunFile)}
+
+
+def intermediate_keys(ctx: Context) -> dict[str, int]:
+    """The audio intermediates kept (service/intermediates.py): storage key -> bytes."""
+    with ctx.sessions() as session:
+        rows = session.execute(select(AudioIntermediate.storage_key, AudioIntermediate.size)).all()
+    return {row.storage_key: row.size for row in rows}
 
 
 def export_key(ctx: Context, task_id: str) -> str:
@@ -205,7 +213,8 @@ def check_budget_order(
         clock.at(hours=hour)
         poll(client, key, made.tasks[fmt])
     clock.at(hours=10)  # every use older than a URL's lifetime (1 h) and 5 min
-    total = sum(listing().values())  # the inputs and the four exports
+    encoded = intermediate_keys(ctx)  # the m4a's encoded audio (intermediates.py): removed first, being no deliverable
+    total = sum(listing().values()) - sum(encoded.values())  # the inputs and the four exports
     sizes = made.sizes
 
     def budget(stored_bytes: int) -> None:
@@ -213,6 +222,7 @@ def check_budget_order(
 
     budget(total - sizes["flac"] - sizes["mp3"] // 2)  # the flac is not enough; the flac and the mp3 are
     swept = lifecycle.sweep(ctx)
+    assert encoded and not set(encoded) & set(listing()) and not intermediate_keys(ctx)
     assert removed(ctx, made.tasks) == {"flac", "mp3"}, "not the two least recently used, or not only them"
     if swept:  # (the app's own sweeper, once a minute, may have done it first: the outcome is the same)
         assert [r.task_id for r in swept] == [made.tasks["flac"], made.tasks["mp3"]]

@@ -68,7 +68,8 @@ async def _answer(request: Request, api_key: str | None, order: exports.ExportOr
     must not block the loop) whether or not the export exists, so a refused one is a 422 either way.
     """
     context: Context = request.app.state.context
-    url = None if order.callback_url is not None else exports.cached_export_url(context, api_key, order)
+    reads = request.app.state.loop_reads
+    url = None if order.callback_url is not None else exports.cached_export_url(context, api_key, order, reads)
     if url is None:
         answer = await run_in_threadpool(_request_export, context, api_key, order)
         url = answer.output_url

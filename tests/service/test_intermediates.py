@@ -1,0 +1,128 @@
+"""Encode once (issue 17): a dub's AAC audio is encoded once per (file, options) and stream-copied into every
+deliverable that carries it. Real FFmpeg runs; a spy on process starts counts the audio encoders that ran."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any
+
+import av
+import pytest
+from fastapi.testclient import TestClient
+
+from altdub.media.ffmpeg import run_ffmpeg
+from altdub.media.formats import AudioTrack, ExportInputs, build_plan
+from altdub.media.options import resolve_options
+from altdub.media.probe import probe
+from tests.conftest import Media, auth, download, export, make_run, wait_for_task
+
+
+@pytest.fixture
+def aac_encodes(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The FFmpeg commands started from now on that encode audio to AAC (the real processes run)."""
+    seen: list[list[str]] = []
+    lock = threading.Lock()
+    real = subprocess.Popen
+
+    def spy(args: Any, *rest: Any, **options: Any) -> subprocess.Popen:
+        command = [str(a) for a in args]
+        if any(a.startswith("-c:a") and b == "aac" for a, b in itertools.pairwise(command)):
+            with lock:
+                seen.append(command)
+        return real(args, *rest, **options)
+
+    monkeypatch.setattr(subprocess, "Popen", spy)
+    return seen
+
+
+def _audio_packets(path: Path) -> str:
+    """A digest of the audio stream's packets: the AAC frames, without ADTS's own headers."""
+    digest = hashlib.sha256()
+    with av.open(str(path)) as container:
+        for packet in container.demux(audio=0):
+            data = bytes(packet)
+            if data[:2] in (b"\xff\xf1", b"\xff\xf9"):  # an ADTS frame: a 7-byte header (9 with its CRC)
+                data = data[7 if data[1] & 1 else 9 :]
+            if data:
+                digest.update(data)
+    return digest.hexdigest()
+
+
+def _file(client: TestClient, key: str, run_id: int, output_format: str, tmp_path: Path) -> Path:
+    status = export(client, key, run_id, "es-es", output_format)
+    assert status["status"] == "SUCCESS", status
+    return download(client, status["output_url"], tmp_path / f"out.{output_format}")
+
+
+def test_a_second_deliverable_of_the_same_dub_and_options_runs_no_audio_encoder(
+    client: TestClient, api_key: str, media: Media, tmp_path: Path, aac_encodes: list[list[str]]
+) -> None:
+    run_id = make_run(client, api_key, {"source": media.video, "dub_es-es": media.dub_wav})
+    mp4 = _file(client, api_key, run_id, "mp4", tmp_path)
+    assert len(aac_encodes) == 1, aac_encodes  # the intermediate; the mp4 itself is a remux
+    packets = {"mp4": _audio_packets(mp4)}
+    for output_format in ("m4a", "mov", "aac"):
+        packets[output_format] = _audio_packets(_file(client, api_key, run_id, output_format, tmp_path))
+    assert len(aac_encodes) == 1, f"an audio encoder ran again: {aac_encodes[1:]}"
+    assert len(set(packets.values())) == 1, packets  # one stream, copied into each
+
+    # and it is the stream a direct encode writes (the plan without an intermediate)
+    dub, source = probe(media.dub_wav), probe(media.video)
+    inputs = ExportInputs(
+        dubs=(AudioTrack(media.dub_wav, dub.audio[0], dub.duration, "spa"),),
+        duration=source.duration,
+        title="t",
+        video_path=media.video,
+        video=source.video[0],
+    )
+    direct = tmp_path / "direct.mp4"
+    run_ffmpeg(build_plan("mp4", inputs, resolve_options("mp4", {}, dub.audio[0]), direct).args)
+    assert _audio_packets(direct) == packets["mp4"]
+
+
+def test_other_options_make_another_intermediate(
+    client: TestClient, api_key: str, media: Media, aac_encodes: list[list[str]]
+) -> None:
+    run_id = make_run(client, api_key, {"source": media.video, "dub_es-es": media.dub_wav})
+    assert export(client, api_key, run_id, "es-es", "mp4")["status"] == "SUCCESS"
+    answer = client.post(
+        f"/dub-alt-format/{run_id}/es-es", headers=auth(api_key), json={"output_format": "m4a", "audio_bitrate": "96k"}
+    ).json()
+    assert wait_for_task(client, api_key, answer["task_id"])["status"] == "SUCCESS"
+    assert len(aac_encodes) == 2 and ("96000" in aac_encodes[1])
+
+
+def test_two_deliverables_asked_at_once_encode_once(
+    client: TestClient, api_key: str, media: Media, aac_encodes: list[list[str]]
+) -> None:
+    run_id = make_run(client, api_key, {"source": media.video, "dub_es-es": media.dub_wav})
+    tasks = [
+        client.post(f"/dub-alt-format/{run_id}/es-es", headers=auth(api_key), json={"output_format": f}).json()
+        for f in ("mp4", "mov")
+    ]  # two workers: both conversions start together and claim the same intermediate
+    assert [wait_for_task(client, api_key, t["task_id"])["status"] for t in tasks] == ["SUCCESS", "SUCCESS"]
+    assert len(aac_encodes) == 1, aac_encodes
+
+
+def test_a_master_encodes_only_the_languages_not_encoded_yet_and_packages_reuse_them(
+    client: TestClient, api_key: str, media: Media, aac_encodes: list[list[str]]
+) -> None:
+    run_id = make_run(client, api_key, {"source": media.video, "dub_es-es": media.dub_wav, "dub_fr-fr": media.dub_flac})
+    assert export(client, api_key, run_id, "es-es", "mp4")["status"] == "SUCCESS"
+    assert len(aac_encodes) == 1
+    body = {"output_format": "mp4", "languages": ["es-es", "fr-fr"]}
+    answer = client.post(f"/runs/{run_id}/exports", headers=auth(api_key), json=body).json()
+    assert wait_for_task(client, api_key, answer["task_id"])["status"] == "SUCCESS"
+    assert len(aac_encodes) == 2 and file_arg_of(aac_encodes[1]).endswith(".flac")  # French only
+    body = {"output_format": "hls", "languages": ["es-es", "fr-fr"], "audio_bitrate": "192k"}
+    answer = client.post(f"/runs/{run_id}/exports", headers=auth(api_key), json=body).json()
+    assert wait_for_task(client, api_key, answer["task_id"])["status"] == "SUCCESS"
+    assert len(aac_encodes) == 2, "the package encoded its renditions again"
+
+
+def file_arg_of(command: list[str]) -> str:
+    return command[command.index("-i") + 1]
