@@ -5,7 +5,7 @@
     .venv/bin/python -m bench.run --quick           # targets 1 (no MXF), 3, 4, 12 once, 1-minute source: ~2 minutes
     .venv/bin/python -m bench.run --only 8          # one target (8: the four-language mp4 master)
     .venv/bin/python -m bench.run --only 9          # 9: the three-language HLS package
-    .venv/bin/python -m bench.run --only 10         # 10: a one-language tracks_zip (hand-off for audio post)
+    .venv/bin/python -m bench.run --only 10         # 10: a one-language tracks_zip and aaf (hand-off)
     .venv/bin/python -m bench.run --only 11         # 11: the QC report's cost on an mp4 export
     .venv/bin/python -m bench.run --only 12         # 12: encode once (a second deliverable, an 8-language master)
 
@@ -1161,37 +1161,42 @@ def sampled_export(server: Server, run_id: int, output_format: str) -> tuple[flo
     return seconds, status, (max(server_peak) - before) / MIB, max(ffmpeg_peak) / MIB
 
 
-def handoff_export(report: Report, args: argparse.Namespace, video: Path, dub: Path) -> None:
-    """Target 10: a tracks_zip of the source with one language, its time and the memory it takes.
+HANDOFF_FORMATS = ("tracks_zip", "aaf")  # the zip streamed from disk; the AAF written by pyaaf2 in the server
 
-    Its stems (the Spanish mix, the original) are 48 kHz 24-bit WAVs zipped by streaming from disk: the
-    server's RSS must not grow with the zip's size. The baseline writes the same two WAVs with bare FFmpeg.
+
+def handoff_export(report: Report, args: argparse.Namespace, video: Path, dub: Path) -> None:
+    """Target 10: a tracks_zip and an AAF of the source with one language, their time and the memory they take.
+
+    Their stems (the Spanish mix, the original) are 48 kHz 24-bit WAVs, zipped by streaming from disk or
+    embedded by pyaaf2 channel by channel: the server's RSS must not grow with the file's size. The
+    baseline writes the same two WAVs with bare FFmpeg.
     """
     with altdub_server(args.work / "data-handoff") as server:
         runs = [import_run(server, video, dub) for _ in range(args.repeats)]
         os.sync()
-        walls, bare, rises, ffmpeg_peaks, sizes = [], [], [], [], []
         mix, original = args.work / "bare-mix.wav", args.work / "bare-original.wav"
-        for repeat, run_id in enumerate(runs):
-            command = handoff_command(*stored_inputs(server, run_id), mix, original)
-            if repeat % 2:  # alternate which goes first, as target 1
-                bare.append(timed_run(command, mix))
-            seconds, status, rise, ffmpeg_peak = sampled_export(server, run_id, "tracks_zip")
-            walls.append(seconds)
-            rises.append(rise)
-            ffmpeg_peaks.append(ffmpeg_peak)
-            with server.http.stream("GET", status["output_url"], timeout=None) as response:
-                sizes.append(sum(len(chunk) for chunk in response.iter_raw(1 << 20)))
-            if not repeat % 2:
-                bare.append(timed_run(command, mix))
+        for output_format in HANDOFF_FORMATS:
+            walls, bare, rises, ffmpeg_peaks, sizes = [], [], [], [], []
+            for repeat, run_id in enumerate(runs):
+                command = handoff_command(*stored_inputs(server, run_id), mix, original)
+                if repeat % 2:  # alternate which goes first, as target 1
+                    bare.append(timed_run(command, mix))
+                seconds, status, rise, ffmpeg_peak = sampled_export(server, run_id, output_format)
+                walls.append(seconds)
+                rises.append(rise)
+                ffmpeg_peaks.append(ffmpeg_peak)
+                with server.http.stream("GET", status["output_url"], timeout=None) as response:
+                    sizes.append(sum(len(chunk) for chunk in response.iter_raw(1 << 20)))
+                if not repeat % 2:
+                    bare.append(timed_run(command, mix))
+            ratio = statistics.median(walls) / statistics.median(bare)
+            memory_figure = f"server +{max(rises):.1f} MiB RSS; FFmpeg peak {max(ffmpeg_peaks):.0f} MiB"
+            report.add(Row(f"10. {output_format}, one language", spread(walls),
+                           spread(bare) + " (bare FFmpeg, the two WAVs)", f"{ratio:.3f}", "—", None))  # fmt: skip
+            report.add(Row(f"10. {output_format}, memory", memory_figure, f"{max(sizes) / MIB:.0f} MiB file", "—",
+                           "server ≤ 64 MiB", max(rises) <= 64))  # fmt: skip
         mix.unlink()
         original.unlink()
-    ratio = statistics.median(walls) / statistics.median(bare)
-    memory_figure = f"server +{max(rises):.1f} MiB RSS; FFmpeg peak {max(ffmpeg_peaks):.0f} MiB"
-    report.add(Row("10. tracks_zip, one language", spread(walls), spread(bare) + " (bare FFmpeg, the two WAVs)",
-                   f"{ratio:.3f}", "—", None))  # fmt: skip
-    report.add(Row("10. tracks_zip, memory", memory_figure, f"{max(sizes) / MIB:.0f} MiB zip", "—",
-                   "server ≤ 64 MiB", max(rises) <= 64))  # fmt: skip
 
 
 QC_QUICK_PAIRS = 5  # pairs at least on --quick: a 1-minute export takes a second or two
@@ -1461,11 +1466,13 @@ def method(args: argparse.Namespace) -> list[str]:
         "same three languages and the HLS package after it, each timed from request to SUCCESS: altdub reuses "
         "nothing between them yet (encode-once is issue 17), so the package after a master is a baseline for it.",
         "10: one run per repeat (the source and the Spanish WAV dub), imported before timing; altdub's time runs "
-        'from `POST /dub-alt-format/{id}/es-es` `{"output_format": "tracks_zip"}` to SUCCESS (long poll): one FFmpeg '
-        "run rendering the mix and the original as 48 kHz 24-bit Broadcast WAV padded to the programme, each "
-        "probed, then zipped (stored) from disk. The baseline writes the same two WAVs with bare FFmpeg (`-map 0:a "
-        "-c:a pcm_s24le -ar 48000 mix.wav -map 1:a … original.wav`; no bext, no padding, no zip). Memory: the "
-        "server's RSS sampled every 50 ms during the export (its rise over the RSS before), and FFmpeg's VmHWM.",
+        'from `POST /dub-alt-format/{id}/es-es` `{"output_format": "tracks_zip"}` (then `"aaf"` on the same runs) to '
+        "SUCCESS (long poll): one FFmpeg run rendering the mix and the original as 48 kHz 24-bit Broadcast WAV padded "
+        "to the programme, each probed and measured (the QC report), then zipped (stored) from disk, or split into "
+        "mono channels and embedded in the AAF by pyaaf2. The baseline writes the same two WAVs with bare FFmpeg "
+        "(`-map 0:a -c:a pcm_s24le -ar 48000 mix.wav -map 1:a … original.wav`; no bext, no padding, no zip). "
+        "Memory: the server's RSS sampled every 50 ms during the export (its rise over the RSS before), and "
+        "FFmpeg's VmHWM.",
         "11: two `altdub serve` side by side, one with `ALTDUB_QC_REPORTS=false`; per pair a new run on each, "
         'imported before timing, and `POST /dub-alt-format/{id}/es-es` `{"output_format": "mp4"}` timed to '
         "SUCCESS (long poll) on each, alternating which goes first. With reports on, the meter runs inside the "
