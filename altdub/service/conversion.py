@@ -9,9 +9,11 @@ through ``service.tasks``.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -276,15 +278,16 @@ def _package_and_publish(
         except ValueError as exc:
             raise _TaskFailed(str(exc), "MISMATCHED_SOURCE_CODEC") from exc
         args, tap = _metered(ctx, delivery, plan.args, folder.parent)
-        with _ffmpeg_step("packaging failed"):
-            run_ffmpeg(
-                args,
-                duration=inputs.duration,
-                on_progress=intermediates.remux_progress(progress),
-                time_limit=ctx.settings.task_time_limit,
-                cancel=cancel,
-            )
-        copied = _copied_readings(ctx, tap, inputs, options, cancel)
+        with _measuring_copies(ctx, tap, inputs, options, cancel) as copied_readings:
+            with _ffmpeg_step("packaging failed"):
+                run_ffmpeg(
+                    args,
+                    duration=inputs.duration,
+                    on_progress=intermediates.remux_progress(progress),
+                    time_limit=ctx.settings.task_time_limit,
+                    cancel=cancel,
+                )
+            copied = copied_readings()
     for text in inputs.subtitles if options.subtitles == "soft" else ():
         shutil.copyfile(text.path, folder / text.path.name)
     try:
@@ -510,7 +513,7 @@ def _encode(
 ) -> tuple[float | None, meter.Tap | None, list[Reading]]:
     """Run the plan (AAC formats: on the tracks' intermediates, encoded once); returns the seconds of media
     FFmpeg says it wrote, the meter that ran on its audio in the same run, if one did (``_metered``), and
-    else the readings of the intermediates it copied (``_copied_readings``)."""
+    else the readings of the intermediates it copied (``_measuring_copies``)."""
     options = delivery.options
     progress = tasks.ProgressWriter(ctx, task.id)
     with ExitStack() as stack:
@@ -523,15 +526,16 @@ def _encode(
         except ValueError as exc:
             raise _TaskFailed(str(exc), "MISMATCHED_SOURCE_CODEC") from exc
         args, tap = _metered(ctx, delivery, plan.args, output.parent)
-        with _ffmpeg_step("conversion failed"):
-            written = run_ffmpeg(
-                args,
-                duration=inputs.duration,
-                on_progress=progress,
-                time_limit=ctx.settings.task_time_limit,
-                cancel=cancel,
-            ).written_seconds
-        copied = _copied_readings(ctx, tap, inputs, options, cancel)
+        with _measuring_copies(ctx, tap, inputs, options, cancel) as copied_readings:
+            with _ffmpeg_step("conversion failed"):
+                written = run_ffmpeg(
+                    args,
+                    duration=inputs.duration,
+                    on_progress=progress,
+                    time_limit=ctx.settings.task_time_limit,
+                    cancel=cancel,
+                ).written_seconds
+            copied = copied_readings()
     if plan.disable_text_tracks:
         disable_text_tracks(output)
     return written, tap, copied
@@ -545,18 +549,31 @@ def _metered(ctx: Context, delivery: qc.Delivery, args: list[str], scratch: Path
     return ([*args, *tap.args()] if tap else args), tap
 
 
-def _copied_readings(
+@contextmanager
+def _measuring_copies(
     ctx: Context, tap: meter.Tap | None, inputs: ExportInputs, options: ExportOptions, cancel: TaskCancel
-) -> list[Reading]:
-    """When no meter ran (the audio was copied) and every track was copied from its intermediate, the
-    intermediates' readings: they are the very packets the output holds, without its picture to demux."""
+) -> Iterator[Callable[[], list[Reading]]]:
+    """When no meter rides on the command (its audio is copied) and every track is copied from its intermediate,
+    the intermediates are measured while the command remuxes, one FFmpeg per core: they are the very packets
+    the output holds. Yields what returns the readings (none when nothing was measured)."""
     tracks = inputs.audio_tracks(options)
     wanted = ctx.settings.qc_reports or options.loudness_target is not None
     if tap is not None or not wanted or not tracks or not all(t.encoded for t in tracks):
-        return []
+        yield list
+        return
     limits = Limits(ctx.settings.task_time_limit, cancel)
-    with _ffmpeg_step("measuring the encoded audio failed"):
-        return [meter.read(t.path, [f"0:{t.stream.index}"], limits=limits) for t in tracks]
+    with ThreadPoolExecutor(max_workers=min(len(tracks), os.cpu_count() or 1)) as pool:
+        futures = [pool.submit(meter.read, t.path, [f"0:{t.stream.index}"], limits=limits) for t in tracks]
+
+        def readings() -> list[Reading]:
+            with _ffmpeg_step("measuring the encoded audio failed"):
+                return [future.result() for future in futures]
+
+        try:
+            yield readings
+        finally:
+            for future in futures:
+                future.cancel()  # the ones not started (the command failed): a started one runs to its end
 
 
 def _readings(tap: meter.Tap | None) -> list[Reading]:
