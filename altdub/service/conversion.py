@@ -277,17 +277,10 @@ def _package_and_publish(
             plan = package_plan(task.output_format, inputs, options, folder)
         except ValueError as exc:
             raise _TaskFailed(str(exc), "MISMATCHED_SOURCE_CODEC") from exc
-        args, tap = _metered(ctx, delivery, plan.args, folder.parent)
-        with _measuring_copies(ctx, tap, inputs, options, cancel) as copied_readings:
-            with _ffmpeg_step("packaging failed"):
-                run_ffmpeg(
-                    args,
-                    duration=inputs.duration,
-                    on_progress=intermediates.remux_progress(progress),
-                    time_limit=ctx.settings.task_time_limit,
-                    cancel=cancel,
-                )
-            copied = copied_readings()
+        remux = intermediates.remux_progress(progress)
+        _, tap, copied = _run_metered(
+            ctx, delivery, plan.args, folder.parent, inputs, remux, cancel, "packaging failed"
+        )
     for text in inputs.subtitles if options.subtitles == "soft" else ():
         shutil.copyfile(text.path, folder / text.path.name)
     try:
@@ -525,17 +518,9 @@ def _encode(
             plan = build_plan(task.output_format, inputs, options, output)
         except ValueError as exc:
             raise _TaskFailed(str(exc), "MISMATCHED_SOURCE_CODEC") from exc
-        args, tap = _metered(ctx, delivery, plan.args, output.parent)
-        with _measuring_copies(ctx, tap, inputs, options, cancel) as copied_readings:
-            with _ffmpeg_step("conversion failed"):
-                written = run_ffmpeg(
-                    args,
-                    duration=inputs.duration,
-                    on_progress=progress,
-                    time_limit=ctx.settings.task_time_limit,
-                    cancel=cancel,
-                ).written_seconds
-            copied = copied_readings()
+        written, tap, copied = _run_metered(
+            ctx, delivery, plan.args, output.parent, inputs, progress, cancel, "conversion failed"
+        )
     if plan.disable_text_tracks:
         disable_text_tracks(output)
     return written, tap, copied
@@ -547,6 +532,31 @@ def _metered(ctx: Context, delivery: qc.Delivery, args: list[str], scratch: Path
     wanted = ctx.settings.qc_reports or delivery.options.loudness_target is not None
     tap = qc.tap(delivery, args, Path(tempfile.mkdtemp(prefix="meter-", dir=scratch))) if wanted else None
     return ([*args, *tap.args()] if tap else args), tap
+
+
+def _run_metered(
+    ctx: Context,
+    delivery: qc.Delivery,
+    plan_args: list[str],
+    scratch: Path,
+    inputs: ExportInputs,
+    progress: Callable[[float], None],
+    cancel: TaskCancel,
+    failure: str,
+) -> tuple[float | None, meter.Tap | None, list[Reading]]:
+    """The plan's FFmpeg run with the meter the QC wants: on the run's own encoders (the tap, read once the output
+    is checked), or beside it on the intermediates it copies. The seconds FFmpeg wrote, the tap, those readings."""
+    args, tap = _metered(ctx, delivery, plan_args, scratch)
+    with _measuring_copies(ctx, tap, inputs, delivery.options, cancel) as copied_readings:
+        with _ffmpeg_step(failure):
+            written = run_ffmpeg(
+                args,
+                duration=inputs.duration,
+                on_progress=progress,
+                time_limit=ctx.settings.task_time_limit,
+                cancel=cancel,
+            ).written_seconds
+        return written, tap, copied_readings()
 
 
 @contextmanager
