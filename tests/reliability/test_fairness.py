@@ -247,6 +247,21 @@ def pending_task(servers: ServerFactory, media: Media, tmp_path: Path, request: 
     yield server, key, response.json()["task_id"]
 
 
+async def _settled(server: Server, step: float = 0.25, within: float = 3.0) -> None:
+    """Returns once the server spends under a tenth of a core over ``step``: the waiters' first reads are done.
+
+    A server that keeps working for its waiters never settles, and the measurement after it fails then.
+    """
+    deadline = time.monotonic() + within
+    before = cpu_seconds(server)
+    while time.monotonic() < deadline:
+        await asyncio.sleep(step)
+        now = cpu_seconds(server)
+        if now - before < 0.1 * step:
+            return
+        before = now
+
+
 async def _wait_requests(client: httpx.AsyncClient, url: str, count: int, wait: float) -> list[tuple[int, float]]:
     async def one() -> tuple[int, float]:
         started = time.monotonic()
@@ -283,10 +298,11 @@ def test_two_hundred_waiters_hold_no_threads_and_slow_nothing(pending_task) -> N
             waiting = asyncio.ensure_future(_wait_requests(client, url, waiters, wait))
             while connections(server) < waiters:  # every waiter connected...
                 await asyncio.sleep(0.05)
-            await asyncio.sleep(0.5)  # ...and past its first read of the task
+            await _settled(server)  # ...and past its first read of the task (40 threads read 200 in turn)
             cpu_before = cpu_seconds(server)
             await asyncio.sleep(quiet)
             spent = cpu_seconds(server) - cpu_before
+            assert not waiting.done(), "the waiters were answered before the quiet window ended: it measured nothing"
             busy = await asyncio.to_thread(latencies, 40)
             threads_during = threads_of(server)
             return await waiting, spent, busy, threads_during
