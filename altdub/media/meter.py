@@ -197,16 +197,17 @@ def read_programmes(
 
 @dataclass(frozen=True)
 class Tap:
-    """The meter on an encoding FFmpeg run's own output: a loopback decoder (``-dec``) per encoded stream of
-    output file 0 feeds the meters, whose audio goes to a second, null output.
+    """The meter on an encoding FFmpeg run's own output: a loopback decoder (``-dec``) per encoded output
+    stream feeds the meters, whose audio goes to one more, null output.
 
     The encoder's packets are measured as the file holds them, while the file is written: the meters run
     beside the encoder (a core of their own) instead of after it, and the file is not decoded again.
-    ``programmes`` are output stream indexes, one list per programme (MXF: a stream per channel).
+    ``programmes`` are output streams as ``file:stream`` (``0:1``), one list per programme (MXF: a stream
+    per channel; a hand-off: one output file per stem).
     """
 
     folder: Path
-    programmes: list[list[int]]
+    programmes: list[list[str]]
     duration: float  # seconds: the programme's, as the file is cut (the decoded encoder tail goes no further)
 
     def args(self) -> list[str]:
@@ -216,7 +217,7 @@ class Tap:
         for number, streams in enumerate(self.programmes):
             inputs = []
             for stream in streams:
-                args += ["-dec", f"0:{stream}"]
+                args += ["-dec", stream]
                 inputs.append(f"[dec:{decoder}]")
                 decoder += 1
             graphs.append(_programme_graph(number, inputs, "", self.folder, f"[metered{number}]"))

@@ -326,17 +326,18 @@ def _handoff_and_publish(
     stems = scratch / "stems"
     stems.mkdir()
     handoff_plan = handoff.plan(run, chosen, options, paths, stems)
-    with _ffmpeg_step("rendering the stems failed"):
-        _task_ffmpeg(ctx, task, handoff_plan.args, run.duration, cancel)
+    tap = qc_handoff.tap_stems(handoff_plan.timeline, Path(tempfile.mkdtemp(prefix="meter-", dir=scratch)))
+    args = [*handoff_plan.args, *tap.args()] if ctx.settings.qc_reports else handoff_plan.args
+    with _ffmpeg_step("rendering the stems failed"):  # the QC's meter on each stem as it is written
+        _task_ffmpeg(ctx, task, args, run.duration, cancel)
     problems = stem_problems(handoff_plan.timeline)
     if problems:
         raise _TaskFailed("stems failed verification: " + "; ".join(problems))
     limits = Limits(ctx.settings.task_time_limit, cancel)
     report = None
     if ctx.settings.qc_reports:
-        with _ffmpeg_step("measuring the stems failed"):
-            readings = qc_handoff.measure_stems(handoff_plan.timeline, limits)
-        report = qc_handoff.handoff_report(handoff_plan.timeline, handoff_plan.timeline.start_timecode, readings)
+        timeline = handoff_plan.timeline
+        report = qc_handoff.handoff_report(timeline, timeline.start_timecode, _readings(tap))
     try:
         with _ffmpeg_step(f"writing the {task.output_format} failed"):  # the clips' and the AAF's channels' cuts
             output = HANDOFF_WRITERS[task.output_format](handoff_plan.timeline, scratch, limits)

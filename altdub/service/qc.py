@@ -153,7 +153,7 @@ def tap(delivery: Delivery, args: list[str], folder: Path) -> meter.Tap | None:
     count = per_track * len(delivery.tracks)
     if any(args[i] == f"-c:a:{n}" and args[i + 1] == "copy" for i in range(len(args) - 1) for n in range(count)):
         return None
-    streams = [first + n for n in range(count)]
+    streams = [f"0:{first + n}" for n in range(count)]
     programmes = [streams[i : i + per_track] for i in range(0, count, per_track)]
     return meter.Tap(folder, programmes, delivery.inputs.duration)
 

@@ -13,16 +13,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from altdub.media import meter, timecode
-from altdub.media.meter import Limits, Reading, Regions
+from altdub.media.meter import Reading, Regions
 from altdub.media.probe import ProbeError, probe
 from altdub.media.qc_report import Check, QcReport, TrackReport
 from altdub.media.timeline import Stem, Timeline
 from altdub.service.qc import DURATION_TOLERANCE, power_mean, segment_regions, series, signal_checks
 
 
-def measure_stems(timeline: Timeline, limits: Limits) -> list[Reading]:
-    """The meter's reading of every stem, one FFmpeg pass each (a stem is a file of its own)."""
-    return [meter.read(stem.path, ["0:0"], limits=limits) for stem in timeline.stems]
+def tap_stems(timeline: Timeline, folder: Path) -> meter.Tap:
+    """The meter on the stems as the rendering FFmpeg run writes them (its output file per stem, in order)."""
+    programmes = [[f"{number}:0"] for number in range(len(timeline.stems))]
+    return meter.Tap(folder, programmes, timeline.seconds(timeline.duration))
 
 
 def handoff_report(timeline: Timeline, wanted_timecode: str, readings: Sequence[Reading]) -> QcReport:
