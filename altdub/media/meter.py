@@ -188,11 +188,17 @@ def read_programmes(
             _programme_graph(n, [f"[{s}]" for s in streams], chain, folder) for n, streams in enumerate(programmes)
         ]
         run_ffmpeg(
-            ["-i", file_arg(path), "-filter_complex", ";".join(graphs), "-f", "null", "-"],
+            ["-i", file_arg(path), *separate_graphs(graphs), "-f", "null", "-"],
             time_limit=limits.time_limit,
             cancel=limits.cancel,
         )
         return _readings(folder, len(programmes))
+
+
+def separate_graphs(graphs: list[str]) -> list[str]:
+    """One ``-filter_complex`` per programme: FFmpeg runs each filter graph in a thread of its own, so the
+    meters of a master's tracks (or a hand-off's stems) share the cores instead of taking turns on one."""
+    return [arg for graph in graphs for arg in ("-filter_complex", graph)]
 
 
 @dataclass(frozen=True)
@@ -222,7 +228,7 @@ class Tap:
                 decoder += 1
             graphs.append(_programme_graph(number, inputs, "", self.folder, f"[metered{number}]"))
             maps += ["-map", f"[metered{number}]"]
-        return [*args, "-filter_complex", ";".join(graphs), *maps, "-t", f"{self.duration:.6f}", "-f", "null", "-"]
+        return [*args, *separate_graphs(graphs), *maps, "-t", f"{self.duration:.6f}", "-f", "null", "-"]
 
     def readings(self) -> list[Reading]:
         """The readings, once the FFmpeg run has ended."""
