@@ -1475,9 +1475,10 @@ def method(args: argparse.Namespace) -> list[str]:
         "FFmpeg's VmHWM.",
         "11: two `altdub serve` side by side, one with `ALTDUB_QC_REPORTS=false`; per pair a new run on each, "
         'imported before timing, and `POST /dub-alt-format/{id}/es-es` `{"output_format": "mp4"}` timed to '
-        "SUCCESS (long poll) on each, alternating which goes first. With reports on, the meter runs inside the "
-        "encoding FFmpeg run on the AAC encoder's output (loopback decoder): its added cost is that of the meter's "
-        "filters, run beside the encoder.",
+        "SUCCESS (long poll) on each, alternating which goes first. With reports on, the meter runs on the "
+        "audio as the file holds it: inside the encoding FFmpeg run on its encoders' output (loopback decoders), "
+        "or, where the audio is copied from its intermediate (encode once: mp4, mov, m4a, aac, packages), on the "
+        "intermediate while the command remuxes.",
         "12: on runs of their own: the mp4 of a dub, then the m4a and the mov of the same dub and options (they "
         "copy its encoded audio: the ratio is the second's time over the first's, median of the runs); then an "
         "8-language mp4 master (tones of 660-1320 Hz), against the ideal on the same stored files: each language's "
