@@ -95,12 +95,20 @@ def _ffmpeg_step(failure: str) -> Iterator[None]:
         raise _TaskFailed(f"{failure}: {exc}") from exc
 
 
-def _task_ffmpeg(ctx: Context, task: ExportTask, args: list[str], duration: float, cancel: TaskCancel) -> FFmpegRun:
-    """FFmpeg for the task: its progress recorded, the task's time limit and the shutdown's cancel applied."""
+def _task_ffmpeg(
+    ctx: Context,
+    task: ExportTask,
+    args: list[str],
+    duration: float,
+    cancel: TaskCancel,
+    progress: Callable[[float], None] | None = None,
+) -> FFmpegRun:
+    """FFmpeg for the task: its progress recorded (``progress``, else the task's own writer), the task's time
+    limit and the shutdown's cancel applied."""
     return run_ffmpeg(
         args,
         duration=duration,
-        on_progress=tasks.ProgressWriter(ctx, task.id),
+        on_progress=progress or tasks.ProgressWriter(ctx, task.id),
         time_limit=ctx.settings.task_time_limit,
         cancel=cancel,
     )
@@ -279,7 +287,7 @@ def _package_and_publish(
             raise _TaskFailed(str(exc), "MISMATCHED_SOURCE_CODEC") from exc
         remux = intermediates.remux_progress(progress)
         _, tap, copied = _run_metered(
-            ctx, delivery, plan.args, folder.parent, inputs, remux, cancel, "packaging failed"
+            ctx, task, delivery, plan.args, folder.parent, inputs, remux, cancel, "packaging failed"
         )
     for text in inputs.subtitles if options.subtitles == "soft" else ():
         shutil.copyfile(text.path, folder / text.path.name)
@@ -520,7 +528,7 @@ def _encode(
         except ValueError as exc:
             raise _TaskFailed(str(exc), "MISMATCHED_SOURCE_CODEC") from exc
         written, tap, copied = _run_metered(
-            ctx, delivery, plan.args, output.parent, inputs, progress, cancel, "conversion failed"
+            ctx, task, delivery, plan.args, output.parent, inputs, progress, cancel, "conversion failed"
         )
     if plan.disable_text_tracks:
         disable_text_tracks(output)
@@ -537,6 +545,7 @@ def _metered(ctx: Context, delivery: qc.Delivery, args: list[str], scratch: Path
 
 def _run_metered(
     ctx: Context,
+    task: ExportTask,
     delivery: qc.Delivery,
     plan_args: list[str],
     scratch: Path,
@@ -550,13 +559,7 @@ def _run_metered(
     args, tap = _metered(ctx, delivery, plan_args, scratch)
     with _measuring_copies(ctx, tap, inputs, delivery.options, cancel) as copied_readings:
         with _ffmpeg_step(failure):
-            written = run_ffmpeg(
-                args,
-                duration=inputs.duration,
-                on_progress=progress,
-                time_limit=ctx.settings.task_time_limit,
-                cancel=cancel,
-            ).written_seconds
+            written = _task_ffmpeg(ctx, task, args, inputs.duration, cancel, progress).written_seconds
         return written, tap, copied_readings()
 
 

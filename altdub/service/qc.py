@@ -209,15 +209,29 @@ def build_report(delivery: Delivery, info: MediaInfo, readings: Sequence[Reading
 
 
 def _track_report(delivery: Delivery, number: int, reading: Reading) -> TrackReport:
-    track, speech = delivery.tracks[number], delivery.speech[number]
-    integrated = reading.integrated if reading.integrated > meter.ABSOLUTE_GATE else None
-    dialogue = reading.gated_loudness(speech.regions) if speech.regions is not None else None
-    return TrackReport(
+    return track_report(
+        reading,
+        delivery.speech[number].regions,
         index=number,
         language=delivery.names[number],
-        title=track.title,
+        title=delivery.tracks[number].title,
         default=number == delivery.inputs.default_dub,
         role="original" if number >= len(delivery.inputs.dubs) else "dub",
+    )
+
+
+def track_report(
+    reading: Reading, regions: Regions | None, *, index: int, language: str | None, title: str, default: bool, role: str
+) -> TrackReport:
+    """A track's figures and plotted series from the meter's reading (``regions``: its speech, if known)."""
+    integrated = reading.integrated if reading.integrated > meter.ABSOLUTE_GATE else None
+    dialogue = reading.gated_loudness(regions) if regions is not None else None
+    return TrackReport(
+        index=index,
+        language=language,
+        title=title,
+        default=default,
+        role=role,
         integrated=_rounded(integrated),
         dialogue_integrated=_rounded(dialogue),
         true_peak=round(max(reading.peak, -120.0), 2),
@@ -225,8 +239,8 @@ def _track_report(delivery: Delivery, number: int, reading: Reading) -> TrackRep
         clipped_samples=reading.clipped_samples,
         short_term=series(reading.short_term, reading.duration, power_mean),
         true_peak_series=series(reading.true_peak, reading.duration, max),
-        speech=speech.regions or (),
-        silences=reading.silences_within(speech.regions) if speech.regions else (),
+        speech=regions or (),
+        silences=reading.silences_within(regions) if regions else (),
     )
 
 

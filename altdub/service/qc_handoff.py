@@ -15,9 +15,9 @@ from pathlib import Path
 from altdub.media import meter, timecode
 from altdub.media.meter import Reading, Regions
 from altdub.media.probe import ProbeError, probe
-from altdub.media.qc_report import Check, QcReport, TrackReport
+from altdub.media.qc_report import Check, QcReport
 from altdub.media.timeline import Stem, Timeline
-from altdub.service.qc import DURATION_TOLERANCE, power_mean, segment_regions, series, signal_checks
+from altdub.service.qc import DURATION_TOLERANCE, segment_regions, signal_checks, track_report
 
 
 def tap_stems(timeline: Timeline, folder: Path) -> meter.Tap:
@@ -33,7 +33,11 @@ def handoff_report(timeline: Timeline, wanted_timecode: str, readings: Sequence[
     tracks, checks = [], []
     for number, (stem, reading) in enumerate(zip(timeline.stems, readings, strict=True)):
         regions = speech.get(stem.path)
-        tracks.append(_track(number, stem, reading, regions))
+        tracks.append(
+            track_report(
+                reading, regions, index=number, language=stem.language, title=stem.name, default=False, role=stem.role
+            )
+        )
         checks.append(
             Check(
                 "duration",
@@ -70,27 +74,6 @@ def _speech_by_stem(timeline: Timeline, programme: float) -> dict[Path, Regions]
         )
         for language in timeline.clips
     }
-
-
-def _track(number: int, stem: Stem, reading: Reading, regions: Regions | None) -> TrackReport:
-    integrated = reading.integrated if reading.integrated > meter.ABSOLUTE_GATE else None
-    dialogue = reading.gated_loudness(regions) if regions else None
-    return TrackReport(
-        index=number,
-        language=stem.language,
-        title=stem.name,
-        default=False,
-        role=stem.role,
-        integrated=None if integrated is None else round(integrated, 2),
-        dialogue_integrated=None if dialogue is None else round(dialogue, 2),
-        true_peak=round(max(reading.peak, -120.0), 2),
-        lra=round(reading.lra, 1),
-        clipped_samples=reading.clipped_samples,
-        short_term=series(reading.short_term, reading.duration, power_mean),
-        true_peak_series=series(reading.true_peak, reading.duration, max),
-        speech=regions or (),
-        silences=reading.silences_within(regions) if regions else (),
-    )
 
 
 def _time_reference_check(timeline: Timeline, stem: Stem, wanted: str, number: int) -> Check:
