@@ -273,3 +273,6 @@ class AudioIntermediate(Base):
     claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)  # its maker started
     ready_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # stored: usable
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The meter's reading (media/meter.py Reading.as_dict()) of the encoded audio, taken as it was encoded: the QC
+    # report of every deliverable that copies it (NULL: made without one; a copy is then measured as it is made)
+    reading: Mapped[dict[str, Any] | None] = mapped_column(JSON, deferred=True)

@@ -276,6 +276,8 @@ def written_language(fmt: Format, language: str) -> str:
 # Formats whose audio is AAC-LC: each track is encoded once, as an intermediate, and stream-copied in.
 AAC_FORMATS = frozenset(name for name, f in CATALOGUE.items() if f.audio_codecs == ("aac",))
 INTERMEDIATE_EXTENSION = "m4a"  # MP4 keeps the encoder's timestamps exactly: the copy is the same packets
+# AAC formats in an ISO BMFF file (mp4, mov, m4a): their one track's stream, copied out, is its intermediate
+INTERMEDIATE_HOLDERS = frozenset(name for name in AAC_FORMATS if CATALOGUE[name].muxer in ("mp4", "mov", "ipod"))
 
 
 def intermediate_plan(track: AudioTrack, options: ExportOptions, duration: float, output: Path) -> list[str]:
@@ -293,6 +295,16 @@ def intermediate_plan(track: AudioTrack, options: ExportOptions, duration: float
     codec = _audio_codec_args("mp4", 0, track.stream, options)
     return ["-i", file_arg(track.path), *mapping, *codec, "-t", f"{duration:.6f}", "-map_metadata", "-1",
             "-f", "mp4", file_arg(output)]  # fmt: skip
+
+
+def intermediate_from_plan(deliverable: Path, output: Path) -> list[str]:
+    """FFmpeg's arguments that copy the first audio stream of an ISO BMFF deliverable out as its intermediate.
+
+    The deliverable encoded the track itself (one FFmpeg run instead of an encode and a remux): its audio
+    packets are the ones ``intermediate_plan`` writes, and the copy drops the deliverable's tags.
+    """
+    return ["-i", file_arg(deliverable), "-map", "0:a:0", "-c", "copy", "-map_metadata", "-1",
+            "-map_metadata:s:a", "-1", "-f", "mp4", file_arg(output)]  # fmt: skip
 
 
 def _tag_args(fmt: Format, kind: str, index: int, track: AudioTrack | TextTrack, default: bool) -> list[str]:

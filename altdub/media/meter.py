@@ -37,6 +37,7 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from altdub.media.ffmpeg import FFmpegError, Limits, file_arg, run_ffmpeg
 
@@ -73,6 +74,30 @@ class Reading:
     @property
     def duration(self) -> float:
         return len(self.momentary) * STEP
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready, to be kept with what was measured (an intermediate's reading, reused by its copies)."""
+        return {
+            "momentary": list(self.momentary),
+            "short_term": list(self.short_term),
+            "true_peak": list(self.true_peak),
+            "integrated": self.integrated,
+            "lra": self.lra,
+            "clipped_samples": self.clipped_samples,
+            "silences": [list(silence) for silence in self.silences],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Reading:
+        return cls(
+            momentary=tuple(data["momentary"]),
+            short_term=tuple(data["short_term"]),
+            true_peak=tuple(data["true_peak"]),
+            integrated=data["integrated"],
+            lra=data["lra"],
+            clipped_samples=data["clipped_samples"],
+            silences=tuple((start, end) for start, end in data["silences"]),
+        )
 
     @property
     def peak(self) -> float:
@@ -274,8 +299,8 @@ def _frames(text: str) -> list[tuple[float, dict[str, str]]]:
 def _level(value: str | None) -> float:
     if value is None:
         return _NO_LEVEL
-    number = float(value)  # "-inf" reads as -inf
-    return max(number, _NO_LEVEL - 1)
+    number = float(value)  # "-inf" reads as -inf; digital silence is "nan" in some meters' lines
+    return _NO_LEVEL - 1 if math.isnan(number) else max(number, _NO_LEVEL - 1)
 
 
 def _reading(frames: list[tuple[float, dict[str, str]]], peak_frames: list[tuple[float, dict[str, str]]]) -> Reading:

@@ -280,14 +280,15 @@ def _package_and_publish(
     progress = tasks.ProgressWriter(ctx, task.id)
     with ExitStack() as stack:
         with _ffmpeg_step("audio encoding failed"):  # each rendition encoded once (intermediates.py)
-            inputs = stack.enter_context(intermediates.encoded_inputs(ctx, task, inputs, options, cancel, progress))
+            encoded = stack.enter_context(intermediates.encoded_inputs(ctx, task, inputs, options, cancel, progress))
+        inputs = encoded.inputs
         try:
             plan = package_plan(task.output_format, inputs, options, folder)
         except ValueError as exc:
             raise _TaskFailed(str(exc), "MISMATCHED_SOURCE_CODEC") from exc
         remux = intermediates.remux_progress(progress)
         _, tap, copied = _run_metered(
-            ctx, task, delivery, plan.args, folder.parent, inputs, remux, cancel, "packaging failed"
+            ctx, task, delivery, plan.args, folder.parent, inputs, remux, cancel, "packaging failed", encoded.readings
         )
     for text in inputs.subtitles if options.subtitles == "soft" else ():
         shutil.copyfile(text.path, folder / text.path.name)
@@ -496,9 +497,7 @@ def _convert(ctx: Context, task: ExportTask, delivery: qc.Delivery, output: Path
         attempt += 1
         if plans:
             inputs = inputs.with_loudnorm([plan.filter() for plan in plans])
-        written, tap, copied = _encode(ctx, task, delivery, inputs, output, cancel)
-        info = _verify(task.output_format, output, written, inputs, options)
-        readings = _readings(tap) or copied
+        info, readings = _encode(ctx, task, delivery, inputs, output, cancel)
         if target is None:
             return _Converted(info, readings, [])
         with _ffmpeg_step("output loudness unreadable"):
@@ -512,33 +511,42 @@ def _convert(ctx: Context, task: ExportTask, delivery: qc.Delivery, output: Path
 
 def _encode(
     ctx: Context, task: ExportTask, delivery: qc.Delivery, inputs: ExportInputs, output: Path, cancel: TaskCancel
-) -> tuple[float | None, meter.Tap | None, list[Reading]]:
-    """Run the plan (AAC formats: on the tracks' intermediates, encoded once); returns the seconds of media
-    FFmpeg says it wrote, the meter that ran on its audio in the same run, if one did (``_metered``), and
-    else the readings of the intermediates it copied (``_measuring_copies``)."""
+) -> tuple[MediaInfo, list[Reading]]:
+    """Run the plan and check its output (AAC formats: on the tracks' intermediates, encoded once, or encoding its
+    one track itself and keeping it as the intermediate after); the output's probe and the meter's readings of its
+    audio: taken in the same run (``_metered``), or the intermediates' (``_measuring_copies``), or none."""
     options = delivery.options
     progress = tasks.ProgressWriter(ctx, task.id)
     with ExitStack() as stack:
+        encoded = None
         if intermediates.uses_intermediates(task.output_format):
+            making = intermediates.encoded_inputs(ctx, task, inputs, options, cancel, progress)
             with _ffmpeg_step("audio encoding failed"):
-                inputs = stack.enter_context(intermediates.encoded_inputs(ctx, task, inputs, options, cancel, progress))
-            progress = intermediates.remux_progress(progress)
+                encoded = stack.enter_context(making)
+            inputs = encoded.inputs
+            if encoded.in_place is None:
+                progress = intermediates.remux_progress(progress)
         try:
             plan = build_plan(task.output_format, inputs, options, output)
         except ValueError as exc:
             raise _TaskFailed(str(exc), "MISMATCHED_SOURCE_CODEC") from exc
+        known = encoded.readings if encoded else None
         written, tap, copied = _run_metered(
-            ctx, task, delivery, plan.args, output.parent, inputs, progress, cancel, "conversion failed"
+            ctx, task, delivery, plan.args, output.parent, inputs, progress, cancel, "conversion failed", known
         )
-    if plan.disable_text_tracks:
-        disable_text_tracks(output)
-    return written, tap, copied
+        if plan.disable_text_tracks:
+            disable_text_tracks(output)
+        info = _verify(task.output_format, output, written, inputs, options)
+        readings = _readings(tap) or copied
+        if encoded is not None and encoded.in_place is not None:
+            encoded.in_place.keep(output, readings[0] if readings else None)
+    return info, readings
 
 
 def _metered(ctx: Context, delivery: qc.Delivery, args: list[str], scratch: Path) -> tuple[list[str], meter.Tap | None]:
     """The encoding command with the meter on its output (``qc.tap``) when a QC report or a loudness target wants
     readings; the tap's readings are read once the output is checked (None: measure the file after, if at all)."""
-    wanted = ctx.settings.qc_reports or delivery.options.loudness_target is not None
+    wanted = qc.readings_wanted(ctx.settings.qc_reports, delivery.options)
     tap = qc.tap(delivery, args, Path(tempfile.mkdtemp(prefix="meter-", dir=scratch))) if wanted else None
     return ([*args, *tap.args()] if tap else args), tap
 
@@ -553,11 +561,13 @@ def _run_metered(
     progress: Callable[[float], None],
     cancel: TaskCancel,
     failure: str,
+    known: list[Reading] | None = None,
 ) -> tuple[float | None, meter.Tap | None, list[Reading]]:
     """The plan's FFmpeg run with the meter the QC wants: on the run's own encoders (the tap, read once the output
-    is checked), or beside it on the intermediates it copies. The seconds FFmpeg wrote, the tap, those readings."""
+    is checked), or the readings of the intermediates it copies (``known``: taken as they were encoded; else
+    measured beside it). The seconds FFmpeg wrote, the tap, those readings."""
     args, tap = _metered(ctx, delivery, plan_args, scratch)
-    with _measuring_copies(ctx, tap, inputs, delivery.options, cancel) as copied_readings:
+    with _measuring_copies(ctx, tap, inputs, delivery.options, cancel, known) as copied_readings:
         with _ffmpeg_step(failure):
             written = _task_ffmpeg(ctx, task, args, inputs.duration, cancel, progress).written_seconds
         return written, tap, copied_readings()
@@ -565,15 +575,24 @@ def _run_metered(
 
 @contextmanager
 def _measuring_copies(
-    ctx: Context, tap: meter.Tap | None, inputs: ExportInputs, options: ExportOptions, cancel: TaskCancel
+    ctx: Context,
+    tap: meter.Tap | None,
+    inputs: ExportInputs,
+    options: ExportOptions,
+    cancel: TaskCancel,
+    known: list[Reading] | None,
 ) -> Iterator[Callable[[], list[Reading]]]:
     """When no meter rides on the command (its audio is copied) and every track is copied from its intermediate,
-    the intermediates are measured while the command remuxes, one FFmpeg per core: they are the very packets
-    the output holds. Yields what returns the readings (none when nothing was measured)."""
+    the readings are the intermediates' (the very packets the output holds): those taken as they were encoded
+    (``known``), else measured while the command remuxes, one FFmpeg per core. Yields what returns the readings
+    (none when nothing was measured)."""
     tracks = inputs.audio_tracks(options)
-    wanted = ctx.settings.qc_reports or options.loudness_target is not None
+    wanted = qc.readings_wanted(ctx.settings.qc_reports, options)
     if tap is not None or not wanted or not tracks or not all(t.encoded for t in tracks):
         yield list
+        return
+    if known is not None:
+        yield lambda: known
         return
     limits = Limits(ctx.settings.task_time_limit, cancel)
     with ThreadPoolExecutor(max_workers=min(len(tracks), os.cpu_count() or 1)) as pool:

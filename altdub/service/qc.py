@@ -126,6 +126,12 @@ def programmes(fmt: Format, options: ExportOptions, info: MediaInfo, tracks: int
     return [streams[i * per_track : (i + 1) * per_track] for i in range(tracks)]
 
 
+def readings_wanted(qc_reports: bool, options: ExportOptions) -> bool:
+    """Whether an export's audio is measured: for its QC report (``qc_reports``, the setting), or to check the
+    loudness target it was asked for."""
+    return qc_reports or options.loudness_target is not None
+
+
 def measure_output(
     path: Path, fmt: Format, options: ExportOptions, info: MediaInfo, tracks: int, limits: Limits
 ) -> list[Reading]:

@@ -3,6 +3,7 @@ given regions), FFmpeg's own ebur128 true-peak meter, and the samples themselves
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -100,6 +101,14 @@ def test_silences_inside_speech_and_no_clipping(programme: Path) -> None:
     inside = reading.silences_within(SPEECH)
     assert len(inside) == 1 and abs(inside[0][1] - inside[0][0] - 4.0) < 0.05
     assert reading.silences_within(((0.0, 12.0),)) == ()
+
+
+def test_a_reading_kept_as_json_reads_back_the_same(programme: Path) -> None:
+    """An intermediate's reading is stored as JSON (service/intermediates.py) and reused by every copy."""
+    reading = meter.read(programme, ["0:0"])
+    kept = meter.Reading.from_dict(json.loads(json.dumps(reading.as_dict())))
+    assert kept == reading
+    assert kept.gated_loudness(SPEECH) == reading.gated_loudness(SPEECH) and kept.silences_within(SPEECH)
 
 
 def test_clipped_samples_are_counted(tmp_path: Path) -> None:

@@ -13,30 +13,47 @@ from typing import Any
 import av
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import undefer
 
+from altdub.db.models import AudioIntermediate
 from altdub.media.ffmpeg import run_ffmpeg
 from altdub.media.formats import AudioTrack, ExportInputs, build_plan
 from altdub.media.options import resolve_options
 from altdub.media.probe import probe
+from altdub.service import intermediates
 from tests.conftest import Media, auth, download, export, make_run, wait_for_task
 
 
-@pytest.fixture
-def aac_encodes(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """The FFmpeg commands started from now on that encode audio to AAC (the real processes run)."""
+def _spy_commands(monkeypatch: pytest.MonkeyPatch, wanted: Any) -> list[list[str]]:
+    """The FFmpeg commands started from now on for which ``wanted(command)`` holds (the real processes run)."""
     seen: list[list[str]] = []
     lock = threading.Lock()
     real = subprocess.Popen
 
     def spy(args: Any, *rest: Any, **options: Any) -> subprocess.Popen:
         command = [str(a) for a in args]
-        if any(a.startswith("-c:a") and b == "aac" for a, b in itertools.pairwise(command)):
+        if wanted(command):
             with lock:
                 seen.append(command)
         return real(args, *rest, **options)
 
     monkeypatch.setattr(subprocess, "Popen", spy)
     return seen
+
+
+@pytest.fixture
+def aac_encodes(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The FFmpeg commands started from now on that encode audio to AAC."""
+    return _spy_commands(monkeypatch, lambda command: any(
+        a.startswith("-c:a") and b == "aac" for a, b in itertools.pairwise(command)
+    ))  # fmt: skip
+
+
+@pytest.fixture
+def meter_runs(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The FFmpeg commands started from now on that run the QC meter (media/meter.py: ebur128 in a graph)."""
+    return _spy_commands(monkeypatch, lambda command: any("ebur128" in a for a in command))
 
 
 def _audio_packets(path: Path) -> str:
@@ -63,7 +80,8 @@ def test_a_second_deliverable_of_the_same_dub_and_options_runs_no_audio_encoder(
 ) -> None:
     run_id = make_run(client, api_key, {"source": media.video, "dub_es-es": media.dub_wav})
     mp4 = _file(client, api_key, run_id, "mp4", tmp_path)
-    assert len(aac_encodes) == 1, aac_encodes  # the intermediate; the mp4 itself is a remux
+    assert len(aac_encodes) == 1, aac_encodes  # the mp4 encodes its audio itself, kept as the intermediate
+    assert "-c:v" in aac_encodes[0], "the mp4 was a remux after a separate encode: two runs, not one"
     packets = {"mp4": _audio_packets(mp4)}
     for output_format in ("m4a", "mov", "aac"):
         packets[output_format] = _audio_packets(_file(client, api_key, run_id, output_format, tmp_path))
@@ -126,3 +144,62 @@ def test_a_master_encodes_only_the_languages_not_encoded_yet_and_packages_reuse_
 
 def file_arg_of(command: list[str]) -> str:
     return command[command.index("-i") + 1]
+
+
+def _stored_intermediates(client: TestClient) -> list[AudioIntermediate]:
+    ready = select(AudioIntermediate).where(AudioIntermediate.ready_at.is_not(None))
+    with client.app.state.context.sessions() as session:  # type: ignore[attr-defined]
+        return list(session.scalars(ready.options(undefer(AudioIntermediate.reading))))
+
+
+def test_the_meter_runs_once_per_stream_and_copies_reuse_its_reading(
+    client: TestClient, api_key: str, media: Media, tmp_path: Path, meter_runs: list[list[str]]
+) -> None:
+    run_id = make_run(client, api_key, {"source": media.video, "dub_es-es": media.dub_wav})
+
+    def report(output_format: str) -> dict[str, Any]:
+        """The QC report of a new export of the run's Spanish dub."""
+        path = f"/dub-alt-format/{run_id}/es-es"
+        task_id = client.post(path, headers=auth(api_key), json={"output_format": output_format}).json()["task_id"]
+        assert wait_for_task(client, api_key, task_id)["status"] == "SUCCESS"
+        return client.get(f"/runs/{run_id}/exports/{task_id}/qc", headers=auth(api_key)).json()
+
+    reports = {"mp4": report("mp4")}
+    assert len(meter_runs) == 1 and "-dec" in meter_runs[0], meter_runs  # on the mp4's own encoder (a tap)
+    [stored] = _stored_intermediates(client)
+    assert stored.reading is not None and stored.reading["integrated"] < 0
+    reports |= {output_format: report(output_format) for output_format in ("m4a", "mov")}
+    assert len(meter_runs) == 1, f"the copied stream was measured again: {meter_runs[1:]}"
+    figures = {f: (r["tracks"][0]["integrated"], r["tracks"][0]["true_peak"]) for f, r in reports.items()}
+    assert len(set(figures.values())) == 1, figures  # one reading, of the packets each file holds
+
+
+def test_a_master_measures_each_language_as_it_is_encoded_and_a_package_reuses_the_readings(
+    client: TestClient, api_key: str, media: Media, meter_runs: list[list[str]], aac_encodes: list[list[str]]
+) -> None:
+    run_id = make_run(client, api_key, {"source": media.video, "dub_es-es": media.dub_wav, "dub_fr-fr": media.dub_flac})
+    for output_format in ("mp4", "hls"):
+        body = {"output_format": output_format, "languages": ["es-es", "fr-fr"], "audio_bitrate": "192k"}
+        answer = client.post(f"/runs/{run_id}/exports", headers=auth(api_key), json=body).json()
+        assert wait_for_task(client, api_key, answer["task_id"])["status"] == "SUCCESS"
+    assert len(aac_encodes) == 2 and all("-dec" in c for c in aac_encodes), aac_encodes  # each with its meter
+    assert len(meter_runs) == 2, meter_runs  # the same two runs: nothing measured after, nor for the package
+    assert all(row.reading is not None for row in _stored_intermediates(client))
+
+
+def test_an_intermediate_not_kept_from_its_deliverable_is_made_by_the_next(
+    client: TestClient, api_key: str, media: Media, monkeypatch: pytest.MonkeyPatch, aac_encodes: list[list[str]]
+) -> None:
+    """Copying the stream out of the mp4 fails (a stream the file has not): the mp4 is delivered all the same,
+    and the claim is given up, so the next deliverable encodes the audio."""
+    monkeypatch.setattr(
+        intermediates, "intermediate_from_plan", lambda deliverable, output: ["-i", str(deliverable), "-map", "0:a:7",
+                                                                            "-c", "copy", str(output)]
+    )  # fmt: skip
+    run_id = make_run(client, api_key, {"source": media.video, "dub_es-es": media.dub_wav})
+    assert export(client, api_key, run_id, "es-es", "mp4")["status"] == "SUCCESS"
+    assert _stored_intermediates(client) == []
+    with client.app.state.context.sessions() as session:  # type: ignore[attr-defined]
+        assert session.scalars(select(AudioIntermediate)).all() == []  # no claim left behind
+    assert export(client, api_key, run_id, "es-es", "m4a")["status"] == "SUCCESS"
+    assert len(aac_encodes) == 2, aac_encodes
