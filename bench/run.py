@@ -12,7 +12,8 @@
 
 Generates its own media under bench/work/, runs each scenario --repeats times, and writes
 bench/REPORT.md: medians, spreads (min-max) and ratios against baselines measured in the
-same run. Ratios are the targets: this machine is shared and noisy.
+same run. Ratios are the targets: this machine is shared and noisy. A partial run (--only) keeps the
+previous report's rows of the targets it did not run, marked "(earlier run)", with when each was measured.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import io
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -1501,7 +1503,8 @@ def main() -> None:
                 scenario()
             except Exception as exc:  # one scenario's failure must not lose the others' figures
                 report.add(Row(f"{number}. (failed)", f"{exc.__class__.__name__}: {exc}", "—", "—", "—", False))
-    write_report(args, report, time.time() - started, (load_at_start, os.getloadavg()[0]))
+    ran = {int(number) for number, _ in scenarios if number in only}
+    write_report(args, report, time.time() - started, (load_at_start, os.getloadavg()[0]), ran)
 
 
 def ffmpeg_version() -> str:
@@ -1603,39 +1606,155 @@ def method(args: argparse.Namespace) -> list[str]:
 
 
 ROUND_ONE = "## Round one"  # the previous round's report, kept below each new run's figures
+ROUND_TWO = "## Round two (issue 17): the plain-FFmpeg floor, the cached POST as shipped, encode once"
+TABLE_HEADER = "| target | altdub | baseline | ratio | goal | verdict |"
+BASELINES_LINE = "Baselines ran in the same run on the same machine; the ratios are the targets."
+EARLIER = "(earlier run)"  # appended to the first cell of a row carried over from a previous report
+MEASURED_INTRO = "This run measured "  # the line before the list of when each target in the table was measured
+WORDS_INTRO = "The earlier report's own words, kept with its rows:"
+METHOD_HEADING = "How each target is measured:"
+WHEN = "%Y-%m-%d %H:%M UTC"
+MEASURED_LINE = re.compile(r"^- (\d+(?:, \d+)*): (\d{4}-\d\d-\d\d \d\d:\d\d UTC), (.*)$")
 
 
-def write_report(args: argparse.Namespace, report: Report, elapsed: float, loads: tuple[float, float]) -> None:
-    """This run's figures (round two's targets) above the previous round's report, kept as it was."""
+@dataclass
+class Earlier:
+    """A previous report's round two, read for the targets this run does not measure (a partial run keeps them)."""
+
+    rows: dict[int, list[str]] = field(default_factory=dict)  # target: its table rows, in order
+    notes: dict[int, list[str]] = field(default_factory=dict)  # target: its run's notes (load averages), no method
+    measured: dict[int, tuple[str, str]] = field(default_factory=dict)  # target: (when, by what)
+    words: list[str] = field(default_factory=list)  # what a person added to its header (where the rows came from)
+
+
+def target_number(text: str) -> int | None:
+    """The target a table row or a note is about: a row's first cell starts ``N.``, a note ``N:``."""
+    match = re.match(r"(?:\|\s*)?(\d+)[.:]", text)
+    return int(match.group(1)) if match else None
+
+
+def read_round_two(text: str) -> Earlier:
+    """The rows, run notes, per-target dates and hand-written header lines of a report's round two.
+
+    Reports before per-target dates: every target's date is the report's own, and its method notes
+    follow the run's notes in the same list, target 1's first (target 1 writes no run notes).
+    """
+    lines = text.splitlines()
+    if TABLE_HEADER not in lines:
+        return Earlier()
+    header_at = lines.index(TABLE_HEADER)
+    table_end = next((n for n in range(header_at + 1, len(lines)) if not lines[n].strip()), len(lines))
+    earlier = Earlier()
+    for line in lines[header_at + 1 : table_end]:
+        number = target_number(line)  # None: the |---| line
+        if number is not None:
+            earlier.rows.setdefault(number, []).append(line)
+    notes_at = next((n + 1 for n in range(table_end, len(lines)) if lines[n] == "Notes:"), len(lines))
+    legacy = METHOD_HEADING not in lines
+    for line in lines[notes_at:]:
+        if not line.startswith("- ") or (legacy and line.startswith("- 1: ")):
+            break
+        number = target_number(line[2:])
+        if number is not None:
+            earlier.notes.setdefault(number, []).append(line[2:])
+    made = re.search(r"Made by `([^`]*)`", text)
+    when = re.search(r"\bon (\d{4}-\d\d-\d\d \d\d:\d\d UTC)", text)
+    fallback = (
+        when.group(1) if when else "date unknown",
+        f"in the report of that date, made by `{made.group(1) if made else '?'}`",
+    )
+    listed: dict[int, tuple[str, str]] = {}
+    for line in lines[:header_at]:
+        if match := MEASURED_LINE.match(line):
+            listed |= {int(number): (match.group(2), match.group(3)) for number in match.group(1).split(", ")}
+    earlier.measured = {number: listed.get(number, fallback) for number in earlier.rows}
+    after = lines.index(BASELINES_LINE) + 1 if BASELINES_LINE in lines[:header_at] else header_at
+    generated = (MEASURED_INTRO, WORDS_INTRO)
+    earlier.words = [
+        line for line in lines[after:header_at] if not line.startswith(generated) and not MEASURED_LINE.match(line)
+    ]
+    while earlier.words and not earlier.words[0].strip():
+        earlier.words.pop(0)
+    while earlier.words and not earlier.words[-1].strip():
+        earlier.words.pop()
+    return earlier
+
+
+def carried_row(line: str) -> str:
+    """An earlier report's row, its first cell marked as such (once)."""
+    first, _, rest = line.removeprefix("| ").partition(" | ")
+    return f"| {first if EARLIER in first else f'{first} {EARLIER}'} | {rest}"
+
+
+def numbers(targets: list[int]) -> str:
+    return ", ".join(str(number) for number in targets) or "none"
+
+
+def named(targets: list[int]) -> str:
+    """``target 4``, ``targets 1, 3``, ``no target``."""
+    return {0: "no target", 1: "target "}.get(len(targets), "targets ") + (numbers(targets) if targets else "")
+
+
+def write_report(
+    args: argparse.Namespace, report: Report, elapsed: float, loads: tuple[float, float], ran: set[int]
+) -> None:
+    """This run's figures (round two's targets) above the previous round's report, kept as it was.
+
+    A partial run (``--only``) keeps the previous report's round-two rows, and their run notes, of every
+    target it did not run (``ran``, and any target it wrote rows for), marked as from an earlier run; each
+    target's date and command are listed above the table and carried from report to report.
+    """
     previous = args.out.read_text() if args.out.exists() else ""
     if ROUND_ONE in previous:
         kept = previous[previous.index(ROUND_ONE) :]
+        earlier = read_round_two(previous[: previous.index(ROUND_ONE)])
+    elif "## Round two" in previous:
+        kept, earlier = "", read_round_two(previous)
     elif previous:
         kept = f"{ROUND_ONE} (issues 1-15: baselines were altdub's own FFmpeg commands run by hand)\n\n"
         kept += previous.replace("# altdub benchmark report\n", "", 1).strip() + "\n"
+        earlier = Earlier()
     else:
-        kept = ""
+        kept, earlier = "", Earlier()
+    measured = ran | {number for row in report.rows if (number := target_number(f"| {row.target}")) is not None}
+    carried = sorted(number for number in earlier.rows if number not in measured)
+    rows = [(target_number(f"| {row.target}") or 0, row.markdown()) for row in report.rows]
+    rows += [(number, carried_row(line)) for number in carried for line in earlier.rows[number]]
+    rows.sort(key=lambda row: row[0])  # stable: a target's rows keep their order
+    notes = [(target_number(note) or 0, note) for note in report.notes]
+    notes += [(number, note) for number in carried for note in earlier.notes.get(number, [])]
+    notes.sort(key=lambda note: note[0])
+    command, now = f".venv/bin/python -m bench.run {' '.join(sys.argv[1:])}", time.strftime(WHEN, time.gmtime())
+    when: dict[tuple[str, str], list[int]] = {(now, f"`{command}`"): sorted(measured)}
+    for number in carried:
+        when.setdefault(earlier.measured[number], []).append(number)
     lines = [
         "# altdub benchmark report",
         "",
-        "## Round two (issue 17): the plain-FFmpeg floor, the cached POST as shipped, encode once",
+        ROUND_TWO,
         "",
-        f"Made by `.venv/bin/python -m bench.run {' '.join(sys.argv[1:])}`",
-        f"on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} in {elapsed / 60:.1f} minutes:",
+        f"Made by `{command}`",
+        f"on {now} in {elapsed / 60:.1f} minutes:",
         f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, FFmpeg {ffmpeg_version()}.",
         f"Machine load (load average, 1 min): {loads[0]:.2f} at the start, {loads[1]:.2f} at the end (other",
         "processes' work on the same cores slows both sides of a pair; the more load, the noisier the ratios).",
         f"Source: {args.minutes:g}-minute 1920x1080 25 fps H.264 test pattern with stereo 48 kHz audio; dub: a",
         f"{args.minutes:g}-minute stereo 48 kHz PCM WAV. Each scenario ran {args.repeats} times (quick conversions",
         "more): medians (min-max, n).",
-        "Baselines ran in the same run on the same machine; the ratios are the targets.",
+        BASELINES_LINE,
         "",
-        "| target | altdub | baseline | ratio | goal | verdict |",
+        f"{MEASURED_INTRO}{named(sorted(measured))}; carried over from earlier runs, their first cell marked "
+        f'"{EARLIER}" and their notes kept: {named(carried)}. When and by what each target was measured:',
+        *[f"- {numbers(targets)}: {date}, {how}" for (date, how), targets in when.items()],
+        "",
+        *([WORDS_INTRO, "", *earlier.words, ""] if carried and earlier.words else []),
+        TABLE_HEADER,
         "|---|---|---|---|---|---|",
-        *[row.markdown() for row in report.rows],
+        *[line for _, line in rows],
         "",
-        "Notes:",
-        *[f"- {note}" for note in [*report.notes, *method(args)]],
+        *(["Notes:", *[f"- {note}" for _, note in notes], ""] if notes else []),
+        METHOD_HEADING,
+        *[f"- {note}" for note in method(args)],
         "",
         kept,
     ]
