@@ -8,10 +8,12 @@
     .venv/bin/python -m bench.run --only 10         # 10: a one-language tracks_zip and aaf (hand-off)
     .venv/bin/python -m bench.run --only 11         # 11: the QC report's cost on an mp4 export
     .venv/bin/python -m bench.run --only 12         # 12: encode once (a second deliverable, an 8-language master)
+    .venv/bin/python -m bench.run --only 13         # 13: a title's hour (8-language master, HLS, plain floor; 60 min)
 
 Generates its own media under bench/work/, runs each scenario --repeats times, and writes
 bench/REPORT.md: medians, spreads (min-max) and ratios against baselines measured in the
-same run. Ratios are the targets: this machine is shared and noisy.
+same run. Ratios are the targets: this machine is shared and noisy. A partial run (--only) keeps the
+previous report's rows of the targets it did not run, marked "(earlier run)", with when each was measured.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import io
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -47,7 +50,7 @@ from altdub.media.catalogue import CATALOGUE
 from altdub.media.ffmpeg import ffmpeg_executable, file_arg, run_ffmpeg
 from altdub.media.formats import AudioTrack, ExportInputs, _xdcam_hd422_args, build_plan, intermediate_plan
 from altdub.media.options import resolve_options
-from altdub.media.packaging import SEGMENT_SECONDS
+from altdub.media.packaging import SEGMENT_SECONDS, package_plan
 from altdub.media.probe import probe
 from altdub.service.intermediates import uses_intermediates
 
@@ -306,21 +309,36 @@ def stored_inputs(server: Server, run_id: int) -> tuple[Path, Path]:
     return root / keys["source"], root / keys["dub"]
 
 
-def conversion_overhead(report: Report, args: argparse.Namespace, video: Path, dub: Path) -> dict[str, float]:
+def conversion_overhead(
+    report: Report,
+    args: argparse.Namespace,
+    video: Path,
+    dub: Path,
+    *,
+    label: str = "1. plain floor",
+    formats: list[str] | None = None,
+    repeats: int | None = None,
+    min_repeats: int | None = None,
+    data_dir: str = "data-overhead",
+) -> dict[str, float]:
     """Target 1: request-to-SUCCESS over the bare FFmpeg command, per format (≤ 1.05).
 
     Each export and its bare command run back to back, on the same stored inputs, alternating which
     goes first; the ratio is the median of these pairs' ratios, so that a machine getting slower or
-    faster during the run moves both sides of each pair.
+    faster during the run moves both sides of each pair. Target 13 runs the same pairs on the hour's
+    source (its own ``label``, formats and repeats: every run imported up front costs the source's size).
     """
+    formats = args.formats if formats is None else formats
+    repeats = args.repeats if repeats is None else repeats
+    min_repeats = args.min_repeats if min_repeats is None else min_repeats
     medians: dict[str, float] = {}
-    with altdub_server(args.work / "data-overhead") as server:
+    with altdub_server(args.work / data_dir) as server:
         # a run per repeat (an export that exists is answered, not made), all imported before timing
-        count = max(args.repeats, args.min_repeats)
+        count = max(repeats, min_repeats)
         runs = [import_run(server, video, dub, name="bench") for _ in range(count)]
         os.sync()
         aac_encoded = False  # whether the runs' dubs were encoded to AAC by an earlier format
-        for output_format in args.formats:
+        for output_format in formats:
             if uses_intermediates(output_format):
                 # On runs whose dub an AAC format already encoded, this one would copy that audio (encode once,
                 # target 12): the floor is about a first deliverable, so it gets runs of its own.
@@ -333,7 +351,7 @@ def conversion_overhead(report: Report, args: argparse.Namespace, video: Path, d
             outputs: list[Path] = []
             first_task = ""
             repeat = 0
-            while repeat < args.repeats or (repeat < args.min_repeats and statistics.median(bare) < QUICK_SECONDS):
+            while repeat < repeats or (repeat < min_repeats and statistics.median(bare) < QUICK_SECONDS):
                 stored_video, stored_dub = stored_inputs(server, runs[repeat])
                 # kept, as altdub keeps its: a file deleted gives its page cache back, and the next write
                 # then finds free memory where altdub's has to reclaim it (1 GB mkv: 0.9 vs 2.0 s)
@@ -358,7 +376,7 @@ def conversion_overhead(report: Report, args: argparse.Namespace, video: Path, d
             ratio = statistics.median(o / b for o, b in zip(ours, bare, strict=True))
             medians[output_format] = statistics.median(ours)
             same = "same streams, tags and packets" if not differences else "differs: " + "; ".join(differences)
-            report.add(Row(f"1. plain floor, {output_format}", spread(ours), f"{spread(bare)}, plain `ffmpeg` ({same})",
+            report.add(Row(f"{label}, {output_format}", spread(ours), f"{spread(bare)}, plain `ffmpeg` ({same})",
                            f"{ratio:.3f}", "≤ 1.05", ratio <= 1.05))  # fmt: skip
     return medians
 
@@ -1304,7 +1322,7 @@ def encode_once(report: Report, args: argparse.Namespace, video: Path) -> None:
             timed, _ = master_seconds(server, run_id, "mp4", EIGHT_DUBS)
             walls.append(timed.wall)
             per_wall.append(timed.ffmpeg_cpu / timed.wall)
-            ideals.append(ideal_master_seconds(server, run_id, args.work))
+            ideals.append(ideal_seconds(server, run_id, args.work))
     ratio = statistics.median(w / i for w, i in zip(walls, ideals, strict=True))
     cores = os.cpu_count() or 1
     report.add(Row("12. 8-language mp4 master, encodes side by side", f"{spread(walls)}, FFmpeg CPU ÷ wall "
@@ -1312,27 +1330,107 @@ def encode_once(report: Report, args: argparse.Namespace, video: Path) -> None:
                    "cores + the remux", f"{ratio:.3f}", "≤ 1.10", ratio <= 1.10))  # fmt: skip
 
 
-def ideal_master_seconds(server: Server, run_id: int, work: Path) -> float:
-    """The per-language encodes' CPU ÷ cores plus the remux's wall, on the run's stored files (altdub's plans)."""
-    source, dubs = stored_master_inputs(server, run_id, EIGHT_DUBS)
+def ideal_seconds(
+    server: Server, run_id: int, work: Path, output_format: str = "mp4", dubs: Dubs = EIGHT_DUBS
+) -> float:
+    """The per-language encodes' CPU ÷ cores plus the wall of the command on their intermediates, on the run's
+    stored files (altdub's own plans): the remux of an mp4 master (build_plan), or the packaging of an HLS or
+    DASH package (package_plan). What encode once can reach: the encodes on every core, then one copy."""
+    source, stored = stored_master_inputs(server, run_id, dubs)
     source_info = probe(source)
     base = [ffmpeg_executable(), "-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
+    folder = work / "ideal"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
     cpu, tracks = 0.0, []
-    for number, (path, (_, iso639_2, name, _)) in enumerate(zip(dubs, EIGHT_DUBS, strict=True)):
+    for number, (path, (_, iso639_2, name, _)) in enumerate(zip(stored, dubs, strict=True)):
         info = probe(path)
         track = AudioTrack(path, info.audio[0], info.duration, iso639_2, name)
-        options = resolve_options("mp4", {}, info.audio[0])
-        out = work / f"ideal-{number}.m4a"
+        options = resolve_options(output_format, {}, info.audio[0])
+        out = folder / f"ideal-{number}.m4a"
         cpu += child_cpu([*base, *intermediate_plan(track, options, source_info.duration, out)])[1]
         encoded = probe(out)
         tracks.append(AudioTrack(out, encoded.audio[0], encoded.duration, iso639_2, name, encoded=True))
-    inputs = ExportInputs(dubs=tuple(tracks), duration=source_info.duration, title=MASTER_TITLE,
-                          video_path=source, video=source_info.video[0])  # fmt: skip
-    remux = build_plan("mp4", inputs, resolve_options("mp4", {}, probe(dubs[0]).audio[0]), work / "ideal.mp4")
-    wall, _ = child_cpu([*base, *remux.args])
-    for out in work.glob("ideal*"):
-        out.unlink()
+    title = f"{MASTER_RUN_NAME} ({', '.join(name for _, _, name, _ in dubs)})"
+    inputs = ExportInputs(dubs=tuple(tracks), duration=source_info.duration, title=title, video_path=source,
+                          video=source_info.video[0])  # fmt: skip
+    options = resolve_options(output_format, {}, probe(stored[0]).audio[0])
+    if CATALOGUE[output_format].package_entry is None:
+        plan = build_plan(output_format, inputs, options, folder / f"ideal.{CATALOGUE[output_format].extension}")
+    else:
+        (folder / "package").mkdir()
+        plan = package_plan(output_format, inputs, options, folder / "package")
+    wall, _ = child_cpu([*base, *plan.args])
+    shutil.rmtree(folder)
     return cpu / (os.cpu_count() or 1) + wall
+
+
+def hour_media(args: argparse.Namespace, base_video: Path, base_dub: Path, base_minutes: float) -> tuple[Path, Path]:
+    """The hour's source and dub: the base repeated (round(hour ÷ base) times, as target 7), or cut when shorter."""
+    if args.hour_minutes < base_minutes:
+        return cut_media(args.work, base_video, base_dub, args.hour_minutes)
+    if args.hour_minutes == base_minutes:
+        return base_video, base_dub
+    return concat_media(args.work, base_video, base_dub, round(args.hour_minutes / base_minutes), args.hour_minutes)
+
+
+def delete_run(server: Server, run_id: int) -> None:
+    """The run and its files removed now: the hour's run holds ~12 GB of inputs, and its export as much again."""
+    server.http.delete(f"/runs/{run_id}").raise_for_status()
+
+
+def title_hour(report: Report, args: argparse.Namespace, base_video: Path, base_dub: Path, base_minutes: float) -> None:
+    """Target 13 (a title's hour): an 8-language mp4 master and HLS package of the 60-minute source, each wall
+    ≤ 1.10 x (its per-language encodes' CPU ÷ cores + the remux or packaging), CPU ÷ wall showing both cores
+    busy; and the plain floor (target 1's pairs) on that source, ≤ 1.05.
+
+    The master and the package each on a run of its own (nothing reused between them), deleted once timed.
+    The work files this target makes are removed at the end (the hour's source is ~6 GB, its dubs 5.5 GB);
+    the servers' data directories go with their servers (altdub_server).
+    """
+    before = set(args.work.iterdir())  # files there before (the base source, other targets' tones) stay
+    try:
+        video, _ = hour_media(args, base_video, base_dub, base_minutes)
+        # Dubs as long as the source's container: a repeated 1-minute source ends an AAC frame (21 ms) after its
+        # picture, and a dub that much shorter would be padded by altdub, not by the plain command (not the same file).
+        length = probe(video).duration / 60
+        files = {short_name: make_tone(args.work, length, tone) for short_name, _, _, tone in EIGHT_DUBS}
+        dub = files[EIGHT_DUBS[0][0]]  # 660 Hz, as make_media's dub
+        names = {"mp4": "mp4 master", "hls": "HLS package"}
+        timings: dict[str, tuple[list[Timed], list[float]]] = {output_format: ([], []) for output_format in names}
+        loads: list[float] = []
+        with altdub_server(args.work / "data-hour") as server:
+            for _ in range(args.hour_repeats):
+                for output_format, (timed, ideals) in timings.items():
+                    run_id = import_run(server, video, files, name=MASTER_RUN_NAME)
+                    os.sync()
+                    loads.append(os.getloadavg()[0])
+                    timed.append(master_seconds(server, run_id, output_format, EIGHT_DUBS)[0])
+                    os.sync()
+                    ideals.append(ideal_seconds(server, run_id, args.work, output_format, EIGHT_DUBS))
+                    delete_run(server, run_id)
+        cores = os.cpu_count() or 1
+        for output_format, (timed, ideals) in timings.items():
+            walls = [t.wall for t in timed]
+            ratio = statistics.median(w / i for w, i in zip(walls, ideals, strict=True))
+            per_wall = statistics.median(t.ffmpeg_cpu / t.wall for t in timed)
+            busy = statistics.median(t.machine_busy for t in timed)
+            then = "the remux" if output_format == "mp4" else "the packaging"
+            report.add(Row(f"13. 8-language {names[output_format]}, {length:.0f}-minute source",
+                           f"{spread(walls)}, FFmpeg CPU ÷ wall {per_wall:.2f} (machine {busy:.0%} busy)",
+                           f"{spread(ideals)}: per-language encodes' CPU ÷ {cores} cores + {then}", f"{ratio:.3f}",
+                           "≤ 1.10", ratio <= 1.10))  # fmt: skip
+        report.notes.append(
+            "13: load average (1 min) at the start of each export (the mp4 master, then the HLS package, per "
+            f"repeat): {', '.join(f'{load:.2f}' for load in loads)}."
+        )
+        conversion_overhead(report, args, video, dub, label=f"13. plain floor on the {length:.0f}-minute source",
+                            formats=args.hour_formats, repeats=args.hour_repeats, min_repeats=args.hour_repeats,
+                            data_dir="data-hour-floor")  # fmt: skip
+    finally:
+        for path in set(args.work.iterdir()) - before:
+            if path.is_file():  # the data directories went with their servers
+                path.unlink()
 
 
 def linear_fit(points: list[tuple[float, float]]) -> tuple[float, float]:
@@ -1362,6 +1460,10 @@ def main() -> None:
     parser.add_argument("--wrk-seconds", type=int, default=10)
     one_plan = [f.name for f in CATALOGUE.values() if f.package_entry is None and not f.handoff]  # one FFmpeg plan
     parser.add_argument("--formats", type=lambda s: s.split(","), default=one_plan, help="formats of target 1")
+    parser.add_argument("--hour-minutes", type=float, default=60, help="target 13's source length (the base repeated)")
+    parser.add_argument("--hour-repeats", type=int, default=1, help="target 13's repeats (each is long)")
+    parser.add_argument("--hour-formats", type=lambda s: s.split(","), default=["mp3", "mp4", "mkv"],
+                        help="target 13's plain-floor formats")  # fmt: skip
     parser.add_argument("--only", default="", help="comma-separated scenario numbers to run (default: all)")
     parser.add_argument("--work", type=Path, default=ROOT / "work")
     parser.add_argument("--out", type=Path, default=ROOT / "REPORT.md")
@@ -1370,7 +1472,7 @@ def main() -> None:
         parser.set_defaults(**QUICK_SETTINGS)
         args = parser.parse_args()  # what the command line sets still wins
     args.work.mkdir(parents=True, exist_ok=True)
-    only = set(args.only.split(",")) if args.only else {str(number) for number in range(1, 13)}
+    only = set(args.only.split(",")) if args.only else {str(number) for number in range(1, 14)}
     report = Report()
     started, load_at_start = time.time(), os.getloadavg()[0]
     video, dub = make_media(args.work, args.minutes)
@@ -1394,13 +1496,15 @@ def main() -> None:
     scenarios += [("10", lambda: handoff_export(report, args, video, dub))]
     scenarios += [("11", lambda: qc_cost(report, args, video, dub))]
     scenarios += [("12", lambda: encode_once(report, args, video))]
+    scenarios += [("13", lambda: title_hour(report, args, video, dub, args.minutes))]
     for number, scenario in scenarios:
         if number in only:
             try:
                 scenario()
             except Exception as exc:  # one scenario's failure must not lose the others' figures
                 report.add(Row(f"{number}. (failed)", f"{exc.__class__.__name__}: {exc}", "—", "—", "—", False))
-    write_report(args, report, time.time() - started, (load_at_start, os.getloadavg()[0]))
+    ran = {int(number) for number, _ in scenarios if number in only}
+    write_report(args, report, time.time() - started, (load_at_start, os.getloadavg()[0]), ran)
 
 
 def ffmpeg_version() -> str:
@@ -1484,45 +1588,173 @@ def method(args: argparse.Namespace) -> list[str]:
         "8-language mp4 master (tones of 660-1320 Hz), against the ideal on the same stored files: each language's "
         "intermediate encode by hand (altdub's own command; its CPU from os.wait4) ÷ the cores, plus the remux of "
         "the eight (wall). CPU ÷ wall: FFmpeg's CPU (the server's reaped children) over the master's wall.",
+        f"13: the {args.hour_minutes:g}-minute source is the {args.minutes:g}-minute one repeated (stream copy, as 7), "
+        "with eight stereo 48 kHz WAV dubs as long as its container (the tones of 12; 660 Hz is the plain floor's "
+        "dub). One `altdub serve`; per repeat "
+        f"({args.hour_repeats}), a new run for the 8-language mp4 master and another for the 8-language HLS package "
+        "(nothing reused between them), each imported before timing, timed from `POST /runs/{id}/exports` to "
+        "SUCCESS (long poll), then measured against its ideal on the same stored files: each language's "
+        "intermediate encode by hand (altdub's own command, the master's or the package's bitrate; CPU from "
+        "os.wait4) ÷ the cores, plus the wall of the remux (`build_plan`) or the packaging command "
+        "(`packaging.package_plan`, FFmpeg's DASH muxer) on the eight intermediates, without altdub's manifest "
+        "finishing, QC or publishing; the run is deleted after. CPU ÷ wall: FFmpeg's CPU (the server's reaped "
+        "children) over the export's wall; machine busy as 8. Then target 1's pairs, one per format "
+        f"({', '.join(args.hour_formats)}), on the same source and its dub, on a server of their own.",
         "What was changed to reach the targets, with before/after figures, and the causes of what is still missed: "
         "[FINDINGS.md](FINDINGS.md).",
     ]
 
 
 ROUND_ONE = "## Round one"  # the previous round's report, kept below each new run's figures
+ROUND_TWO = "## Round two (issue 17): the plain-FFmpeg floor, the cached POST as shipped, encode once"
+TABLE_HEADER = "| target | altdub | baseline | ratio | goal | verdict |"
+BASELINES_LINE = "Baselines ran in the same run on the same machine; the ratios are the targets."
+EARLIER = "(earlier run)"  # appended to the first cell of a row carried over from a previous report
+MEASURED_INTRO = "This run measured "  # the line before the list of when each target in the table was measured
+WORDS_INTRO = "The earlier report's own words, kept with its rows:"
+METHOD_HEADING = "How each target is measured:"
+WHEN = "%Y-%m-%d %H:%M UTC"
+MEASURED_LINE = re.compile(r"^- (\d+(?:, \d+)*): (\d{4}-\d\d-\d\d \d\d:\d\d UTC), (.*)$")
 
 
-def write_report(args: argparse.Namespace, report: Report, elapsed: float, loads: tuple[float, float]) -> None:
-    """This run's figures (round two's targets) above the previous round's report, kept as it was."""
+@dataclass
+class Earlier:
+    """A previous report's round two, read for the targets this run does not measure (a partial run keeps them)."""
+
+    rows: dict[int, list[str]] = field(default_factory=dict)  # target: its table rows, in order
+    notes: dict[int, list[str]] = field(default_factory=dict)  # target: its run's notes (load averages), no method
+    measured: dict[int, tuple[str, str]] = field(default_factory=dict)  # target: (when, by what)
+    words: list[str] = field(default_factory=list)  # what a person added to its header (where the rows came from)
+
+
+def target_number(text: str) -> int | None:
+    """The target a table row or a note is about: a row's first cell starts ``N.``, a note ``N:``."""
+    match = re.match(r"(?:\|\s*)?(\d+)[.:]", text)
+    return int(match.group(1)) if match else None
+
+
+def read_round_two(text: str) -> Earlier:
+    """The rows, run notes, per-target dates and hand-written header lines of a report's round two.
+
+    Reports before per-target dates: every target's date is the report's own, and its method notes
+    follow the run's notes in the same list, target 1's first (target 1 writes no run notes).
+    """
+    lines = text.splitlines()
+    if TABLE_HEADER not in lines:
+        return Earlier()
+    header_at = lines.index(TABLE_HEADER)
+    table_end = next((n for n in range(header_at + 1, len(lines)) if not lines[n].strip()), len(lines))
+    earlier = Earlier()
+    for line in lines[header_at + 1 : table_end]:
+        number = target_number(line)  # None: the |---| line
+        if number is not None:
+            earlier.rows.setdefault(number, []).append(line)
+    notes_at = next((n + 1 for n in range(table_end, len(lines)) if lines[n] == "Notes:"), len(lines))
+    legacy = METHOD_HEADING not in lines
+    for line in lines[notes_at:]:
+        if not line.startswith("- ") or (legacy and line.startswith("- 1: ")):
+            break
+        number = target_number(line[2:])
+        if number is not None:
+            earlier.notes.setdefault(number, []).append(line[2:])
+    made = re.search(r"Made by `([^`]*)`", text)
+    when = re.search(r"\bon (\d{4}-\d\d-\d\d \d\d:\d\d UTC)", text)
+    fallback = (
+        when.group(1) if when else "date unknown",
+        f"in the report of that date, made by `{made.group(1) if made else '?'}`",
+    )
+    listed: dict[int, tuple[str, str]] = {}
+    for line in lines[:header_at]:
+        if match := MEASURED_LINE.match(line):
+            listed |= {int(number): (match.group(2), match.group(3)) for number in match.group(1).split(", ")}
+    earlier.measured = {number: listed.get(number, fallback) for number in earlier.rows}
+    after = lines.index(BASELINES_LINE) + 1 if BASELINES_LINE in lines[:header_at] else header_at
+    generated = (MEASURED_INTRO, WORDS_INTRO)
+    earlier.words = [
+        line for line in lines[after:header_at] if not line.startswith(generated) and not MEASURED_LINE.match(line)
+    ]
+    while earlier.words and not earlier.words[0].strip():
+        earlier.words.pop(0)
+    while earlier.words and not earlier.words[-1].strip():
+        earlier.words.pop()
+    return earlier
+
+
+def carried_row(line: str) -> str:
+    """An earlier report's row, its first cell marked as such (once)."""
+    first, _, rest = line.removeprefix("| ").partition(" | ")
+    return f"| {first if EARLIER in first else f'{first} {EARLIER}'} | {rest}"
+
+
+def numbers(targets: list[int]) -> str:
+    return ", ".join(str(number) for number in targets) or "none"
+
+
+def named(targets: list[int]) -> str:
+    """``target 4``, ``targets 1, 3``, ``no target``."""
+    return {0: "no target", 1: "target "}.get(len(targets), "targets ") + (numbers(targets) if targets else "")
+
+
+def write_report(
+    args: argparse.Namespace, report: Report, elapsed: float, loads: tuple[float, float], ran: set[int]
+) -> None:
+    """This run's figures (round two's targets) above the previous round's report, kept as it was.
+
+    A partial run (``--only``) keeps the previous report's round-two rows, and their run notes, of every
+    target it did not run (``ran``, and any target it wrote rows for), marked as from an earlier run; each
+    target's date and command are listed above the table and carried from report to report.
+    """
     previous = args.out.read_text() if args.out.exists() else ""
     if ROUND_ONE in previous:
         kept = previous[previous.index(ROUND_ONE) :]
+        earlier = read_round_two(previous[: previous.index(ROUND_ONE)])
+    elif "## Round two" in previous:
+        kept, earlier = "", read_round_two(previous)
     elif previous:
         kept = f"{ROUND_ONE} (issues 1-15: baselines were altdub's own FFmpeg commands run by hand)\n\n"
         kept += previous.replace("# altdub benchmark report\n", "", 1).strip() + "\n"
+        earlier = Earlier()
     else:
-        kept = ""
+        kept, earlier = "", Earlier()
+    measured = ran | {number for row in report.rows if (number := target_number(f"| {row.target}")) is not None}
+    carried = sorted(number for number in earlier.rows if number not in measured)
+    rows = [(target_number(f"| {row.target}") or 0, row.markdown()) for row in report.rows]
+    rows += [(number, carried_row(line)) for number in carried for line in earlier.rows[number]]
+    rows.sort(key=lambda row: row[0])  # stable: a target's rows keep their order
+    notes = [(target_number(note) or 0, note) for note in report.notes]
+    notes += [(number, note) for number in carried for note in earlier.notes.get(number, [])]
+    notes.sort(key=lambda note: note[0])
+    command, now = f".venv/bin/python -m bench.run {' '.join(sys.argv[1:])}", time.strftime(WHEN, time.gmtime())
+    when: dict[tuple[str, str], list[int]] = {(now, f"`{command}`"): sorted(measured)}
+    for number in carried:
+        when.setdefault(earlier.measured[number], []).append(number)
     lines = [
         "# altdub benchmark report",
         "",
-        "## Round two (issue 17): the plain-FFmpeg floor, the cached POST as shipped, encode once",
+        ROUND_TWO,
         "",
-        f"Made by `.venv/bin/python -m bench.run {' '.join(sys.argv[1:])}`",
-        f"on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} in {elapsed / 60:.1f} minutes:",
+        f"Made by `{command}`",
+        f"on {now} in {elapsed / 60:.1f} minutes:",
         f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, FFmpeg {ffmpeg_version()}.",
         f"Machine load (load average, 1 min): {loads[0]:.2f} at the start, {loads[1]:.2f} at the end (other",
         "processes' work on the same cores slows both sides of a pair; the more load, the noisier the ratios).",
         f"Source: {args.minutes:g}-minute 1920x1080 25 fps H.264 test pattern with stereo 48 kHz audio; dub: a",
         f"{args.minutes:g}-minute stereo 48 kHz PCM WAV. Each scenario ran {args.repeats} times (quick conversions",
         "more): medians (min-max, n).",
-        "Baselines ran in the same run on the same machine; the ratios are the targets.",
+        BASELINES_LINE,
         "",
-        "| target | altdub | baseline | ratio | goal | verdict |",
+        f"{MEASURED_INTRO}{named(sorted(measured))}; carried over from earlier runs, their first cell marked "
+        f'"{EARLIER}" and their notes kept: {named(carried)}. When and by what each target was measured:',
+        *[f"- {numbers(targets)}: {date}, {how}" for (date, how), targets in when.items()],
+        "",
+        *([WORDS_INTRO, "", *earlier.words, ""] if carried and earlier.words else []),
+        TABLE_HEADER,
         "|---|---|---|---|---|---|",
-        *[row.markdown() for row in report.rows],
+        *[line for _, line in rows],
         "",
-        "Notes:",
-        *[f"- {note}" for note in [*report.notes, *method(args)]],
+        *(["Notes:", *[f"- {note}" for _, note in notes], ""] if notes else []),
+        METHOD_HEADING,
+        *[f"- {note}" for note in method(args)],
         "",
         kept,
     ]
