@@ -135,7 +135,7 @@ def encoded_inputs(
     if task.output_format in INTERMEDIATE_HOLDERS and len(tracks) == 1:
         name = digest(task.run_id, tracks[0], options, inputs.duration)
         key = f"{folder}{name}.{INTERMEDIATE_EXTENSION}"
-        if _claim(ctx, name, task, key, measured).state == "mine":
+        if _claim(ctx, name, task, key, measured=False).state == "mine":  # else as below (its reading read there)
             in_place = InPlace(ctx, name, key, cancel)
             try:
                 yield Encoded(inputs, None, in_place)

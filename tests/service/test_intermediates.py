@@ -18,7 +18,7 @@ from sqlalchemy.orm import undefer
 
 from altdub.db.models import AudioIntermediate
 from altdub.media.ffmpeg import run_ffmpeg
-from altdub.media.formats import AudioTrack, ExportInputs, build_plan
+from altdub.media.formats import AudioTrack, ExportInputs, build_plan, intermediate_plan
 from altdub.media.options import resolve_options
 from altdub.media.probe import probe
 from altdub.service import intermediates
@@ -100,6 +100,24 @@ def test_a_second_deliverable_of_the_same_dub_and_options_runs_no_audio_encoder(
     direct = tmp_path / "direct.mp4"
     run_ffmpeg(build_plan("mp4", inputs, resolve_options("mp4", {}, dub.audio[0]), direct).args)
     assert _audio_packets(direct) == packets["mp4"]
+
+
+def test_a_padded_dub_made_in_place_is_the_stream_its_copies_carry(
+    client: TestClient, api_key: str, media: Media, tmp_path: Path, aac_encodes: list[list[str]]
+) -> None:
+    """A dub 50 ms short is padded (a filter graph): the mp4 encodes it in place, the m4a copies that stream,
+    and both hold the stream the intermediate's own plan writes."""
+    run_id = make_run(client, api_key, {"source": media.video, "dub_es-es": media.dub_short_ok})
+    mp4 = _file(client, api_key, run_id, "mp4", tmp_path)
+    m4a = _file(client, api_key, run_id, "m4a", tmp_path)
+    assert len(aac_encodes) == 1 and "-filter_complex" in aac_encodes[0], aac_encodes
+    assert _audio_packets(mp4) == _audio_packets(m4a)
+    dub, source = probe(media.dub_short_ok), probe(media.video)
+    track = AudioTrack(media.dub_short_ok, dub.audio[0], dub.duration, "spa")
+    alone = tmp_path / "alone.m4a"
+    run_ffmpeg(intermediate_plan(track, resolve_options("mp4", {}, dub.audio[0]), source.duration, alone))
+    assert _audio_packets(alone) == _audio_packets(mp4)
+    assert abs(probe(m4a).duration - source.duration) < 0.03
 
 
 def test_other_options_make_another_intermediate(
