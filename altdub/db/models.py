@@ -271,6 +271,7 @@ class AudioIntermediate(Base):
     storage_key: Mapped[str] = mapped_column(String(500))
     size: Mapped[int | None] = mapped_column(BigInteger)
     claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)  # its maker started
+    claimed_by: Mapped[str | None] = mapped_column(String(36))  # the maker's task: its re-run takes the claim over
     ready_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # stored: usable
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # The meter's reading (media/meter.py Reading.as_dict()) of the encoded audio, taken as it was encoded: the QC

@@ -13,9 +13,10 @@ The QC meter rides on the encode that makes an intermediate, and its reading is 
 deliverable that copies the stream reuses the reading instead of measuring the same packets again.
 
 Made once across processes: the process whose INSERT of the digest's row succeeds makes the file; any
-other waits for the row to become ready (a maker that died is taken over once its claim is older than
-a task's time limit). The storage lifecycle counts and removes intermediates as it does exports
-(``lifecycle.py``); a use marks the row first, so no sweep removes one that a remux is about to read.
+other waits for the row to become ready (a maker that died is taken over by its own task's re-run, or by
+anyone once its claim is older than a task's time limit). The storage lifecycle counts and removes
+intermediates as it does exports (``lifecycle.py``); a use marks the row first, so no sweep removes one
+that a remux is about to read.
 """
 
 from __future__ import annotations
@@ -261,9 +262,10 @@ def _claim(ctx: Context, name: str, task: ExportTask, key: str, measured: bool) 
             .where(
                 AudioIntermediate.id == name,
                 AudioIntermediate.ready_at.is_(None),
-                AudioIntermediate.claimed_at < abandoned,
+                # its maker stopped long ago, or was this very task, run again after its process died
+                (AudioIntermediate.claimed_at < abandoned) | (AudioIntermediate.claimed_by == task.id),
             )
-            .values(claimed_at=now)
+            .values(claimed_at=now, claimed_by=task.id)
         ).rowcount
         if taken == 1:
             log.info("intermediate %s: its maker stopped; made here", name)
@@ -272,7 +274,12 @@ def _claim(ctx: Context, name: str, task: ExportTask, key: str, measured: bool) 
         with ctx.sessions.begin() as session:
             session.add(
                 AudioIntermediate(
-                    id=name, workspace_id=task.workspace_id, run_id=task.run_id, storage_key=key, claimed_at=now
+                    id=name,
+                    workspace_id=task.workspace_id,
+                    run_id=task.run_id,
+                    storage_key=key,
+                    claimed_at=now,
+                    claimed_by=task.id,
                 )
             )
     except IntegrityError:  # another process claimed it first (or it exists: read again)
